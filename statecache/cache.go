@@ -1,0 +1,605 @@
+package statecache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/allegro/bigcache/v3"
+	"k8s.io/utils/clock"
+)
+
+// WriteMode says when a Cache makes a write durable.
+type WriteMode int
+
+const (
+	// WriteThrough returns from Put only after the Store has the value. A crash loses nothing
+	// that was acknowledged, and several caches (routers) may share one Store.
+	WriteThrough WriteMode = iota
+	// WriteBehind returns from Put at once and writes to the Store later, coalescing repeated
+	// writes of one key. Faster, but a crash loses up to FlushInterval of writes, and the Cache
+	// must be the Store's only writer for the keys it holds.
+	WriteBehind
+)
+
+// String returns the mode's name as used in flags and annotations.
+func (m WriteMode) String() string {
+	switch m {
+	case WriteThrough:
+		return "write-through"
+	case WriteBehind:
+		return "write-behind"
+	}
+	return "WriteMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseWriteMode parses "write-through" or "write-behind".
+func ParseWriteMode(s string) (WriteMode, error) {
+	switch s {
+	case "write-through", "":
+		return WriteThrough, nil
+	case "write-behind":
+		return WriteBehind, nil
+	}
+	return 0, fmt.Errorf("unknown write mode %q: want write-through or write-behind", s)
+}
+
+// Defaults of Config.
+const (
+	// DefaultMaxBytes bounds the cache's memory for values: 256 MiB holds about a million actors
+	// of 100-byte state (bigcache spends ~220-380 bytes per such entry).
+	DefaultMaxBytes = 256 << 20
+	// DefaultFlushInterval is how long write-behind holds a write at most (while the store is
+	// healthy): long enough to coalesce a hot actor's turns, short enough to bound loss on a crash.
+	DefaultFlushInterval = time.Second
+	// DefaultFlushConcurrency bounds the store writes one flush runs at once.
+	DefaultFlushConcurrency = 16
+	// cacheLockStripes serialise loads and writes of one key inside the cache.
+	cacheLockStripes = 256
+	// accessShards spread the idle-tracking map over independent locks.
+	accessShards = 64
+)
+
+// Config configures a Cache. The zero value is valid: write-through, DefaultMaxBytes, no
+// passivation.
+type Config struct {
+	// MaxBytes bounds the memory of cached values (rounded up to whole MiB). Least recently
+	// written entries are evicted first when it is reached; dirty write-behind values are kept
+	// outside this bound until they are flushed.
+	MaxBytes int
+	// Mode is WriteThrough (default) or WriteBehind.
+	Mode WriteMode
+	// FlushInterval is how often write-behind flushes, and how often idle actors are passivated.
+	FlushInterval time.Duration
+	// FlushConcurrency bounds concurrent store writes per flush. Default DefaultFlushConcurrency.
+	FlushConcurrency int
+	// IdleAfter passivates actors not read or written for this long: their entries leave memory
+	// once durable. Zero disables passivation.
+	IdleAfter time.Duration
+	// OnFlushError is told of every failed write-behind flush of a key. The write is kept and
+	// retried on the next flush unless err is ErrConflict (another writer changed the key; the
+	// buffered write is dropped and the key reloaded from the store). Called from the flushing
+	// goroutine; it must not block.
+	OnFlushError func(key Key, err error)
+	// Clock drives flushing and passivation. Default the real clock.
+	Clock clock.WithTicker
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.FlushConcurrency == 0 {
+		c.FlushConcurrency = DefaultFlushConcurrency
+	}
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("max bytes %d is negative", c.MaxBytes))
+	}
+	if c.Mode != WriteThrough && c.Mode != WriteBehind {
+		errs = append(errs, fmt.Errorf("unknown write mode %d", c.Mode))
+	}
+	if c.FlushInterval < 0 || c.IdleAfter < 0 {
+		errs = append(errs, errors.New("flush interval and idle time must not be negative"))
+	}
+	if c.FlushConcurrency < 0 {
+		errs = append(errs, errors.New("flush concurrency must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cache config: %w", err)
+	}
+	return nil
+}
+
+// Stats are a Cache's counters since it was created.
+type Stats struct {
+	Hits, Misses  uint64 // reads answered from memory / from the store
+	Flushed       uint64 // write-behind writes made durable
+	FlushErrors   uint64 // failed flush attempts (each reported to OnFlushError)
+	LostConflicts uint64 // write-behind writes dropped because another writer changed the key
+	Passivated    uint64 // entries dropped from memory for being idle
+	Dirty         int    // write-behind writes not yet durable
+}
+
+// Cache keeps actor state in memory in front of a Store.
+//
+// Concurrency: all methods are safe for concurrent use. A per-key stripe mutex (stripes)
+// serialises the load, check and write of one key, so a cache fill can never overwrite a newer
+// write. dirtyMu guards dirty; flushMu lets one flush run at a time. The background goroutine
+// (only with WriteBehind or IdleAfter) flushes and passivates on each tick and stops in Close.
+type Cache struct {
+	cfg   Config
+	store Store
+	mem   *bigcache.BigCache
+	seed  maphash.Seed
+
+	stripes [cacheLockStripes]sync.Mutex
+
+	dirtyMu sync.Mutex
+	dirty   map[string]*dirtyWrite // write-behind writes not yet in the store, by Key.String()
+
+	flushMu sync.Mutex
+
+	access [accessShards]accessShard // last read or write of each cached key, for passivation
+
+	localSeq atomic.Uint64 // numbers write-behind versions
+	localTag string        // makes write-behind versions unique to this cache
+
+	hits, misses, flushed, flushErrors, lostConflicts, passivated atomic.Uint64
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+type accessShard struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// dirtyWrite is one buffered write-behind change of a key.
+type dirtyWrite struct {
+	key     Key
+	value   []byte
+	exists  bool    // false: a buffered delete
+	base    Version // the store's version this change applies to
+	version Version // the version callers were given for it
+}
+
+// cached is the in-memory form of a key: what callers see, plus the store's version underneath.
+// With write-through both versions are the same.
+type cached struct {
+	Entry
+	durable Version
+}
+
+// NewCache returns a Cache in front of store. Close it to stop its goroutine and, with
+// WriteBehind, to flush what is buffered.
+func NewCache(store Store, cfg Config) (*Cache, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Cache{
+		cfg:      cfg,
+		store:    store,
+		seed:     maphash.MakeSeed(),
+		dirty:    make(map[string]*dirtyWrite),
+		localTag: strconv.FormatUint(uint64(time.Now().UnixNano()), 36),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	for i := range c.access {
+		c.access[i].last = make(map[string]time.Time)
+	}
+	maxMB := (cfg.MaxBytes + 1<<20 - 1) >> 20
+	bc := bigcache.DefaultConfig(time.Duration(math.MaxInt64)) // no time-based expiry: passivation decides
+	// Few shards, so each is large enough for a state at the router's 1 MiB cap. Two cores
+	// contend little on 16 locks.
+	bc.Shards = 16
+	bc.HardMaxCacheSize = maxMB
+	bc.MaxEntriesInWindow = 16 << 10
+	bc.MaxEntrySize = 256
+	bc.CleanWindow = 0
+	bc.Verbose = false
+	bc.OnRemoveWithReason = c.onEvict
+	mem, err := bigcache.New(context.Background(), bc)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c.mem = mem
+	if cfg.Mode == WriteBehind || cfg.IdleAfter > 0 {
+		go c.loop()
+	} else {
+		close(c.done)
+	}
+	return c, nil
+}
+
+// Get returns the key's current entry: from memory when cached, else from the store (and then
+// cached). An absent key is an Entry with Exists false.
+func (c *Cache) Get(ctx context.Context, key Key) (Entry, error) {
+	id := key.String()
+	if e, ok := c.fromMemory(id); ok {
+		c.hits.Add(1)
+		c.touch(id)
+		return e.Entry, nil
+	}
+	mu := c.stripe(id)
+	mu.Lock()
+	defer mu.Unlock()
+	e, err := c.load(ctx, key, id)
+	return e.Entry, err
+}
+
+// Put stores value for key if the key's current version is expect, and returns the new
+// version. With WriteThrough it returns after the store has the value; with WriteBehind at once.
+// A stale expect returns ErrConflict, and the cache then holds the current value, so a Get and
+// retry settle it.
+func (c *Cache) Put(ctx context.Context, key Key, value []byte, expect Version) (Version, error) {
+	return c.write(ctx, key, value, true, expect)
+}
+
+// Delete removes key's value if its current version is expect, like Put.
+func (c *Cache) Delete(ctx context.Context, key Key, expect Version) (Version, error) {
+	return c.write(ctx, key, nil, false, expect)
+}
+
+func (c *Cache) write(ctx context.Context, key Key, value []byte, exists bool, expect Version) (Version, error) {
+	if err := key.Validate(); err != nil {
+		return NoVersion, err
+	}
+	id := key.String()
+	mu := c.stripe(id)
+	mu.Lock()
+	defer mu.Unlock()
+	if c.cfg.Mode == WriteBehind {
+		return c.writeBehind(ctx, key, id, value, exists, expect)
+	}
+	var v Version
+	var err error
+	if exists {
+		v, err = c.store.Put(ctx, key, value, expect)
+	} else {
+		v, err = c.store.Delete(ctx, key, expect)
+	}
+	if errors.Is(err, ErrConflict) {
+		c.mem.Delete(id)
+		if _, lerr := c.load(ctx, key, id); lerr != nil {
+			return NoVersion, errors.Join(err, lerr)
+		}
+		return NoVersion, err
+	}
+	if err != nil {
+		// The write may or may not have happened: forget the cached value so the next read asks
+		// the store.
+		c.mem.Delete(id)
+		return NoVersion, err
+	}
+	c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists}, durable: v})
+	return v, nil
+}
+
+func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byte, exists bool, expect Version) (Version, error) {
+	cur, err := c.load(ctx, key, id)
+	if err != nil {
+		return NoVersion, err
+	}
+	if cur.Version != expect {
+		return NoVersion, fmt.Errorf("put %s: %w", key, ErrConflict)
+	}
+	v := Version("wb-" + c.localTag + "-" + strconv.FormatUint(c.localSeq.Add(1), 36))
+	value = append([]byte(nil), value...) // the caller may reuse its buffer once Put returns
+	c.dirtyMu.Lock()
+	c.dirty[id] = &dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v}
+	c.dirtyMu.Unlock()
+	c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists}, durable: cur.durable})
+	return v, nil
+}
+
+// load returns the key's entry from memory, the dirty set or the store. The caller holds the
+// key's stripe.
+func (c *Cache) load(ctx context.Context, key Key, id string) (cached, error) {
+	if e, ok := c.fromMemory(id); ok {
+		c.hits.Add(1)
+		c.touch(id)
+		return e, nil
+	}
+	c.dirtyMu.Lock()
+	d, ok := c.dirty[id]
+	c.dirtyMu.Unlock()
+	if ok { // evicted from memory under pressure, but still waiting to be flushed
+		e := cached{Entry: Entry{Value: d.value, Version: d.version, Exists: d.exists}, durable: d.base}
+		c.remember(id, e)
+		c.hits.Add(1)
+		return e, nil
+	}
+	c.misses.Add(1)
+	se, err := c.store.Get(ctx, key)
+	if err != nil {
+		return cached{}, err
+	}
+	e := cached{Entry: se, durable: se.Version}
+	c.remember(id, e)
+	return e, nil
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() Stats {
+	c.dirtyMu.Lock()
+	dirty := len(c.dirty)
+	c.dirtyMu.Unlock()
+	return Stats{
+		Hits: c.hits.Load(), Misses: c.misses.Load(), Flushed: c.flushed.Load(),
+		FlushErrors: c.flushErrors.Load(), LostConflicts: c.lostConflicts.Load(),
+		Passivated: c.passivated.Load(), Dirty: dirty,
+	}
+}
+
+func (c *Cache) stripe(id string) *sync.Mutex {
+	return &c.stripes[maphash.String(c.seed, id)%cacheLockStripes]
+}
+
+// Entry encoding in bigcache: flags(1) | len(version)(2) | version | len(durable)(2) | durable | value.
+const flagExists = 1
+
+func (c *Cache) remember(id string, e cached) {
+	buf := make([]byte, 0, 5+len(e.Version)+len(e.durable)+len(e.Value))
+	var flags byte
+	if e.Exists {
+		flags = flagExists
+	}
+	buf = append(buf, flags)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(len(e.Version)))
+	buf = append(buf, e.Version...)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(len(e.durable)))
+	buf = append(buf, e.durable...)
+	buf = append(buf, e.Value...)
+	if err := c.mem.Set(id, buf); err != nil {
+		// Too large for a shard: serve it from the store (or the dirty set) instead, and make
+		// sure no older copy survives.
+		c.mem.Delete(id)
+		return
+	}
+	c.touch(id)
+}
+
+func (c *Cache) fromMemory(id string) (cached, bool) {
+	b, err := c.mem.Get(id)
+	if err != nil {
+		return cached{}, false
+	}
+	var e cached
+	e.Exists = b[0]&flagExists != 0
+	n := int(binary.BigEndian.Uint16(b[1:]))
+	e.Version = Version(b[3 : 3+n])
+	b = b[3+n:]
+	n = int(binary.BigEndian.Uint16(b))
+	e.durable = Version(b[2 : 2+n])
+	if e.Exists {
+		e.Value = b[2+n:]
+	}
+	return e, true
+}
+
+// touch records that id was used now, for passivation.
+func (c *Cache) touch(id string) {
+	if c.cfg.IdleAfter == 0 {
+		return
+	}
+	now := c.cfg.Clock.Now()
+	s := &c.access[maphash.String(c.seed, id)%accessShards]
+	s.mu.Lock()
+	s.last[id] = now
+	s.mu.Unlock()
+}
+
+// onEvict is bigcache's removal callback; it runs under a bigcache shard lock, so it only
+// touches the access map.
+func (c *Cache) onEvict(id string, _ []byte, _ bigcache.RemoveReason) {
+	if c.cfg.IdleAfter == 0 {
+		return
+	}
+	s := &c.access[maphash.String(c.seed, id)%accessShards]
+	s.mu.Lock()
+	delete(s.last, id)
+	s.mu.Unlock()
+}
+
+// Passivate drops from memory every entry idle for at least IdleAfter whose state is durable,
+// and returns how many it dropped. Dirty entries stay until a flush makes them durable. The
+// background goroutine calls it on every tick; tests call it directly.
+func (c *Cache) Passivate() int {
+	if c.cfg.IdleAfter == 0 {
+		return 0
+	}
+	cutoff := c.cfg.Clock.Now().Add(-c.cfg.IdleAfter)
+	var idle []string
+	for i := range c.access {
+		s := &c.access[i]
+		s.mu.Lock()
+		for id, t := range s.last {
+			if !t.After(cutoff) {
+				idle = append(idle, id)
+			}
+		}
+		s.mu.Unlock()
+	}
+	dropped := 0
+	for _, id := range idle {
+		if c.passivate(id, cutoff) {
+			dropped++
+		}
+	}
+	c.passivated.Add(uint64(dropped))
+	return dropped
+}
+
+func (c *Cache) passivate(id string, cutoff time.Time) bool {
+	mu := c.stripe(id)
+	mu.Lock()
+	defer mu.Unlock()
+	s := &c.access[maphash.String(c.seed, id)%accessShards]
+	s.mu.Lock()
+	t, ok := s.last[id]
+	s.mu.Unlock()
+	if !ok || t.After(cutoff) {
+		return false // used again since it was found idle
+	}
+	if c.isDirty(id) {
+		return false
+	}
+	s.mu.Lock()
+	delete(s.last, id)
+	s.mu.Unlock()
+	return c.mem.Delete(id) == nil
+}
+
+func (c *Cache) isDirty(id string) bool {
+	c.dirtyMu.Lock()
+	_, dirty := c.dirty[id]
+	c.dirtyMu.Unlock()
+	return dirty
+}
+
+// Flush writes every buffered write-behind change to the store and returns the errors of those
+// that failed (they stay buffered, except conflicts). Only one flush runs at a time.
+func (c *Cache) Flush(ctx context.Context) error {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	c.dirtyMu.Lock()
+	ids := make([]string, 0, len(c.dirty))
+	for id := range c.dirty {
+		ids = append(ids, id)
+	}
+	c.dirtyMu.Unlock()
+
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, c.cfg.FlushConcurrency)
+	)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := c.flushKey(ctx, id); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// flushKey makes one key's buffered change durable. The store write runs without the key's
+// stripe, so turns on the key go on meanwhile; a change buffered during the write is rebased on
+// the version the write produced.
+func (c *Cache) flushKey(ctx context.Context, id string) error {
+	c.dirtyMu.Lock()
+	d, ok := c.dirty[id]
+	c.dirtyMu.Unlock()
+	if !ok {
+		return nil
+	}
+	key := d.key
+	var v Version
+	var err error
+	if d.exists {
+		v, err = c.store.Put(ctx, key, d.value, d.base)
+	} else {
+		v, err = c.store.Delete(ctx, key, d.base)
+	}
+	mu := c.stripe(id)
+	mu.Lock()
+	defer mu.Unlock()
+	c.dirtyMu.Lock()
+	defer c.dirtyMu.Unlock()
+	cur := c.dirty[id]
+	switch {
+	case errors.Is(err, ErrConflict):
+		// Another writer changed the key: this cache was not its only writer. Drop the buffered
+		// change loudly and let the next read load what the store has.
+		if cur == d {
+			delete(c.dirty, id)
+			c.mem.Delete(id)
+		}
+		c.lostConflicts.Add(1)
+		c.reportFlush(key, err)
+		return fmt.Errorf("flush %s: write-behind change lost to another writer: %w", key, err)
+	case err != nil:
+		c.reportFlush(key, err)
+		return fmt.Errorf("flush %s: %w", key, err)
+	}
+	c.flushed.Add(1)
+	if cur == d {
+		delete(c.dirty, id)
+	} else {
+		cur.base = v // a newer change was buffered meanwhile; it now applies on top of v
+	}
+	// The cached entry, whichever change it shows, now sits on store version v.
+	if e, ok := c.fromMemory(id); ok {
+		e.durable = v
+		c.remember(id, e)
+	}
+	return nil
+}
+
+func (c *Cache) reportFlush(key Key, err error) {
+	c.flushErrors.Add(1)
+	if c.cfg.OnFlushError != nil {
+		c.cfg.OnFlushError(key, err)
+	}
+}
+
+func (c *Cache) loop() {
+	defer close(c.done)
+	t := c.cfg.Clock.NewTicker(c.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C():
+			if c.cfg.Mode == WriteBehind {
+				_ = c.Flush(context.Background()) // failures are reported per key and retried next tick
+			}
+			c.Passivate()
+		}
+	}
+}
+
+// Close stops the background goroutine, flushes buffered writes (bounded by ctx) and releases
+// memory. It returns the flush's errors: writes it names were not made durable.
+func (c *Cache) Close(ctx context.Context) error {
+	var err error
+	c.once.Do(func() {
+		close(c.stop)
+		<-c.done
+		if c.cfg.Mode == WriteBehind {
+			err = c.Flush(ctx)
+		}
+		c.mem.Close()
+	})
+	return err
+}

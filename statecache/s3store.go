@@ -1,0 +1,314 @@
+package statecache
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"k8s.io/utils/clock"
+)
+
+// Defaults of S3Config. They bound how long a caller waits on a sick store: a healthy MinIO answers
+// a 1 KiB PUT in ~2 ms (p99 ~4 ms), so 5 s per attempt is generous, and three attempts with 50 ms
+// doubling back-off ride out a restart blip without holding a turn for long.
+const (
+	DefaultS3Timeout      = 5 * time.Second
+	DefaultS3Attempts     = 3
+	DefaultS3RetryBackoff = 50 * time.Millisecond
+)
+
+// tombstoneMeta marks the empty object that stands for a deleted key. S3 has no conditional
+// DELETE that every implementation honours, so a delete is a conditional PUT of a tombstone: it
+// keeps the version chain, and a later create is conditional on the tombstone's ETag.
+const tombstoneMeta = "Knactor-Deleted"
+
+// S3Config configures an S3Store. Credentials come from the caller (env or a Kubernetes Secret);
+// they are never logged or put into errors.
+type S3Config struct {
+	// Endpoint is host[:port] of the S3 API, e.g. "127.0.0.1:9000" or "s3.amazonaws.com".
+	Endpoint string
+	// Bucket holds the state objects.
+	Bucket string
+	// Prefix is prepended to every object name, e.g. "knactor/". Empty means the bucket root.
+	Prefix string
+	// AccessKey, SecretKey and SessionToken are the static credentials.
+	AccessKey, SecretKey, SessionToken string
+	// Region is the bucket's region; empty lets the client discover it.
+	Region string
+	// TLS selects https.
+	TLS bool
+	// InsecureSkipVerify accepts any server certificate. For tests against self-signed MinIO only.
+	InsecureSkipVerify bool
+	// CreateBucket creates the bucket at open time when it does not exist.
+	CreateBucket bool
+	// Timeout bounds each attempt of each operation. Default DefaultS3Timeout.
+	Timeout time.Duration
+	// Attempts is how many times a transient failure is tried before giving up. Default
+	// DefaultS3Attempts.
+	Attempts int
+	// RetryBackoff is the first back-off between attempts; it doubles each time. Default
+	// DefaultS3RetryBackoff.
+	RetryBackoff time.Duration
+	// Clock times the back-off. Default the real clock.
+	Clock clock.Clock
+}
+
+func (c *S3Config) setDefaults() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultS3Timeout
+	}
+	if c.Attempts == 0 {
+		c.Attempts = DefaultS3Attempts
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = DefaultS3RetryBackoff
+	}
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
+}
+
+func (c *S3Config) validate() error {
+	var errs []error
+	if c.Endpoint == "" {
+		errs = append(errs, errors.New("endpoint is empty"))
+	} else if strings.Contains(c.Endpoint, "://") {
+		errs = append(errs, fmt.Errorf("endpoint %q must be host[:port] without a scheme (use TLS for https)", c.Endpoint))
+	}
+	if c.Bucket == "" {
+		errs = append(errs, errors.New("bucket is empty"))
+	}
+	if c.AccessKey == "" || c.SecretKey == "" {
+		errs = append(errs, errors.New("access key and secret key are required"))
+	}
+	if c.Prefix != "" && !strings.HasSuffix(c.Prefix, "/") {
+		errs = append(errs, fmt.Errorf("prefix %q must end with '/'", c.Prefix))
+	}
+	if c.Timeout < 0 || c.Attempts < 0 || c.RetryBackoff < 0 {
+		errs = append(errs, errors.New("timeout, attempts and retry back-off must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("s3 store config: %w", err)
+	}
+	return nil
+}
+
+// S3Store keeps state in an S3 bucket (AWS S3, MinIO or another implementation that honours
+// If-Match and If-None-Match on PUT). Versions are ETags; deletes leave a small tombstone object.
+type S3Store struct {
+	cfg    S3Config
+	client *minio.Client
+	core   minio.Core
+}
+
+var _ Store = (*S3Store)(nil)
+
+// OpenS3Store connects to the bucket described by cfg and checks that it is usable: the
+// credentials are accepted and the bucket exists (or is created when cfg.CreateBucket is set).
+func OpenS3Store(ctx context.Context, cfg S3Config) (*S3Store, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	transport, err := minio.DefaultTransport(cfg.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("s3 store: transport: %w", err)
+	}
+	if cfg.TLS && cfg.InsecureSkipVerify {
+		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // opt-in, for tests
+	}
+	// Turns run concurrently against one endpoint; keep enough idle connections for them.
+	transport.MaxIdleConnsPerHost = 256
+	client, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
+		Secure:    cfg.TLS,
+		Region:    cfg.Region,
+		Transport: transport,
+		// Retries are ours, so only transient errors are retried and the clock is injected.
+		MaxRetries: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 store: endpoint %q: %w", cfg.Endpoint, err)
+	}
+	s := &S3Store{cfg: cfg, client: client, core: minio.Core{Client: client}}
+	if err := s.ensureBucket(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *S3Store) ensureBucket(ctx context.Context) error {
+	var exists bool
+	err := s.retry(ctx, func(ctx context.Context) (err error) {
+		exists, err = s.client.BucketExists(ctx, s.cfg.Bucket)
+		return err
+	})
+	if err != nil {
+		return s.explain("open bucket", "", err)
+	}
+	if exists {
+		return nil
+	}
+	if !s.cfg.CreateBucket {
+		return fmt.Errorf("s3 store: bucket %q does not exist at %s; create it or enable bucket creation", s.cfg.Bucket, s.cfg.Endpoint)
+	}
+	err = s.retry(ctx, func(ctx context.Context) error {
+		err := s.client.MakeBucket(ctx, s.cfg.Bucket, minio.MakeBucketOptions{Region: s.cfg.Region})
+		if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return s.explain("create bucket", "", err)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (s *S3Store) Get(ctx context.Context, key Key) (Entry, error) {
+	name, err := s.objectName(key)
+	if err != nil {
+		return Entry{}, err
+	}
+	var e Entry
+	err = s.retry(ctx, func(ctx context.Context) error {
+		body, info, _, err := s.core.GetObject(ctx, s.cfg.Bucket, name, minio.GetObjectOptions{})
+		if err != nil {
+			return err
+		}
+		defer body.Close()
+		value, err := io.ReadAll(body)
+		if err != nil {
+			return err
+		}
+		e = Entry{Version: Version(info.ETag)}
+		if info.Metadata.Get("X-Amz-Meta-"+tombstoneMeta) == "" {
+			e.Value, e.Exists = value, true
+		}
+		return nil
+	})
+	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+		return Entry{}, nil
+	}
+	if err != nil {
+		return Entry{}, s.explain("get", key.String(), err)
+	}
+	return e, nil
+}
+
+// Put implements Store.
+func (s *S3Store) Put(ctx context.Context, key Key, value []byte, expect Version) (Version, error) {
+	return s.put(ctx, "put", key, value, expect, nil)
+}
+
+// Delete implements Store. It writes a tombstone conditional on expect and returns its version.
+func (s *S3Store) Delete(ctx context.Context, key Key, expect Version) (Version, error) {
+	return s.put(ctx, "delete", key, nil, expect, map[string]string{tombstoneMeta: "true"})
+}
+
+func (s *S3Store) put(ctx context.Context, op string, key Key, value []byte, expect Version, meta map[string]string) (Version, error) {
+	name, err := s.objectName(key)
+	if err != nil {
+		return NoVersion, err
+	}
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", UserMetadata: meta}
+	if expect == NoVersion {
+		opts.SetMatchETagExcept("*")
+	} else {
+		opts.SetMatchETag(string(expect))
+	}
+	var version Version
+	err = s.retry(ctx, func(ctx context.Context) error {
+		info, err := s.core.PutObject(ctx, s.cfg.Bucket, name, bytes.NewReader(value), int64(len(value)), "", "", opts)
+		version = Version(info.ETag)
+		return err
+	})
+	if isConflict(err) {
+		return NoVersion, fmt.Errorf("%s %s: %w", op, key, ErrConflict)
+	}
+	if err != nil {
+		return NoVersion, s.explain(op, key.String(), err)
+	}
+	return version, nil
+}
+
+func (s *S3Store) objectName(key Key) (string, error) {
+	name, err := key.ObjectName()
+	if err != nil {
+		return "", err
+	}
+	return s.cfg.Prefix + name, nil
+}
+
+// retry runs op until it succeeds, fails with a permanent error, or the attempts run out. Each
+// attempt has its own timeout; the back-off doubles from RetryBackoff.
+func (s *S3Store) retry(ctx context.Context, op func(context.Context) error) error {
+	backoff := s.cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		err := op(actx)
+		cancel()
+		if err == nil || !isTransient(err) || attempt >= s.cfg.Attempts || ctx.Err() != nil {
+			return err
+		}
+		t := s.cfg.Clock.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C():
+		}
+		backoff *= 2
+	}
+}
+
+func isConflict(err error) bool {
+	r := minio.ToErrorResponse(err)
+	return r.StatusCode == http.StatusPreconditionFailed || r.Code == "PreconditionFailed" ||
+		r.Code == "ConditionalRequestConflict"
+}
+
+// isTransient reports errors worth another attempt: network failures, timeouts and the server
+// saying it is busy or broken. Client errors (credentials, missing bucket, conflicts) are final.
+func isTransient(err error) bool {
+	if r := minio.ToErrorResponse(err); r.Code != "" || r.StatusCode != 0 {
+		return r.StatusCode >= 500 || r.StatusCode == http.StatusTooManyRequests ||
+			r.Code == "SlowDown" || r.Code == "RequestTimeout" || r.Code == "InternalError"
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+// explain turns a failed operation into an error that says what is wrong and wraps
+// ErrUnavailable. It names the endpoint and bucket, never the credentials.
+func (s *S3Store) explain(op, key string, err error) error {
+	where := fmt.Sprintf("s3 store %s/%s", s.cfg.Endpoint, s.cfg.Bucket)
+	if key != "" {
+		op += " " + key
+	}
+	r := minio.ToErrorResponse(err)
+	switch r.Code {
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AccessDenied":
+		return fmt.Errorf("%s: %s: %w: credentials rejected (%s): check the access key, secret key and the policy on the bucket", where, op, ErrUnavailable, r.Code)
+	case "NoSuchBucket":
+		return fmt.Errorf("%s: %s: %w: bucket %q does not exist", where, op, ErrUnavailable, s.cfg.Bucket)
+	case "":
+		if isTransient(err) {
+			return fmt.Errorf("%s: %s: %w: endpoint unreachable after %d attempts: %w", where, op, ErrUnavailable, s.cfg.Attempts, err)
+		}
+		return fmt.Errorf("%s: %s: %w: %w", where, op, ErrUnavailable, err)
+	default:
+		return fmt.Errorf("%s: %s: %w: %s (%s, HTTP %d)", where, op, ErrUnavailable, r.Message, r.Code, r.StatusCode)
+	}
+}

@@ -1,0 +1,199 @@
+package statecache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/statecache/storetest"
+	"github.com/knactor/knactor/test/miniotest"
+)
+
+func openDir(t *testing.T) statecache.Store {
+	s, err := statecache.OpenDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestDirStoreContract(t *testing.T) {
+	storetest.Run(t, openDir)
+}
+
+// s3Config returns a config for the test server with a prefix of its own, so subtests share a
+// bucket without seeing each other.
+func s3Config(srv *miniotest.Server, prefix string) statecache.S3Config {
+	return statecache.S3Config{
+		Endpoint: srv.Endpoint, Bucket: "state", Prefix: prefix,
+		AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey, CreateBucket: true,
+	}
+}
+
+func TestS3StoreContract(t *testing.T) {
+	srv := miniotest.Start(t)
+	var n atomic.Int64
+	storetest.Run(t, func(t *testing.T) statecache.Store {
+		s, err := statecache.OpenS3Store(context.Background(), s3Config(srv, fmt.Sprintf("t%d/", n.Add(1))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestDirStoreStaysInsideItsDirectory(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "store")
+	s, err := statecache.OpenDirStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, id := range storetest.TrickyIDs {
+		if _, err := s.Put(context.Background(), statecache.Key{Function: "fn", ID: id}, []byte("x"), ""); err != nil {
+			t.Fatalf("Put(%q): %v", id, err)
+		}
+	}
+	files := 0
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		switch {
+		case rel == ".knactor.lock":
+		case filepath.Dir(rel) != "fn" || strings.HasPrefix(filepath.Base(rel), "."):
+			t.Errorf("file %s is outside the function's directory or hidden", path)
+		default:
+			files++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files != len(storetest.TrickyIDs) {
+		t.Fatalf("found %d state files, want %d (one per id, no temporaries)", files, len(storetest.TrickyIDs))
+	}
+}
+
+func TestDirStoreOneProcessPerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s, err := statecache.OpenDirStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// flock is per open file description, so a second open in this process stands in for a
+	// second process.
+	if _, err := statecache.OpenDirStore(dir); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second open: err = %v, want 'in use'", err)
+	}
+	s.Close()
+	s2, err := statecache.OpenDirStore(dir)
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	s2.Close()
+}
+
+func TestDirStoreSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	k := statecache.Key{Function: "counter", ID: "a/../b"}
+	s, err := statecache.OpenDirStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.Put(context.Background(), k, []byte("42"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = statecache.OpenDirStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e, err := s.Get(context.Background(), k)
+	if err != nil || string(e.Value) != "42" || e.Version != v {
+		t.Fatalf("after reopen: %+v, %v; want 42 at version %q", e, err, v)
+	}
+}
+
+func TestS3StoreErrorsSayWhatIsWrong(t *testing.T) {
+	srv := miniotest.Start(t)
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		mutate func(*statecache.S3Config)
+		want   string
+	}{
+		{"bad secret", func(c *statecache.S3Config) { c.SecretKey = "wrong-secret-value" }, "credentials rejected"},
+		{"unknown access key", func(c *statecache.S3Config) { c.AccessKey = "nobody" }, "credentials rejected"},
+		{"missing bucket", func(c *statecache.S3Config) { c.Bucket = "absent"; c.CreateBucket = false }, `bucket "absent" does not exist`},
+		{"endpoint down", func(c *statecache.S3Config) { c.Endpoint = "127.0.0.1:1"; c.RetryBackoff = time.Millisecond }, "unreachable"},
+		{"scheme in endpoint", func(c *statecache.S3Config) { c.Endpoint = "http://" + c.Endpoint }, "without a scheme"},
+		{"no credentials", func(c *statecache.S3Config) { c.AccessKey, c.SecretKey = "", "" }, "access key and secret key are required"},
+		{"prefix without slash", func(c *statecache.S3Config) { c.Prefix = "knactor" }, "must end with '/'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := s3Config(srv, "")
+			tt.mutate(&cfg)
+			_, err := statecache.OpenS3Store(ctx, cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tt.want)
+			}
+			for _, secret := range []string{miniotest.SecretKey, "wrong-secret-value"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Fatalf("error leaks the secret key: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestS3StoreReportsStoreDown(t *testing.T) {
+	srv := miniotest.Start(t)
+	ctx := context.Background()
+	cfg := s3Config(srv, "down/")
+	cfg.RetryBackoff = time.Millisecond
+	s, err := statecache.OpenS3Store(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := statecache.Key{Function: "counter", ID: "a"}
+	v, err := s.Put(ctx, k, []byte("1"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, k); !errors.Is(err, statecache.ErrUnavailable) {
+		t.Fatalf("Get with MinIO down: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Put(ctx, k, []byte("2"), v); !errors.Is(err, statecache.ErrUnavailable) {
+		t.Fatalf("Put with MinIO down: err = %v, want ErrUnavailable", err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Endpoint = srv.Endpoint // the restarted server listens on a new port
+	s, err = statecache.OpenS3Store(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.Get(ctx, k)
+	if err != nil || string(e.Value) != "1" || e.Version != v {
+		t.Fatalf("after restart: %+v, %v; want the acknowledged value 1", e, err)
+	}
+}
