@@ -272,6 +272,11 @@ func (c *Cache) write(ctx context.Context, key Key, value []byte, exists bool, e
 	if c.cfg.Mode == WriteBehind {
 		return c.writeBehind(ctx, key, id, value, exists, expect)
 	}
+	if e, ok := c.fromMemory(id); ok && e.Version != expect {
+		// The cache already holds a newer version than the caller read (cached versions only
+		// move forward), so the store would refuse too: save the round trip.
+		return NoVersion, fmt.Errorf("put %s: %w", key, ErrConflict)
+	}
 	var v Version
 	var err error
 	if exists {

@@ -1,0 +1,14 @@
+//go:build tools
+
+// Package hack pins modules that go.mod must keep at versions measured to build together on
+// this machine (see the toolchain notes), ahead of the packages that will import them. An
+// import moves out of this file once real code uses it.
+package hack
+
+import (
+	_ "github.com/gorilla/websocket"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/valyala/fasthttp"
+	_ "k8s.io/client-go/kubernetes"
+	_ "knative.dev/serving/pkg/apis/serving/v1"
+)

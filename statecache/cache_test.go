@@ -1,0 +1,440 @@
+package statecache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/test/miniotest"
+)
+
+// spyStore counts the calls that reach a Store and can fail the next puts on demand.
+type spyStore struct {
+	statecache.Store
+	gets, puts, deletes atomic.Int64
+	failPuts            atomic.Int64 // the next n puts fail with ErrUnavailable
+}
+
+func (s *spyStore) Get(ctx context.Context, k statecache.Key) (statecache.Entry, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, k)
+}
+
+func (s *spyStore) Put(ctx context.Context, k statecache.Key, v []byte, expect statecache.Version) (statecache.Version, error) {
+	s.puts.Add(1)
+	if s.failPuts.Add(-1) >= 0 {
+		return "", fmt.Errorf("spy: %w", statecache.ErrUnavailable)
+	}
+	s.failPuts.Store(0)
+	return s.Store.Put(ctx, k, v, expect)
+}
+
+func (s *spyStore) Delete(ctx context.Context, k statecache.Key, expect statecache.Version) (statecache.Version, error) {
+	s.deletes.Add(1)
+	return s.Store.Delete(ctx, k, expect)
+}
+
+var bg = context.Background()
+
+func newCache(t *testing.T, s statecache.Store, cfg statecache.Config) *statecache.Cache {
+	t.Helper()
+	c, err := statecache.NewCache(s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(bg) })
+	return c
+}
+
+func mustGet(t *testing.T, c *statecache.Cache, k statecache.Key) statecache.Entry {
+	t.Helper()
+	e, err := c.Get(bg, k)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", k, err)
+	}
+	return e
+}
+
+func mustPut(t *testing.T, c *statecache.Cache, k statecache.Key, v string, expect statecache.Version) statecache.Version {
+	t.Helper()
+	ver, err := c.Put(bg, k, []byte(v), expect)
+	if err != nil {
+		t.Fatalf("Put(%s, %q): %v", k, v, err)
+	}
+	return ver
+}
+
+// storeValue reads what the store itself holds for k.
+func storeValue(t *testing.T, s statecache.Store, k statecache.Key) string {
+	t.Helper()
+	e, err := s.Get(bg, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Exists {
+		return "<absent>"
+	}
+	return string(e.Value)
+}
+
+// eventually waits for an effect of the cache's goroutine that a fake-clock step triggered.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+var alice = statecache.Key{Function: "counter", ID: "alice"}
+
+func TestCacheHitsNeverTouchTheStore(t *testing.T) {
+	spy := &spyStore{Store: openDir(t)}
+	c := newCache(t, spy, statecache.Config{})
+	absent := mustGet(t, c, alice) // a miss, answered "absent" by the store and cached as such
+	if absent.Exists {
+		t.Fatalf("new actor exists: %+v", absent)
+	}
+	v := mustPut(t, c, alice, "1", absent.Version)
+	for range 100 {
+		if e := mustGet(t, c, alice); string(e.Value) != "1" || e.Version != v {
+			t.Fatalf("Get = %+v, want 1 at %q", e, v)
+		}
+	}
+	if got := spy.gets.Load(); got != 1 {
+		t.Fatalf("store saw %d gets, want only the first miss", got)
+	}
+	if st := c.Stats(); st.Hits != 100 || st.Misses != 1 {
+		t.Fatalf("stats = %+v, want 100 hits and 1 miss", st)
+	}
+}
+
+func TestWriteThroughIsDurableWhenPutReturns(t *testing.T) {
+	store := openDir(t)
+	c := newCache(t, store, statecache.Config{})
+	v := mustPut(t, c, alice, "1", "")
+	if got := storeValue(t, store, alice); got != "1" {
+		t.Fatalf("store holds %q right after Put, want 1", got)
+	}
+	v2, err := c.Delete(bg, alice, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := storeValue(t, store, alice); got != "<absent>" {
+		t.Fatalf("store holds %q after Delete", got)
+	}
+	if e := mustGet(t, c, alice); e.Exists || e.Version != v2 {
+		t.Fatalf("Get after delete = %+v, want absent at %q", e, v2)
+	}
+}
+
+func TestConflictReachesCallerAndRefreshesCache(t *testing.T) {
+	spy := &spyStore{Store: openDir(t)}
+	a := newCache(t, spy, statecache.Config{})
+	b := newCache(t, spy, statecache.Config{})
+	v := mustPut(t, a, alice, "1", "")
+	stale := mustGet(t, b, alice)
+	if string(stale.Value) != "1" {
+		t.Fatalf("b reads %q", stale.Value)
+	}
+	mustPut(t, a, alice, "2", v)
+	_, err := b.Put(bg, alice, []byte("from-b"), stale.Version)
+	if !errors.Is(err, statecache.ErrConflict) {
+		t.Fatalf("stale put: err = %v, want ErrConflict", err)
+	}
+	gets := spy.gets.Load()
+	if e := mustGet(t, b, alice); string(e.Value) != "2" {
+		t.Fatalf("after conflict b reads %q, want the winner's 2", e.Value)
+	}
+	if spy.gets.Load() != gets {
+		t.Fatal("the refreshed value was not cached: Get after the conflict went to the store")
+	}
+	if got := storeValue(t, spy, alice); got != "2" {
+		t.Fatalf("store holds %q, want 2 (the failed put changed nothing)", got)
+	}
+}
+
+func TestFailedWriteChangesNothing(t *testing.T) {
+	spy := &spyStore{Store: openDir(t)}
+	c := newCache(t, spy, statecache.Config{})
+	v := mustPut(t, c, alice, "1", "")
+	spy.failPuts.Store(1)
+	if _, err := c.Put(bg, alice, []byte("2"), v); !errors.Is(err, statecache.ErrUnavailable) {
+		t.Fatalf("put with store down: err = %v, want ErrUnavailable", err)
+	}
+	if e := mustGet(t, c, alice); string(e.Value) != "1" || e.Version != v {
+		t.Fatalf("after a failed put: %+v, want 1 at %q", e, v)
+	}
+}
+
+func TestWriteBehindCoalescesAndFlushesOnTheInterval(t *testing.T) {
+	spy := &spyStore{Store: openDir(t)}
+	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
+	c := newCache(t, spy, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Second, Clock: clk})
+	v := mustGet(t, c, alice).Version
+	for i := 1; i <= 100; i++ {
+		v = mustPut(t, c, alice, strconv.Itoa(i), v)
+	}
+	if got := storeValue(t, spy, alice); got != "<absent>" {
+		t.Fatalf("write-behind wrote through: store holds %q", got)
+	}
+	if e := mustGet(t, c, alice); string(e.Value) != "100" || e.Version != v {
+		t.Fatalf("cache serves %+v, want 100 at %q", e, v)
+	}
+	eventually(t, "the flush ticker", clk.HasWaiters)
+	clk.Step(time.Second)
+	eventually(t, "the flush", func() bool { return c.Stats().Dirty == 0 })
+	if got := storeValue(t, spy, alice); got != "100" {
+		t.Fatalf("store holds %q after flush, want 100", got)
+	}
+	if got := spy.puts.Load(); got != 1 {
+		t.Fatalf("100 writes reached the store as %d puts, want 1", got)
+	}
+	// The version callers hold survives the flush.
+	mustPut(t, c, alice, "101", v)
+}
+
+func TestWriteBehindCloseFlushes(t *testing.T) {
+	store := openDir(t)
+	c, err := statecache.NewCache(store, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		k := statecache.Key{Function: "counter", ID: strconv.Itoa(i)}
+		mustPut(t, c, k, "v"+strconv.Itoa(i), "")
+	}
+	bob := statecache.Key{Function: "counter", ID: "bob"}
+	bv := mustPut(t, c, bob, "x", "")
+	if _, err := c.Delete(bg, bob, bv); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(bg); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for i := range 50 {
+		k := statecache.Key{Function: "counter", ID: strconv.Itoa(i)}
+		if got := storeValue(t, store, k); got != "v"+strconv.Itoa(i) {
+			t.Fatalf("%s: store holds %q after Close", k, got)
+		}
+	}
+	if got := storeValue(t, store, bob); got != "<absent>" {
+		t.Fatalf("deleted key holds %q after Close", got)
+	}
+}
+
+func TestWriteBehindFlushFailureIsRetriedAndReported(t *testing.T) {
+	spy := &spyStore{Store: openDir(t)}
+	var mu sync.Mutex
+	var reported []error
+	c := newCache(t, spy, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour,
+		OnFlushError: func(k statecache.Key, err error) {
+			mu.Lock()
+			reported = append(reported, fmt.Errorf("%s: %w", k, err))
+			mu.Unlock()
+		}})
+	v := mustPut(t, c, alice, "1", "")
+	spy.failPuts.Store(2)
+	for range 2 {
+		if err := c.Flush(bg); !errors.Is(err, statecache.ErrUnavailable) {
+			t.Fatalf("Flush with store down: err = %v, want ErrUnavailable", err)
+		}
+	}
+	if st := c.Stats(); st.Dirty != 1 || st.FlushErrors != 2 {
+		t.Fatalf("stats = %+v, want the write still dirty after 2 reported failures", st)
+	}
+	if len(reported) != 2 || !errors.Is(reported[0], statecache.ErrUnavailable) {
+		t.Fatalf("reported = %v, want 2 ErrUnavailable", reported)
+	}
+	if err := c.Flush(bg); err != nil {
+		t.Fatalf("Flush after recovery: %v", err)
+	}
+	if got := storeValue(t, spy, alice); got != "1" {
+		t.Fatalf("store holds %q, want the retried write 1", got)
+	}
+	mustPut(t, c, alice, "2", v)
+}
+
+func TestWriteBehindConflictOnFlushIsReportedNotSilent(t *testing.T) {
+	store := openDir(t)
+	var lost atomic.Int64
+	c := newCache(t, store, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour,
+		OnFlushError: func(_ statecache.Key, err error) {
+			if errors.Is(err, statecache.ErrConflict) {
+				lost.Add(1)
+			}
+		}})
+	mustPut(t, c, alice, "mine", "")
+	if _, err := store.Put(bg, alice, []byte("theirs"), ""); err != nil { // a second writer
+		t.Fatal(err)
+	}
+	if err := c.Flush(bg); !errors.Is(err, statecache.ErrConflict) {
+		t.Fatalf("Flush: err = %v, want ErrConflict", err)
+	}
+	if lost.Load() != 1 || c.Stats().LostConflicts != 1 {
+		t.Fatalf("conflict reported %d times (stats %+v), want 1", lost.Load(), c.Stats())
+	}
+	if e := mustGet(t, c, alice); string(e.Value) != "theirs" {
+		t.Fatalf("after the lost flush the cache serves %q, want the store's value", e.Value)
+	}
+}
+
+func TestPassivationDropsOnlyDurableIdleEntries(t *testing.T) {
+	spy := &spyStore{Store: openDir(t)}
+	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
+	c := newCache(t, spy, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour,
+		IdleAfter: 10 * time.Second, Clock: clk})
+	bob := statecache.Key{Function: "counter", ID: "bob"}
+	mustPut(t, c, alice, "a", "")
+	mustPut(t, c, bob, "b", "")
+	if err := c.Flush(bg); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, c, alice, "a2", mustGet(t, c, alice).Version) // alice dirty again
+
+	clk.Step(5 * time.Second)
+	if n := c.Passivate(); n != 0 {
+		t.Fatalf("passivated %d entries after 5 s, want 0", n)
+	}
+	clk.Step(6 * time.Second)
+	if n := c.Passivate(); n != 1 {
+		t.Fatalf("passivated %d entries, want 1 (bob; alice is dirty)", n)
+	}
+	gets := spy.gets.Load()
+	if e := mustGet(t, c, bob); string(e.Value) != "b" || spy.gets.Load() != gets+1 {
+		t.Fatalf("bob after passivation: %q, store gets %d→%d; want a reload of b", e.Value, gets, spy.gets.Load())
+	}
+	if e := mustGet(t, c, alice); string(e.Value) != "a2" || spy.gets.Load() != gets+1 {
+		t.Fatalf("alice (dirty) = %q, want a2 from memory", e.Value)
+	}
+	if err := c.Flush(bg); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(11 * time.Second)
+	if n := c.Passivate(); n != 2 {
+		t.Fatalf("passivated %d entries once durable, want 2", n)
+	}
+	if got := storeValue(t, spy, alice); got != "a2" {
+		t.Fatalf("store holds %q for alice, want a2", got)
+	}
+}
+
+func TestMemoryIsBoundedAndDirtyWritesSurviveEviction(t *testing.T) {
+	store := openDir(t)
+	c := newCache(t, store, statecache.Config{Mode: statecache.WriteBehind, MaxBytes: 1 << 20, FlushInterval: time.Hour})
+	value := func(i int) string { return fmt.Sprintf("%01024d", i) }
+	const n = 2000 // ~2 MiB of state in a 1 MiB cache
+	for i := range n {
+		mustPut(t, c, statecache.Key{Function: "big", ID: strconv.Itoa(i)}, value(i), "")
+	}
+	for i := range n {
+		k := statecache.Key{Function: "big", ID: strconv.Itoa(i)}
+		if e := mustGet(t, c, k); string(e.Value) != value(i) {
+			t.Fatalf("%s: dirty value lost under memory pressure: got %q (exists %v)", k, e.Value[:min(10, len(e.Value))], e.Exists)
+		}
+	}
+	if err := c.Flush(bg); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Flushed != n || st.Dirty != 0 {
+		t.Fatalf("stats = %+v, want %d flushed", st, n)
+	}
+}
+
+// increments runs goroutines that each add 1 to one counter `each` times through caches,
+// retrying on conflicts, and returns the final count as the store has it.
+func increments(t *testing.T, store statecache.Store, caches []*statecache.Cache, goroutines, each int) int {
+	t.Helper()
+	k := statecache.Key{Function: "counter", ID: "shared"}
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		c := caches[g%len(caches)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for done := 0; done < each; {
+				e, err := c.Get(bg, k)
+				if err != nil {
+					errs <- err
+					return
+				}
+				n, _ := strconv.Atoi(string(e.Value))
+				_, err = c.Put(bg, k, []byte(strconv.Itoa(n+1)), e.Version)
+				switch {
+				case errors.Is(err, statecache.ErrConflict):
+				case err != nil:
+					errs <- err
+					return
+				default:
+					done++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(storeValue(t, store, k))
+	return n
+}
+
+func TestConcurrentIncrementsThroughTwoCachesOnMinIO(t *testing.T) {
+	srv := miniotest.Start(t)
+	store, err := statecache.OpenS3Store(bg, s3Config(srv, "inc/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caches := []*statecache.Cache{newCache(t, store, statecache.Config{}), newCache(t, store, statecache.Config{})}
+	if got := increments(t, store, caches, 8, 200); got != 1600 {
+		t.Fatalf("8 goroutines × 200 increments through two caches ended at %d, want 1600", got)
+	}
+}
+
+func TestConcurrentIncrementsThroughTwoCachesOnDir(t *testing.T) {
+	store := openDir(t)
+	caches := []*statecache.Cache{newCache(t, store, statecache.Config{}), newCache(t, store, statecache.Config{})}
+	if got := increments(t, store, caches, 8, 200); got != 1600 {
+		t.Fatalf("ended at %d, want 1600", got)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  statecache.Config
+	}{
+		{"negative memory", statecache.Config{MaxBytes: -1}},
+		{"unknown mode", statecache.Config{Mode: 7}},
+		{"negative idle", statecache.Config{IdleAfter: -time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := statecache.NewCache(openDir(t), tt.cfg); err == nil {
+				t.Fatal("NewCache accepted an invalid config")
+			}
+		})
+	}
+	for _, s := range []string{"write-through", "write-behind"} {
+		m, err := statecache.ParseWriteMode(s)
+		if err != nil || m.String() != s {
+			t.Fatalf("ParseWriteMode(%q) = %v, %v", s, m, err)
+		}
+	}
+	if _, err := statecache.ParseWriteMode("write-around"); err == nil {
+		t.Fatal("ParseWriteMode accepted write-around")
+	}
+}
