@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs knactor's whole test suite, as CI does: installs what the tests need (the pinned MinIO
+# server, built into bin/ on first use), checks formatting and vet, then runs every test with the
+# race detector. Extra arguments go to `go test`, e.g. `hack/test.sh -short` for the fast inner
+# loop (skips tests that need MinIO or real processes) or `hack/test.sh -run Cache`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n--- %s (%ds)\n' "$1" "$SECONDS"; }
+
+step "installing test dependencies"
+KNACTOR_MINIO_BIN="$(hack/install-minio.sh)"
+export KNACTOR_MINIO_BIN
+echo "minio: ${KNACTOR_MINIO_BIN}"
+
+step "gofmt"
+unformatted="$(find . -name '*.go' -not -path './bin/*' -not -path './.cache/*' -print0 | xargs -0 gofmt -l)"
+if [[ -n "${unformatted}" ]]; then
+  echo "these files need gofmt:"; echo "${unformatted}"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 45m "$@" ./...
+
+step "done"

@@ -1,0 +1,9 @@
+// Package router is knactor's front door: a fasthttp server for the public API.
+//
+// It gives each actor (function + id) a mailbox that runs one turn at a time, picks the actor's
+// owner pod by rendezvous hashing over the function's ready pods, loads the actor's state from
+// statecache, sends the function contract's envelope (docs/protocol.md) to the owner, and saves
+// the new state with a conditional write before the caller hears the reply. It also serves
+// WebSocket sessions pinned to an actor, stateless pass-through to a function's pods, and the
+// per-function concurrency statistics the autoscaler reads.
+package router

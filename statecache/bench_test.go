@@ -1,0 +1,201 @@
+package statecache_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/test/miniotest"
+)
+
+// state1K is a 1 KiB state, the size the benchmarks in docs/benchmarks.md use.
+var state1K = make([]byte, 1024)
+
+const benchKeys = 1 << 16 // enough distinct actors that the hot set is not one cache line
+
+func benchKey(i int) statecache.Key {
+	return statecache.Key{Function: "bench", ID: "actor-" + strconv.Itoa(i%benchKeys)}
+}
+
+func BenchmarkCacheGetHit(b *testing.B) {
+	c := newCacheB(b, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: 1 << 62})
+	for i := range benchKeys {
+		if _, err := c.Put(bg, benchKey(i), state1K, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	misses := c.Stats().Misses
+	b.SetBytes(int64(len(state1K)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := c.Get(bg, benchKey(i)); err != nil {
+				b.Error(err)
+				return
+			}
+			i += 7919
+		}
+	})
+	if st := c.Stats(); st.Misses != misses {
+		b.Fatalf("%d misses: the benchmark measured the store", st.Misses-misses)
+	}
+}
+
+// BenchmarkCachePutWriteBehind measures the cache's own write path: check, buffer, remember.
+func BenchmarkCachePutWriteBehind(b *testing.B) {
+	c := newCacheB(b, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: 1 << 62})
+	for i := range benchKeys { // load every actor once, so the loop measures the write path only
+		if _, err := c.Get(bg, benchKey(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	versions := make([]statecache.Version, benchKeys)
+	b.SetBytes(int64(len(state1K)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		k := i % benchKeys
+		v, err := c.Put(bg, benchKey(k), state1K, versions[k])
+		if err != nil {
+			b.Fatal(err)
+		}
+		versions[k] = v
+	}
+}
+
+// BenchmarkCachePutWriteThroughDir is a write-through put onto the local-directory store
+// (two fsyncs per write).
+func BenchmarkCachePutWriteThroughDir(b *testing.B) {
+	c, err := statecache.NewCache(openDirB(b), statecache.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close(bg) })
+	benchPuts(b, c, func(k statecache.Key, expect statecache.Version) (statecache.Version, error) {
+		return c.Put(bg, k, state1K, expect)
+	})
+}
+
+func BenchmarkDirStore(b *testing.B) {
+	benchStore(b, openDirB(b))
+}
+
+func BenchmarkS3Store(b *testing.B) {
+	srv := miniotest.Start(b)
+	cfg := statecache.S3Config{Endpoint: srv.Endpoint, Bucket: "bench", AccessKey: miniotest.AccessKey,
+		SecretKey: miniotest.SecretKey, CreateBucket: true}
+	s, err := statecache.OpenS3Store(bg, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchStore(b, s)
+}
+
+func benchStore(b *testing.B, s statecache.Store) {
+	b.Run("Put1KiB", func(b *testing.B) {
+		benchPuts(b, s, func(k statecache.Key, expect statecache.Version) (statecache.Version, error) {
+			return s.Put(bg, k, state1K, expect)
+		})
+	})
+	b.Run("Get1KiB", func(b *testing.B) {
+		const keys = 256
+		for i := range keys {
+			k := statecache.Key{Function: "bench-get", ID: strconv.Itoa(i)}
+			e, err := s.Get(bg, k)
+			if err == nil {
+				_, err = s.Put(bg, k, state1K, e.Version)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(len(state1K)))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := s.Get(bg, statecache.Key{Function: "bench-get", ID: strconv.Itoa(i % keys)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// benchPuts updates one actor per iteration, each time at the version the last write returned.
+func benchPuts(b *testing.B, s interface {
+	Get(context.Context, statecache.Key) (statecache.Entry, error)
+}, put func(statecache.Key, statecache.Version) (statecache.Version, error)) {
+	k := statecache.Key{Function: "bench-put", ID: b.Name()}
+	var v statecache.Version
+	if e, err := s.Get(bg, k); err != nil {
+		b.Fatal(err)
+	} else {
+		v = e.Version
+	}
+	b.SetBytes(int64(len(state1K)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		state1K[0] = byte(i) // a new value each time, as a real turn would write
+		var err error
+		if v, err = put(k, v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// memStore is a map behind a mutex: a store that costs next to nothing, so the cache benchmarks
+// measure the cache (and their set-up and final flush take no disk time).
+type memStore struct {
+	mu  sync.Mutex
+	seq int
+	m   map[statecache.Key]statecache.Entry
+}
+
+func (s *memStore) Get(_ context.Context, k statecache.Key) (statecache.Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[k], nil
+}
+
+func (s *memStore) Put(_ context.Context, k statecache.Key, v []byte, expect statecache.Version) (statecache.Version, error) {
+	return s.set(k, statecache.Entry{Value: v, Exists: true}, expect)
+}
+
+func (s *memStore) Delete(_ context.Context, k statecache.Key, expect statecache.Version) (statecache.Version, error) {
+	return s.set(k, statecache.Entry{}, expect)
+}
+
+func (s *memStore) set(k statecache.Key, e statecache.Entry, expect statecache.Version) (statecache.Version, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[k].Version != expect {
+		return "", statecache.ErrConflict
+	}
+	s.seq++
+	e.Version = statecache.Version(strconv.Itoa(s.seq))
+	s.m[k] = e
+	return e.Version, nil
+}
+
+// newCacheB returns a cache over an in-memory store, closed after the timed part.
+func newCacheB(b *testing.B, cfg statecache.Config) *statecache.Cache {
+	c, err := statecache.NewCache(&memStore{m: make(map[statecache.Key]statecache.Entry)}, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close(bg) })
+	return c
+}
+
+func openDirB(b *testing.B) *statecache.DirStore {
+	s, err := statecache.OpenDirStore(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
