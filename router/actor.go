@@ -1,0 +1,358 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/knactor/knactor/statecache"
+)
+
+// Response headers of actor calls.
+const (
+	// HeaderStateVersion carries the actor's state version after the call.
+	HeaderStateVersion = "X-Knactor-State-Version"
+	// HeaderPod names the pod that ran the turn.
+	HeaderPod = "X-Knactor-Pod"
+	// metaHeaderPrefix marks caller headers passed to the function as metadata.
+	metaHeaderPrefix = "X-Knactor-Meta-"
+)
+
+var (
+	contentJSON   = []byte("application/json")
+	contentBinary = []byte("application/octet-stream")
+	invokePath    = []byte("/v1/invoke")
+	wsAction      = "ws"
+)
+
+// actorCall is one call of an actor's action, from HTTP, WebSocket or an effect.
+type actorCall struct {
+	fn        Function
+	key       statecache.Key
+	action    string
+	payload   []byte
+	metadata  []metaPair
+	requestID string
+}
+
+// turnResult is what a committed turn answers.
+type turnResult struct {
+	reply      []byte
+	replyIsRaw bool
+	version    statecache.Version
+	pod        string
+}
+
+// serveActor routes /v1/actors/{function}/{id}[/{action}]. Path segments are percent-decoded;
+// an id holding '/' must send it as %2F.
+func (r *Router) serveActor(ctx *fasthttp.RequestCtx, rest []byte) {
+	parts := bytes.Split(rest, []byte("/"))
+	if len(parts) < 2 || len(parts) > 3 {
+		writeError(ctx, errorf(404, CodeNotFound, "want /v1/actors/{function}/{id}[/{action}]; escape '/' in ids as %%2F"))
+		return
+	}
+	fnName := string(parts[0])
+	id, err := url.PathUnescape(string(parts[1]))
+	if err != nil {
+		writeError(ctx, errorf(400, CodeBadRequest, "actor id is not valid percent-encoding: %v", err))
+		return
+	}
+	key := statecache.Key{Function: fnName, ID: id}
+	if err := key.Validate(); err != nil {
+		writeError(ctx, errorf(400, CodeBadRequest, "%v", err))
+		return
+	}
+	fn, ok := r.backends.Function(fnName)
+	if !ok {
+		writeError(ctx, errorf(404, CodeUnknownFunction, "no function %q is deployed", fnName))
+		return
+	}
+	method := string(ctx.Method())
+	if len(parts) == 2 {
+		switch method {
+		case fasthttp.MethodGet, fasthttp.MethodHead:
+			r.serveGetState(ctx, fn, key)
+		case fasthttp.MethodDelete:
+			r.serveDelete(ctx, fn, key)
+		default:
+			writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s /v1/actors/{function}/{id}: use GET or DELETE", method))
+		}
+		return
+	}
+	action := string(parts[2])
+	switch {
+	case method == fasthttp.MethodGet && action == wsAction:
+		r.serveWebSocket(ctx, fn, key)
+	case method != fasthttp.MethodPost:
+		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s on an action: use POST (or GET .../ws for a WebSocket)", method))
+	case !validAction(action):
+		writeError(ctx, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", action, maxActionLen))
+	default:
+		r.serveInvoke(ctx, fn, key, action)
+	}
+}
+
+func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key, action string) {
+	start := time.Now()
+	payload, err := r.readBody(ctx)
+	if err != nil {
+		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
+		writeError(ctx, err)
+		return
+	}
+	call := &actorCall{fn: fn, key: key, action: action, payload: payload, requestID: r.requestID(ctx)}
+	ctx.Request.Header.VisitAll(func(k, v []byte) {
+		if name, ok := bytes.CutPrefix(k, []byte(metaHeaderPrefix)); ok && len(name) > 0 {
+			call.metadata = append(call.metadata, metaPair{string(bytes.ToLower(name)), string(v)})
+		}
+	})
+	// Not ctx: a RequestCtx is cancelled when shutdown begins, and in-flight turns must finish.
+	res, err := r.invoke(context.Background(), call)
+	if err != nil {
+		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
+		writeError(ctx, err)
+		return
+	}
+	ctx.Response.Header.Set(HeaderStateVersion, string(res.version))
+	ctx.Response.Header.Set(HeaderPod, res.pod)
+	if res.replyIsRaw {
+		ctx.Response.Header.SetContentTypeBytes(contentBinary)
+	} else {
+		ctx.Response.Header.SetContentTypeBytes(contentJSON)
+	}
+	ctx.SetBody(res.reply)
+	r.metrics.observe(fn.Name, kindActor, 200, start)
+}
+
+// readBody reads the request body up to the payload limit: 413 beyond it.
+func (r *Router) readBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
+	limit := r.cfg.MaxPayloadBytes
+	if n := ctx.Request.Header.ContentLength(); n > limit {
+		ctx.SetConnectionClose() // the unread body would otherwise be parsed as the next request
+		return nil, errorf(413, CodeTooLarge, "request body is %d bytes, the limit is %d", n, limit)
+	}
+	body, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
+	if err != nil {
+		return nil, errorf(400, CodeBadRequest, "reading the request body: %v", err)
+	}
+	if len(body) > limit {
+		ctx.SetConnectionClose()
+		return nil, errorf(413, CodeTooLarge, "request body is over the limit of %d bytes", limit)
+	}
+	return body, nil
+}
+
+// invoke runs one call as a turn of its actor: wait for the actor's mailbox, load the state,
+// send the envelope to the owner pod, and commit the answer's state conditionally. A version
+// conflict (another router wrote the actor) re-runs the turn on the fresh state. On any error
+// nothing was stored.
+func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, error) {
+	timeout := call.fn.Timeout
+	if timeout <= 0 {
+		timeout = r.cfg.CallTimeout
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	end := r.stats.Begin(call.fn.Name, call.key.ID)
+	defer end()
+
+	keyStr := call.key.String()
+	release, err := r.mailboxes.Acquire(ctx, keyStr)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, errorf(504, CodeFunctionTimeout, "timed out after %v waiting for the actor's turn", timeout)
+		}
+		return nil, err
+	}
+	defer release()
+
+	maxState := call.fn.MaxStateBytes
+	if maxState <= 0 {
+		maxState = r.cfg.MaxStateBytes
+	}
+	deadline, _ := ctx.Deadline()
+	for attempt := 1; ; attempt++ {
+		cur, err := r.state.Get(ctx, call.key)
+		if err != nil {
+			return nil, storeError(err)
+		}
+		pod, ok := r.backends.Ready(call.fn.Name).Owner(keyStr)
+		if !ok {
+			return nil, errorf(503, CodeNoCapacity, "function %q has no ready pod", call.fn.Name)
+		}
+		env := envelope{
+			function: call.fn.Name, actor: call.key.ID, action: call.action, state: cur, payload: call.payload,
+			metadata: append([]metaPair{
+				{"request_id", call.requestID},
+				{"attempt", strconv.Itoa(attempt)},
+				{"deadline", deadline.UTC().Format(time.RFC3339Nano)},
+			}, call.metadata...),
+		}
+		out, err := r.send(pod.Addr, &env, deadline, maxState)
+		if err != nil {
+			return nil, err
+		}
+		if out.fnErr != nil {
+			return nil, out.fnErr
+		}
+		version := cur.Version
+		changed := true
+		switch {
+		case out.delete && cur.Exists:
+			version, err = r.state.Delete(ctx, call.key, cur.Version)
+		case out.newState != nil:
+			version, err = r.state.Put(ctx, call.key, out.newState, cur.Version)
+		default:
+			changed = false
+		}
+		if errors.Is(err, statecache.ErrConflict) {
+			r.metrics.conflict(call.fn.Name)
+			if attempt > r.cfg.ConflictRetries {
+				return nil, errorf(409, CodeVersionConflict, "actor state kept changing under %d attempts; retry", attempt)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, storeError(err)
+		}
+		if changed {
+			r.hub.publish(keyStr, version, out.newState, out.delete)
+		}
+		r.runEffects(call, out.effects)
+		if !cur.Exists && !changed {
+			version = statecache.NoVersion
+		}
+		return &turnResult{reply: out.reply, replyIsRaw: out.replyIsRaw, version: version, pod: pod.Name}, nil
+	}
+}
+
+// send posts the envelope to a pod and validates its answer.
+func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState int) (outcome, error) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.URI().SetScheme("http")
+	req.URI().SetHost(addr)
+	req.URI().SetPathBytes(invokePath)
+	req.Header.SetContentTypeBytes(contentJSON)
+	req.SetBodyRaw(env.appendJSON(req.Body()[:0]))
+
+	err := r.client.DoDeadline(req, resp, deadline)
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout):
+		return outcome{}, errorf(504, CodeFunctionTimeout, "function did not answer before the deadline")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return outcome{}, badReply("answer is over the limit of %d bytes", r.cfg.MaxReplyBytes)
+	case err != nil:
+		return outcome{}, errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err)
+	}
+	status := resp.StatusCode()
+	body := resp.Body()
+	if status < 200 || status > 299 {
+		// The error form may come with its own status; anything else is a failed function.
+		if out, perr := parseAnswer(body, env.function, maxState, r.cfg.MaxEffectsPerTurn); perr == nil && out.fnErr != nil && out.fnErr.status == status {
+			return out, nil
+		}
+		return outcome{}, functionFailed(status, body)
+	}
+	return parseAnswer(body, env.function, maxState, r.cfg.MaxEffectsPerTurn)
+}
+
+// storeError maps a state store failure to the caller's 503.
+func storeError(err error) error {
+	if errors.Is(err, statecache.ErrUnavailable) {
+		return errorf(503, CodeStoreUnavailable, "state store unavailable: %v", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errorf(504, CodeFunctionTimeout, "timed out reading or writing the actor's state")
+	}
+	return err
+}
+
+// serveGetState answers the actor's current state without calling the function.
+func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key) {
+	start := time.Now()
+	c, cancel := context.WithTimeout(context.Background(), r.cfg.CallTimeout)
+	defer cancel()
+	e, err := r.state.Get(c, key)
+	if err == nil && !e.Exists {
+		err = errorf(404, CodeActorNotFound, "actor %q of function %q has no state", key.ID, key.Function)
+	}
+	if err != nil {
+		err = storeError(err)
+		r.metrics.observe(fn.Name, kindState, statusOf(err), start)
+		writeError(ctx, err)
+		return
+	}
+	ctx.Response.Header.Set(HeaderStateVersion, string(e.Version))
+	ctx.Response.Header.SetContentTypeBytes(contentTypeOf(e.Value))
+	ctx.SetBody(e.Value)
+	r.metrics.observe(fn.Name, kindState, 200, start)
+}
+
+func contentTypeOf(v []byte) []byte {
+	if json.Valid(v) {
+		return contentJSON
+	}
+	return contentBinary
+}
+
+// serveDelete deletes the actor's state as a turn, so it never interleaves with a call.
+func (r *Router) serveDelete(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key) {
+	start := time.Now()
+	err := r.deleteActor(context.Background(), fn, key)
+	if err != nil {
+		r.metrics.observe(fn.Name, kindState, statusOf(err), start)
+		writeError(ctx, err)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	r.metrics.observe(fn.Name, kindState, 204, start)
+}
+
+func (r *Router) deleteActor(parent context.Context, fn Function, key statecache.Key) error {
+	ctx, cancel := context.WithTimeout(parent, r.cfg.CallTimeout)
+	defer cancel()
+	keyStr := key.String()
+	release, err := r.mailboxes.Acquire(ctx, keyStr)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return errorf(504, CodeFunctionTimeout, "timed out waiting for the actor's turn")
+		}
+		return err
+	}
+	defer release()
+	for attempt := 1; ; attempt++ {
+		cur, err := r.state.Get(ctx, key)
+		if err != nil {
+			return storeError(err)
+		}
+		if !cur.Exists {
+			return nil
+		}
+		v, err := r.state.Delete(ctx, key, cur.Version)
+		if errors.Is(err, statecache.ErrConflict) && attempt <= r.cfg.ConflictRetries {
+			continue
+		}
+		if errors.Is(err, statecache.ErrConflict) {
+			return errorf(409, CodeVersionConflict, "actor state kept changing; retry")
+		}
+		if err != nil {
+			return storeError(err)
+		}
+		r.hub.publish(keyStr, v, nil, true)
+		return nil
+	}
+}
+
+// statusOf is the HTTP status an error answers with.
+func statusOf(err error) int { return asAPIError(err).status }

@@ -1,0 +1,132 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Defaults of Config. Each bounds what one caller can cost the router.
+const (
+	// DefaultListen keeps a router without auth tokens reachable from this machine only.
+	DefaultListen = "127.0.0.1:8080"
+	// DefaultMaxPayloadBytes bounds a caller's request body (the contract's payload limit).
+	DefaultMaxPayloadBytes = 1 << 20
+	// DefaultMaxStateBytes bounds an actor's state, in the store and in every envelope.
+	DefaultMaxStateBytes = 1 << 20
+	// DefaultMaxReplyBytes bounds a function's answer (the contract's reply limit).
+	DefaultMaxReplyBytes = 4 << 20
+	// DefaultMaxQueuePerActor bounds the calls waiting for one actor's turn; past it callers get
+	// 429. 1000 waiting turns of a 1 ms function is a second of backlog: more is a hot spot that
+	// should back off, not queue.
+	DefaultMaxQueuePerActor = 1000
+	// DefaultCallTimeout is a call's deadline when the function sets none (Knative's
+	// timeoutSeconds); it covers the wait for the turn, the state load, the function and the save.
+	DefaultCallTimeout = 30 * time.Second
+	// DefaultConflictRetries is how often a turn is re-run after a version conflict before the
+	// caller gets 409. Conflicts only happen when several routers write one actor at once, and
+	// each re-run reloads the winner's state, so a handful settles all but pathological races.
+	DefaultConflictRetries = 5
+	// DefaultReadTimeout and DefaultWriteTimeout bound slow clients: reading a request (headers
+	// and body) and writing a response.
+	DefaultReadTimeout  = 30 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	// DefaultIdleTimeout closes keep-alive connections idle for this long.
+	DefaultIdleTimeout = 90 * time.Second
+	// DefaultMaxEffectsPerTurn bounds the follow-up invocations one turn may ask for.
+	DefaultMaxEffectsPerTurn = 64
+)
+
+// Config configures a Router. The zero value plus defaults is a loopback-only router without auth.
+type Config struct {
+	// Listen is the address to serve on. Default DefaultListen.
+	Listen string
+	// AuthTokens, when non-empty, are the bearer tokens the public API accepts. Without tokens the
+	// router refuses to listen on a non-loopback address unless AllowUnauthenticated is set.
+	AuthTokens []string
+	// AllowUnauthenticated lets a router without tokens listen beyond loopback (behind a trusted
+	// gateway, say).
+	AllowUnauthenticated bool
+	// AllowedOrigins, when non-empty, are the Origin values WebSocket upgrades accept ("*" for
+	// any). Empty accepts requests without an Origin header or with one matching the Host.
+	AllowedOrigins []string
+
+	MaxPayloadBytes   int
+	MaxStateBytes     int
+	MaxReplyBytes     int
+	MaxQueuePerActor  int
+	MaxEffectsPerTurn int
+	CallTimeout       time.Duration
+	ConflictRetries   int
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+}
+
+// SetDefaults fills every zero field with its default.
+func (c *Config) SetDefaults() {
+	setDefault(&c.Listen, DefaultListen)
+	setDefault(&c.MaxPayloadBytes, DefaultMaxPayloadBytes)
+	setDefault(&c.MaxStateBytes, DefaultMaxStateBytes)
+	setDefault(&c.MaxReplyBytes, DefaultMaxReplyBytes)
+	setDefault(&c.MaxQueuePerActor, DefaultMaxQueuePerActor)
+	setDefault(&c.MaxEffectsPerTurn, DefaultMaxEffectsPerTurn)
+	setDefault(&c.CallTimeout, DefaultCallTimeout)
+	setDefault(&c.ConflictRetries, DefaultConflictRetries)
+	setDefault(&c.ReadTimeout, DefaultReadTimeout)
+	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+}
+
+func setDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}
+
+// Validate reports every problem with the config at once.
+func (c *Config) Validate() error {
+	var errs []error
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listen address %q: %w", c.Listen, err))
+	} else if len(c.AuthTokens) == 0 && !c.AllowUnauthenticated && !isLoopback(host) {
+		errs = append(errs, fmt.Errorf("refusing to serve %s without auth tokens: set a token or listen on 127.0.0.1", c.Listen))
+	}
+	for i, t := range c.AuthTokens {
+		if len(t) < 16 {
+			errs = append(errs, fmt.Errorf("auth token #%d is shorter than 16 characters", i+1))
+		}
+	}
+	for name, v := range map[string]int{
+		"max payload bytes": c.MaxPayloadBytes, "max state bytes": c.MaxStateBytes,
+		"max reply bytes": c.MaxReplyBytes, "max queue per actor": c.MaxQueuePerActor,
+		"max effects per turn": c.MaxEffectsPerTurn, "conflict retries": c.ConflictRetries,
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", name))
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"call timeout": c.CallTimeout, "read timeout": c.ReadTimeout,
+		"write timeout": c.WriteTimeout, "idle timeout": c.IdleTimeout,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("router config: %w", err)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,170 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestMailboxRunsTurnsOneAtATimeInArrivalOrder(t *testing.T) {
+	m := NewMailboxes(100)
+	first, err := m.Acquire(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		order []int
+		wg    sync.WaitGroup
+	)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			release, err := m.Acquire(context.Background(), "a")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			release()
+		}()
+		waitForWaiters(t, m, "a", i+1) // make arrival order explicit
+	}
+	first()
+	wg.Wait()
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("turns ran in order %v, want arrival order", order)
+		}
+	}
+	if n := m.Active(); n != 0 {
+		t.Fatalf("%d mailboxes left after every turn ended, want 0", n)
+	}
+}
+
+// waitForWaiters waits until actor has n calls queued behind the running turn.
+func waitForWaiters(t *testing.T, m *Mailboxes, actor string, n int) {
+	t.Helper()
+	s := m.shardOf(actor)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		got := 0
+		if b := s.boxes[actor]; b != nil {
+			got = len(b.waiters)
+		}
+		s.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters, want %d", got, n)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func TestMailboxDifferentActorsRunInParallel(t *testing.T) {
+	m := NewMailboxes(1)
+	a, err := m.Acquire(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a()
+	b, err := m.Acquire(context.Background(), "b") // must not wait for a
+	if err != nil {
+		t.Fatal(err)
+	}
+	b()
+}
+
+func TestMailboxQueueIsBounded(t *testing.T) {
+	m := NewMailboxes(2)
+	release, _ := m.Acquire(context.Background(), "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 2 {
+		go func() { _, _ = m.Acquire(ctx, "a") }()
+	}
+	waitForWaiters(t, m, "a", 2)
+	_, err := m.Acquire(context.Background(), "a")
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.status != 429 {
+		t.Fatalf("third waiter: err = %v, want 429", err)
+	}
+	cancel()
+	release()
+}
+
+func TestMailboxCancelledWaiterLeavesTheQueue(t *testing.T) {
+	m := NewMailboxes(10)
+	release, _ := m.Acquire(context.Background(), "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() { _, err := m.Acquire(ctx, "a"); errc <- err }()
+	waitForWaiters(t, m, "a", 1)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled waiter: err = %v", err)
+	}
+	waitForWaiters(t, m, "a", 0)
+	release()
+	if m.Active() != 0 {
+		t.Fatal("mailbox leaked after a cancelled waiter")
+	}
+	// The actor is free again.
+	r2, err := m.Acquire(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2()
+}
+
+func TestMailboxReleaseIsIdempotent(t *testing.T) {
+	m := NewMailboxes(10)
+	r1, _ := m.Acquire(context.Background(), "a")
+	done := make(chan func())
+	go func() { r, _ := m.Acquire(context.Background(), "a"); done <- r }()
+	waitForWaiters(t, m, "a", 1)
+	r1()
+	r1() // must not hand the turn on a second time
+	r2 := <-done
+	third := make(chan struct{})
+	go func() { r, _ := m.Acquire(context.Background(), "a"); r(); close(third) }()
+	waitForWaiters(t, m, "a", 1)
+	r2()
+	<-third
+}
+
+func TestMailboxIdleActorsCostNothing(t *testing.T) {
+	m := NewMailboxes(10)
+	for i := range 100_000 {
+		r, err := m.Acquire(context.Background(), "actor-"+strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r()
+	}
+	if n := m.Active(); n != 0 {
+		t.Fatalf("%d mailboxes kept for idle actors", n)
+	}
+}
+
+func BenchmarkMailboxUncontended(b *testing.B) {
+	m := NewMailboxes(10)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			r, _ := m.Acquire(context.Background(), "actor-"+strconv.Itoa(i&1023))
+			r()
+			i++
+		}
+	})
+}

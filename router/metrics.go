@@ -1,0 +1,99 @@
+package router
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// Request kinds, the "kind" label of the request metrics.
+const (
+	kindActor       = "actor"       // POST /v1/actors/{function}/{id}/{action}
+	kindState       = "state"       // GET and DELETE /v1/actors/{function}/{id}
+	kindWebSocket   = "websocket"   // one invocation over a WebSocket
+	kindPassThrough = "passthrough" // /v1/functions/{function}/...
+)
+
+// metrics are the router's Prometheus metrics, served on /metrics from a registry of its own.
+type metrics struct {
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	conflicts *prometheus.CounterVec
+	effects   *prometheus.CounterVec
+	handler   fasthttp.RequestHandler
+}
+
+// latencyBuckets span a cache-hit turn on loopback (~100 µs) to a slow function (~15 s).
+var latencyBuckets = prometheus.ExponentialBuckets(100e-6, 2.5, 14)
+
+func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "knactor_router_requests_total",
+			Help: "Requests answered by the router, by function, kind and HTTP status code.",
+		}, []string{"function", "kind", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "knactor_router_request_duration_seconds",
+			Help:    "Time from a request's arrival to its answer, by function and kind.",
+			Buckets: latencyBuckets,
+		}, []string{"function", "kind"}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "knactor_router_turn_conflicts_total",
+			Help: "Turns re-run because the actor's state changed under them (several routers writing one actor).",
+		}, []string{"function"}),
+		effects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "knactor_router_effects_total",
+			Help: "Effects run after committed turns, by function and result (ok, failed, dropped).",
+		}, []string{"function", "result"}),
+	}
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "knactor_router_active_actors",
+		Help: "Actors with a call running or waiting for its turn.",
+	}, func() float64 { return float64(r.mailboxes.Active()) })
+	perFunction := &inflightCollector{r: r, desc: prometheus.NewDesc("knactor_router_inflight_requests",
+		"Requests in flight, by function.", []string{"function"}, nil)}
+	cs := []prometheus.Collector{m.requests, m.duration, m.conflicts, m.effects, inflight, perFunction,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
+	for _, c := range cs {
+		m.registry.MustRegister(c)
+	}
+	if extra != nil {
+		for _, c := range cs[:6] {
+			extra.MustRegister(c)
+		}
+	}
+	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	return m
+}
+
+func (m *metrics) serve(ctx *fasthttp.RequestCtx) { m.handler(ctx) }
+
+func (m *metrics) observe(function, kind string, status int, start time.Time) {
+	m.requests.WithLabelValues(function, kind, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(function, kind).Observe(time.Since(start).Seconds())
+}
+
+func (m *metrics) conflict(function string) { m.conflicts.WithLabelValues(function).Inc() }
+
+func (m *metrics) effect(function, result string) { m.effects.WithLabelValues(function, result).Inc() }
+
+// inflightCollector reports the stats recorder's in-flight counts at scrape time.
+type inflightCollector struct {
+	r    *Router
+	desc *prometheus.Desc
+}
+
+func (c *inflightCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *inflightCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, fn := range c.r.stats.Functions() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.r.stats.InFlight(fn)), fn)
+	}
+}

@@ -1,0 +1,151 @@
+package router
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/knactor/knactor/router/placement"
+)
+
+// hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1).
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// podLoad counts the pass-through requests in flight per pod address, for the
+// least-loaded-of-two choice.
+type podLoad struct {
+	m sync.Map // addr → *atomic.Int64
+}
+
+func (l *podLoad) counter(addr string) *atomic.Int64 {
+	if c, ok := l.m.Load(addr); ok {
+		return c.(*atomic.Int64)
+	}
+	c, _ := l.m.LoadOrStore(addr, new(atomic.Int64))
+	return c.(*atomic.Int64)
+}
+
+// pick returns the less loaded of two pods drawn at random (the "power of two choices":
+// near-best balance without a global view).
+func (l *podLoad) pick(set *placement.Set) (placement.Pod, bool) {
+	pods := set.Pods()
+	switch len(pods) {
+	case 0:
+		return placement.Pod{}, false
+	case 1:
+		return pods[0], true
+	}
+	i := rand.IntN(len(pods))
+	j := rand.IntN(len(pods) - 1)
+	if j >= i {
+		j++
+	}
+	if l.counter(pods[j].Addr).Load() < l.counter(pods[i].Addr).Load() {
+		return pods[j], true
+	}
+	return pods[i], true
+}
+
+var (
+	segInvoke  = []byte("v1/invoke")
+	segHealthz = []byte("healthz")
+)
+
+// servePassThrough proxies /v1/functions/{function}/{path...} to /{path...} on one of the
+// function's ready pods: method, query, headers and body as they came, streaming both ways.
+// The function's contract endpoints are not reachable this way, so callers cannot forge an
+// envelope.
+func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
+	start := time.Now()
+	fnName, path, _ := bytes.Cut(rest, []byte("/"))
+	fn, ok := r.backends.Function(string(fnName))
+	if !ok {
+		writeError(ctx, errorf(404, CodeUnknownFunction, "no function %q is deployed", fnName))
+		return
+	}
+	if bytes.Equal(bytes.TrimRight(path, "/"), segInvoke) || bytes.Equal(bytes.TrimRight(path, "/"), segHealthz) {
+		r.metrics.observe(fn.Name, kindPassThrough, 400, start)
+		writeError(ctx, errorf(400, CodeBadRequest, "/%s is the function contract's endpoint; call actors through /v1/actors", path))
+		return
+	}
+	end := r.stats.Begin(fn.Name, "")
+	defer end()
+	pod, ok := r.load.pick(r.backends.Ready(fn.Name))
+	if !ok {
+		r.metrics.observe(fn.Name, kindPassThrough, 503, start)
+		writeError(ctx, errorf(503, CodeNoCapacity, "function %q has no ready pod", fn.Name))
+		return
+	}
+	inflight := r.load.counter(pod.Addr)
+	inflight.Add(1)
+	defer inflight.Add(-1)
+
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	ctx.Request.Header.CopyTo(&req.Header)
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	if len(r.tokens) > 0 {
+		req.Header.Del(fasthttp.HeaderAuthorization) // knactor's token is not the function's business
+	}
+	req.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
+	req.Header.SetBytesV("X-Forwarded-Host", ctx.Host())
+	req.SetRequestURI("/")
+	req.URI().SetScheme("http")
+	req.URI().SetHost(pod.Addr)
+	req.URI().SetPathBytes(append([]byte{'/'}, path...))
+	req.URI().SetQueryStringBytes(ctx.URI().QueryString())
+	req.SetBodyStream(ctx.RequestBodyStream(), ctx.Request.Header.ContentLength())
+
+	timeout := fn.Timeout
+	if timeout <= 0 {
+		timeout = r.cfg.CallTimeout
+	}
+	resp := fasthttp.AcquireResponse()
+	err := r.passClient.DoDeadline(req, resp, time.Now().Add(timeout))
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		ae := errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err)
+		if err == fasthttp.ErrTimeout {
+			ae = errorf(504, CodeFunctionTimeout, "function did not answer within %v", timeout)
+		}
+		r.metrics.observe(fn.Name, kindPassThrough, ae.status, start)
+		writeError(ctx, ae)
+		return
+	}
+	resp.Header.CopyTo(&ctx.Response.Header)
+	for _, h := range hopHeaders {
+		ctx.Response.Header.Del(h)
+	}
+	status := resp.StatusCode()
+	ctx.SetStatusCode(status)
+	if resp.IsBodyStream() {
+		ctx.Response.SetBodyStream(&streamedBody{resp: resp}, resp.Header.ContentLength())
+	} else {
+		ctx.SetBody(resp.Body())
+		fasthttp.ReleaseResponse(resp)
+	}
+	r.metrics.observe(fn.Name, kindPassThrough, status, start)
+}
+
+// streamedBody relays a pod's response body and releases the response once fasthttp has
+// written it (fasthttp closes a body stream that is an io.Closer).
+type streamedBody struct {
+	resp *fasthttp.Response
+}
+
+func (b *streamedBody) Read(p []byte) (int, error) { return b.resp.BodyStream().Read(p) }
+
+func (b *streamedBody) Close() error {
+	err := b.resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(b.resp)
+	return err
+}

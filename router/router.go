@@ -1,0 +1,298 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"k8s.io/utils/clock"
+
+	"github.com/knactor/knactor/router/stats"
+	"github.com/knactor/knactor/statecache"
+)
+
+// StateCache is the state the router reads and writes: statecache.Cache satisfies it.
+type StateCache interface {
+	Get(ctx context.Context, key statecache.Key) (statecache.Entry, error)
+	Put(ctx context.Context, key statecache.Key, value []byte, expect statecache.Version) (statecache.Version, error)
+	Delete(ctx context.Context, key statecache.Key, expect statecache.Version) (statecache.Version, error)
+}
+
+// Options are a Router's collaborators. Backends and State are required.
+type Options struct {
+	Backends Backends
+	State    StateCache
+	// Clock times delayed effects and statistics. Default the real clock.
+	Clock clock.WithDelayedExecution
+	// Logger receives operational events. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the router's Prometheus metrics besides its own /metrics registry
+	// (nil: only its own).
+	Registerer prometheus.Registerer
+}
+
+// Router serves knactor's public API.
+//
+// Goroutines: fasthttp runs each request on a worker goroutine; a call's turn runs on that
+// goroutine while it holds the actor's mailbox. Effects run on goroutines counted by effects
+// (delayed ones start from clock timers kept in timers, guarded by timersMu) and WebSocket
+// sessions own one reader and one writer goroutine each, tracked by the hub. Shutdown stops all.
+type Router struct {
+	cfg      Config
+	backends Backends
+	state    StateCache
+	clock    clock.WithDelayedExecution
+	log      *slog.Logger
+
+	mailboxes  *Mailboxes
+	client     *fasthttp.Client // invocations: whole answers, bounded, re-sent on broken connections
+	passClient *fasthttp.Client // pass-through: streamed, never re-sent
+	stats      *stats.Recorder
+	metrics    *metrics
+	hub        *hub
+	load       podLoad
+
+	server    *fasthttp.Server
+	tokens    [][]byte
+	closing   atomic.Bool
+	reqPrefix string
+	reqSeq    atomic.Uint64
+
+	effects  sync.WaitGroup
+	timersMu sync.Mutex
+	timers   map[clock.Timer]struct{}
+}
+
+// New returns a Router; call Serve to start it.
+func New(cfg Config, opts Options) (*Router, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Backends == nil || opts.State == nil {
+		return nil, errors.New("router: Backends and State are required")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	var prefix [6]byte
+	_, _ = rand.Read(prefix[:])
+	r := &Router{
+		cfg:       cfg,
+		backends:  opts.Backends,
+		state:     opts.State,
+		clock:     opts.Clock,
+		log:       opts.Logger,
+		mailboxes: NewMailboxes(cfg.MaxQueuePerActor),
+		stats:     stats.NewRecorder(opts.Clock),
+		reqPrefix: hex.EncodeToString(prefix[:]),
+		timers:    make(map[clock.Timer]struct{}),
+	}
+	for _, t := range cfg.AuthTokens {
+		r.tokens = append(r.tokens, []byte(t))
+	}
+	r.client = &fasthttp.Client{
+		Name:                     "knactor-router",
+		NoDefaultUserAgentHeader: true,
+		MaxConnsPerHost:          1024,
+		MaxConnWaitTimeout:       cfg.CallTimeout,
+		MaxIdleConnDuration:      30 * time.Second,
+		MaxResponseBodySize:      cfg.MaxReplyBytes,
+		ReadBufferSize:           16 << 10,
+		Dial:                     dialPod,
+		// Re-sending an invocation is safe: nothing commits until the router stores the answer's
+		// state, and functions are deterministic in (state, payload). A pod that closed a
+		// kept-alive connection is the usual cause.
+		RetryIfErr: func(_ *fasthttp.Request, attempts int, err error) (bool, bool) {
+			return false, attempts < invokeAttempts && isRetryableConnError(err)
+		},
+	}
+	r.passClient = &fasthttp.Client{
+		Name:                      "knactor-router",
+		NoDefaultUserAgentHeader:  true,
+		MaxConnsPerHost:           1024,
+		MaxConnWaitTimeout:        cfg.CallTimeout,
+		MaxIdleConnDuration:       30 * time.Second,
+		ReadBufferSize:            16 << 10,
+		Dial:                      dialPod,
+		StreamResponseBody:        true,
+		DisablePathNormalizing:    true,
+		MaxIdemponentCallAttempts: 1,
+	}
+	r.metrics = newMetrics(r, opts.Registerer)
+	r.hub = newHub(r)
+	r.server = &fasthttp.Server{
+		Handler:                       r.handle,
+		Name:                          "knactor",
+		ReadTimeout:                   cfg.ReadTimeout,
+		WriteTimeout:                  cfg.WriteTimeout,
+		IdleTimeout:                   cfg.IdleTimeout,
+		MaxRequestBodySize:            cfg.MaxPayloadBytes,
+		StreamRequestBody:             true, // bodies over the limit stream (pass-through) or get 413
+		DisablePreParseMultipartForm:  true,
+		NoDefaultContentType:          true,
+		CloseOnShutdown:               true,
+		DisableHeaderNamesNormalizing: false,
+		Logger:                        fasthttpLogger{r.log},
+	}
+	return r, nil
+}
+
+const (
+	// dialTimeout bounds connecting to a pod on the same network: a ready pod accepts in
+	// microseconds, so a second means it is gone.
+	dialTimeout = time.Second
+	// invokeAttempts is how often one invocation is sent when the connection breaks before an
+	// answer arrives.
+	invokeAttempts = 3
+)
+
+func dialPod(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, dialTimeout) }
+
+// isRetryableConnError reports a connection that broke before the pod answered: a kept-alive
+// connection the pod had closed, or a reset. A refused dial is not retried: that pod is gone.
+func isRetryableConnError(err error) bool {
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// Serve serves the API on ln until Shutdown. It returns nil after a graceful shutdown.
+func (r *Router) Serve(ln net.Listener) error {
+	return r.server.Serve(ln)
+}
+
+// ListenAndServe listens on Config.Listen and serves.
+func (r *Router) ListenAndServe() error {
+	ln, err := net.Listen("tcp", r.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	return r.Serve(ln)
+}
+
+// Shutdown stops accepting calls, lets in-flight turns finish (bounded by ctx), closes
+// WebSocket sessions with a going-away close frame, cancels pending delayed effects and waits
+// for running ones. The caller closes the state cache afterwards, which flushes write-behind.
+func (r *Router) Shutdown(ctx context.Context) error {
+	r.closing.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- r.server.ShutdownWithContext(ctx) }()
+	r.hub.closeAll()
+	err := <-done
+	r.timersMu.Lock()
+	for t := range r.timers {
+		if t.Stop() {
+			r.effects.Done()
+		}
+	}
+	r.timers = map[clock.Timer]struct{}{}
+	r.timersMu.Unlock()
+	waited := make(chan struct{})
+	go func() { r.effects.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		err = errors.Join(err, ctx.Err())
+	}
+	r.hub.wait()
+	return err
+}
+
+// Stats returns the per-function statistics the autoscaler reads.
+func (r *Router) Stats() *stats.Recorder { return r.stats }
+
+var (
+	pathHealthz  = []byte("/healthz")
+	pathReadyz   = []byte("/readyz")
+	pathMetrics  = []byte("/metrics")
+	prefixActors = []byte("/v1/actors/")
+	prefixFuncs  = []byte("/v1/functions/")
+	bearerPrefix = []byte("Bearer ")
+	okBody       = []byte("ok\n")
+	errNotFound  = errorf(404, CodeNotFound, "no such endpoint; see /v1/actors/{function}/{id}/{action} and /v1/functions/{function}/...")
+	errBadAuth   = errorf(401, CodeUnauthorized, "missing or invalid bearer token")
+	errClosing   = errorf(503, CodeShuttingDown, "the router is shutting down")
+)
+
+func (r *Router) handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.URI().PathOriginal()
+	switch {
+	case bytes.Equal(path, pathHealthz):
+		ctx.SetBody(okBody)
+	case bytes.Equal(path, pathReadyz):
+		if r.closing.Load() {
+			writeError(ctx, errClosing)
+			return
+		}
+		ctx.SetBody(okBody)
+	case bytes.Equal(path, pathMetrics):
+		if r.authorized(ctx) {
+			r.metrics.serve(ctx)
+		}
+	case bytes.HasPrefix(path, prefixActors):
+		if r.authorized(ctx) {
+			r.serveActor(ctx, path[len(prefixActors):])
+		}
+	case bytes.HasPrefix(path, prefixFuncs):
+		if r.authorized(ctx) {
+			r.servePassThrough(ctx, path[len(prefixFuncs):])
+		}
+	default:
+		writeError(ctx, errNotFound)
+	}
+}
+
+// authorized checks the bearer token when tokens are configured, answering 401 itself.
+// Every configured token is compared, in constant time, so timing tells nothing.
+func (r *Router) authorized(ctx *fasthttp.RequestCtx) bool {
+	if len(r.tokens) == 0 {
+		return true
+	}
+	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	got, ok := bytes.CutPrefix(h, bearerPrefix)
+	match := 0
+	for _, t := range r.tokens {
+		match |= subtle.ConstantTimeCompare(got, t)
+	}
+	if !ok || match != 1 {
+		writeError(ctx, errBadAuth)
+		return false
+	}
+	return true
+}
+
+// requestID returns the caller's X-Request-Id or a new unique id.
+func (r *Router) requestID(ctx *fasthttp.RequestCtx) string {
+	if id := ctx.Request.Header.Peek("X-Request-Id"); len(id) > 0 && len(id) <= 128 {
+		return string(id)
+	}
+	return r.newRequestID()
+}
+
+func (r *Router) newRequestID() string {
+	return r.reqPrefix + "-" + strconv.FormatUint(r.reqSeq.Add(1), 36)
+}
+
+// fasthttpLogger sends fasthttp's own messages (connection errors) to slog at debug level.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,249 @@
+// Package stats counts, per function, the request statistics the autoscaler scales on: what
+// Knative's activator and queue-proxy report to the KPA, plus the number of active actors.
+//
+// A Recorder is told when each request enters and leaves the router. It integrates the number
+// of requests in flight over time, so that a snapshot reports the time-weighted average
+// concurrency of the window since the previous snapshot of the same function, the way Knative's
+// queue-proxy computes it: at every change, area += in-flight × elapsed; at the end of the window,
+// average = area / window length.
+package stats
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// forgetAfterEmptySnapshots is how many consecutive empty snapshots (no request began, none was
+// in flight at any moment of the window) make a Recorder forget a function. At the autoscaler's
+// one snapshot per second that is ten minutes of idleness: far longer than Knative's default
+// stable window (60 s) and scale-to-zero grace period (30 s), so the autoscaler has long seen the
+// zeros it needs. A forgotten function reports exactly what an idle one would, except that
+// SnapshotAll leaves it out; its next request starts it afresh.
+const forgetAfterEmptySnapshots = 600
+
+// Snapshot is the statistics of one function over one window.
+type Snapshot struct {
+	// Function is the function's name.
+	Function string
+	// Time is the end of the window.
+	Time time.Time
+	// Window is the length of the window this snapshot covers.
+	Window time.Duration
+	// InFlight is the number of requests in flight at Time.
+	InFlight int
+	// AverageConcurrency is the time-weighted average of the requests in flight over the window;
+	// InFlight when the window has no length.
+	AverageConcurrency float64
+	// Requests is the number of requests that began in the window.
+	Requests uint64
+	// ActiveActors is the number of distinct actors that had a request in flight at some moment
+	// of the window: those whose request began in it, and those whose request began earlier and
+	// was still in flight when it began.
+	ActiveActors int
+}
+
+// Recorder keeps the request statistics of every function it has seen. It is safe for
+// concurrent use.
+//
+// Each Snapshot of a function ends that function's window and starts the next one, so a
+// Recorder has one reader of snapshots: the autoscaler's scraper.
+type Recorder struct {
+	clk clock.PassiveClock
+	// functions maps a function's name to its *funcStats.
+	functions sync.Map
+	// forgetAfter is forgetAfterEmptySnapshots; tests lower it.
+	forgetAfter int
+}
+
+// NewRecorder returns a Recorder that reads time from clk.
+func NewRecorder(clk clock.PassiveClock) *Recorder {
+	return &Recorder{clk: clk, forgetAfter: forgetAfterEmptySnapshots}
+}
+
+// funcStats holds the statistics of one function's current window.
+type funcStats struct {
+	name string
+
+	mu sync.Mutex
+	// inFlight is the number of requests in flight.
+	inFlight int
+	// area is the integral of inFlight over the window so far, in request-nanoseconds. An
+	// int64 holds it exactly for 10,000 requests in flight over more than a week.
+	area time.Duration
+	// windowStart is when the window began; last is when area was last brought up to date.
+	windowStart, last time.Time
+	// requests is the number of requests that began in the window.
+	requests uint64
+	// actors maps each actor that had a request in flight during the window to its number of
+	// requests in flight now. Entries at zero stay until the window ends.
+	actors map[string]int
+	// emptySnapshots counts the consecutive snapshots that found nothing in the window.
+	emptySnapshots int
+	// forgotten is set when the function is removed from its Recorder; a request that finds it
+	// set looks the function up again.
+	forgotten bool
+}
+
+// advance brings area up to now. A clock that steps backwards adds no area.
+func (f *funcStats) advance(now time.Time) {
+	if d := now.Sub(f.last); d > 0 {
+		f.area += time.Duration(f.inFlight) * d
+	}
+	f.last = now
+}
+
+// Begin records that a request for function entered the router, on behalf of actor ("" for a
+// stateless call). The caller must call end when the request leaves; further calls of end do
+// nothing.
+func (r *Recorder) Begin(function, actor string) (end func()) {
+	for {
+		f := r.lookup(function)
+		f.mu.Lock()
+		if f.forgotten {
+			// A snapshot forgot f after the lookup; the next lookup makes a new one.
+			f.mu.Unlock()
+			continue
+		}
+		f.advance(r.clk.Now())
+		f.inFlight++
+		f.requests++
+		if actor != "" {
+			if f.actors == nil {
+				f.actors = make(map[string]int)
+			}
+			f.actors[actor]++
+		}
+		f.mu.Unlock()
+		// A function is never forgotten while a request is in flight, so end can keep f.
+		ended := false
+		return func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if ended {
+				return
+			}
+			ended = true
+			f.advance(r.clk.Now())
+			f.inFlight--
+			if actor != "" {
+				f.actors[actor]--
+			}
+		}
+	}
+}
+
+// lookup returns the statistics of function, creating them with a window that begins now.
+func (r *Recorder) lookup(function string) *funcStats {
+	if v, ok := r.functions.Load(function); ok {
+		return v.(*funcStats)
+	}
+	now := r.clk.Now()
+	v, _ := r.functions.LoadOrStore(function, &funcStats{name: function, windowStart: now, last: now})
+	return v.(*funcStats)
+}
+
+// Snapshot returns the statistics of function for the window since its previous snapshot (or
+// since its first request) and starts a new window. A function the Recorder has not seen, or
+// has forgotten, reports a window of no length with nothing in it.
+func (r *Recorder) Snapshot(function string) Snapshot {
+	v, ok := r.functions.Load(function)
+	if !ok {
+		return Snapshot{Function: function, Time: r.clk.Now()}
+	}
+	return r.snapshot(v.(*funcStats))
+}
+
+// SnapshotAll returns a Snapshot of every function the Recorder knows, sorted by name, and
+// starts a new window for each.
+func (r *Recorder) SnapshotAll() []Snapshot {
+	var functions []*funcStats
+	r.functions.Range(func(_, f any) bool {
+		functions = append(functions, f.(*funcStats))
+		return true
+	})
+	slices.SortFunc(functions, func(a, b *funcStats) int { return cmp.Compare(a.name, b.name) })
+	snapshots := make([]Snapshot, len(functions))
+	for i, f := range functions {
+		snapshots[i] = r.snapshot(f)
+	}
+	return snapshots
+}
+
+// snapshot ends f's window, starts the next one, and forgets f after enough empty windows. A
+// function that was forgotten since the caller found it reports as one never seen.
+func (r *Recorder) snapshot(f *funcStats) Snapshot {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := r.clk.Now()
+	if f.forgotten {
+		return Snapshot{Function: f.name, Time: now}
+	}
+	f.advance(now)
+	s := Snapshot{
+		Function:           f.name,
+		Time:               now,
+		Window:             now.Sub(f.windowStart),
+		InFlight:           f.inFlight,
+		AverageConcurrency: float64(f.inFlight),
+		Requests:           f.requests,
+		ActiveActors:       len(f.actors),
+	}
+	if s.Window > 0 {
+		s.AverageConcurrency = float64(f.area) / float64(s.Window)
+	}
+
+	if f.requests == 0 && f.inFlight == 0 && f.area == 0 {
+		f.emptySnapshots++
+	} else {
+		f.emptySnapshots = 0
+	}
+	if f.emptySnapshots >= r.forgetAfter {
+		f.forgotten = true
+		r.functions.CompareAndDelete(f.name, f)
+		return s
+	}
+
+	f.windowStart, f.area, f.requests = now, 0, 0
+	// The next window starts with the actors still in flight. A new map, rather than deleting
+	// from the old one, gives back the memory of a burst of actors.
+	var actors map[string]int
+	for a, n := range f.actors {
+		if n > 0 {
+			if actors == nil {
+				actors = make(map[string]int)
+			}
+			actors[a] = n
+		}
+	}
+	f.actors = actors
+	return s
+}
+
+// InFlight returns the number of requests for function in flight now. It does not end the
+// window.
+func (r *Recorder) InFlight(function string) int {
+	v, ok := r.functions.Load(function)
+	if !ok {
+		return 0
+	}
+	f := v.(*funcStats)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inFlight
+}
+
+// Functions returns the names of the functions the Recorder knows, sorted. It does not end any
+// window (metrics scrapes use it beside InFlight).
+func (r *Recorder) Functions() []string {
+	var names []string
+	r.functions.Range(func(name, _ any) bool {
+		names = append(names, name.(string))
+		return true
+	})
+	slices.Sort(names)
+	return names
+}

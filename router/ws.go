@@ -1,0 +1,345 @@
+package router
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/knactor/knactor/statecache"
+)
+
+// WebSocket sessions run gorilla/websocket behind fasthttp's net/http adaptor, on the router's
+// own port. The adaptor's ResponseWriter implements http.Hijacker through fasthttp's own Hijack,
+// so gorilla's Upgrader (the ecosystem's standard, already a dependency) takes over the
+// connection after fasthttp has parsed the request, and every other request keeps fasthttp's
+// zero-allocation path. fasthttp/websocket would do the same with one more module to trust.
+const (
+	// wsPingInterval is how often the router pings an idle client; wsPongWait is how long it
+	// waits for any frame before it declares the client gone (two missed pings).
+	wsPingInterval = 30 * time.Second
+	wsPongWait     = 2 * wsPingInterval
+	// wsWriteWait bounds writing one frame to a client.
+	wsWriteWait = 10 * time.Second
+	// wsSendQueue is how many outgoing messages a session buffers. A client that falls further
+	// behind is closed (1008, "slow consumer") so one slow reader can't hold router memory.
+	wsSendQueue = 64
+	// wsFrameOverhead is what a message may add around the payload limit (id, action, JSON).
+	wsFrameOverhead = 64 << 10
+)
+
+// wsRequest is one invocation sent over a WebSocket.
+type wsRequest struct {
+	ID      json.RawMessage `json:"id"`
+	Action  string          `json:"action"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// hub tracks WebSocket sessions and which actors they subscribe to.
+//
+// mu guards sessions, subs and closed. Each session has a reader goroutine (the upgraded
+// request's, which runs the invocations) and a writer goroutine (owns the connection's writes);
+// wg counts both so Shutdown can wait for them.
+type hub struct {
+	r        *Router
+	upgrader websocket.Upgrader
+	handler  fasthttp.RequestHandler
+
+	mu       sync.Mutex
+	sessions map[*wsSession]struct{}
+	subs     map[string]map[*wsSession]struct{}
+	closed   bool
+
+	wg sync.WaitGroup
+}
+
+func newHub(r *Router) *hub {
+	h := &hub{
+		r:        r,
+		sessions: make(map[*wsSession]struct{}),
+		subs:     make(map[string]map[*wsSession]struct{}),
+	}
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout: r.cfg.ReadTimeout,
+		ReadBufferSize:   4 << 10,
+		WriteBufferSize:  4 << 10,
+		CheckOrigin:      h.checkOrigin,
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_, _ = w.Write(errorBody(CodeBadRequest, "websocket: "+reason.Error()))
+		},
+	}
+	h.handler = fasthttpadaptor.NewFastHTTPHandlerFunc(h.serve)
+	return h
+}
+
+// checkOrigin accepts the configured origins ("*" for any); without configuration, requests
+// with no Origin (non-browser clients) or one whose host is the request's host.
+func (h *hub) checkOrigin(req *http.Request) bool {
+	origin := req.Header.Get("Origin")
+	if allowed := h.r.cfg.AllowedOrigins; len(allowed) > 0 {
+		return slices.Contains(allowed, "*") || slices.Contains(allowed, origin)
+	}
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, req.Host)
+}
+
+type wsTarget struct {
+	fn        Function
+	key       statecache.Key
+	subscribe bool
+}
+
+type wsTargetKey struct{}
+
+func (r *Router) serveWebSocket(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key) {
+	sub := string(ctx.QueryArgs().Peek("subscribe"))
+	ctx.SetUserValue(wsTargetKey{}, &wsTarget{fn: fn, key: key, subscribe: sub == "1" || sub == "true"})
+	r.hub.handler(ctx)
+}
+
+// serve upgrades the request and runs the session's reader loop until the client leaves.
+func (h *hub) serve(w http.ResponseWriter, req *http.Request) {
+	t, _ := req.Context().Value(wsTargetKey{}).(*wsTarget)
+	if t == nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	conn, err := h.upgrader.Upgrade(w, req, nil)
+	if err != nil {
+		return // the upgrader answered the client
+	}
+	s := &wsSession{hub: h, conn: conn, target: t, send: make(chan []byte, wsSendQueue), done: make(chan struct{})}
+	if !h.add(s) {
+		s.closeWith(websocket.CloseGoingAway, "router is shutting down; reconnect")
+		s.writeLoop()
+		return
+	}
+	h.wg.Add(1)
+	go func() { defer h.wg.Done(); s.writeLoop() }()
+	s.readLoop()
+	h.remove(s)
+}
+
+func (h *hub) add(s *wsSession) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1) // the reader, done in remove
+	h.sessions[s] = struct{}{}
+	if s.target.subscribe {
+		k := s.target.key.String()
+		if h.subs[k] == nil {
+			h.subs[k] = make(map[*wsSession]struct{})
+		}
+		h.subs[k][s] = struct{}{}
+	}
+	return true
+}
+
+func (h *hub) remove(s *wsSession) {
+	h.mu.Lock()
+	delete(h.sessions, s)
+	k := s.target.key.String()
+	if subs := h.subs[k]; subs != nil {
+		delete(subs, s)
+		if len(subs) == 0 {
+			delete(h.subs, k)
+		}
+	}
+	h.mu.Unlock()
+	h.wg.Done()
+}
+
+// publish pushes a committed state change of actor key to its subscribers.
+func (h *hub) publish(key string, version statecache.Version, state []byte, deleted bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	subs := h.subs[key]
+	if len(subs) == 0 {
+		return
+	}
+	msg := make([]byte, 0, 64+len(state))
+	if deleted {
+		msg = append(msg, `{"event":"deleted","version":`...)
+		msg = appendJSONString(msg, string(version))
+	} else {
+		msg = append(msg, `{"event":"state","version":`...)
+		msg = appendJSONString(msg, string(version))
+		msg = appendValue(msg, "state", state)
+	}
+	msg = append(msg, '}')
+	for s := range subs {
+		s.enqueue(msg)
+	}
+}
+
+// closeAll tells every session to go away (1001) and refuses new ones.
+func (h *hub) closeAll() {
+	h.mu.Lock()
+	h.closed = true
+	sessions := make([]*wsSession, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	h.mu.Unlock()
+	for _, s := range sessions {
+		s.closeWith(websocket.CloseGoingAway, "router is shutting down; reconnect")
+	}
+}
+
+// wait blocks until every session's goroutines have ended.
+func (h *hub) wait() { h.wg.Wait() }
+
+// wsSession is one client connection pinned to one actor.
+type wsSession struct {
+	hub    *hub
+	conn   *websocket.Conn
+	target *wsTarget
+
+	send chan []byte   // outgoing messages; the writer goroutine owns conn's writes
+	done chan struct{} // closed by closeWith: the writer sends closeFrame and ends
+
+	once       sync.Once
+	closeFrame []byte
+}
+
+// enqueue queues msg for the client without blocking; a full queue closes the session.
+func (s *wsSession) enqueue(msg []byte) {
+	select {
+	case <-s.done:
+	case s.send <- msg:
+	default:
+		s.closeWith(websocket.ClosePolicyViolation, "slow consumer: too many unread messages")
+	}
+}
+
+// closeWith ends the session with a close frame carrying code and reason.
+func (s *wsSession) closeWith(code int, reason string) {
+	s.once.Do(func() {
+		s.closeFrame = websocket.FormatCloseMessage(code, reason)
+		close(s.done)
+	})
+}
+
+func (s *wsSession) writeLoop() {
+	ping := time.NewTicker(wsPingInterval)
+	defer ping.Stop()
+	defer s.conn.Close() // unblocks the reader
+	for {
+		select {
+		case msg := <-s.send:
+			_ = s.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
+			if err := s.conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+				s.closeWith(websocket.CloseAbnormalClosure, "")
+				return
+			}
+		case <-ping.C:
+			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
+				s.closeWith(websocket.CloseAbnormalClosure, "")
+				return
+			}
+		case <-s.done:
+			_ = s.conn.WriteControl(websocket.CloseMessage, s.closeFrame, time.Now().Add(wsWriteWait))
+			return
+		}
+	}
+}
+
+func (s *wsSession) readLoop() {
+	r := s.hub.r
+	s.conn.SetReadLimit(int64(r.cfg.MaxPayloadBytes) + wsFrameOverhead)
+	_ = s.conn.SetReadDeadline(time.Now().Add(wsPongWait))
+	s.conn.SetPongHandler(func(string) error { return s.conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
+	for {
+		_, data, err := s.conn.ReadMessage()
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				s.closeWith(websocket.CloseMessageTooBig, "message over the size limit")
+			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
+				s.closeWith(websocket.CloseNormalClosure, "")
+			default:
+				s.closeWith(websocket.CloseAbnormalClosure, "")
+			}
+			return
+		}
+		_ = s.conn.SetReadDeadline(time.Now().Add(wsPongWait))
+		s.enqueue(s.invoke(data))
+	}
+}
+
+// invoke runs one message as a turn of the session's actor and returns the answer message.
+func (s *wsSession) invoke(data []byte) []byte {
+	r := s.hub.r
+	start := time.Now()
+	var m wsRequest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return wsError(nil, errorf(400, CodeBadRequest, `message must be {"id","action","payload"}: %v`, err))
+	}
+	if !validAction(m.Action) {
+		return wsError(m.ID, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", m.Action, maxActionLen))
+	}
+	payload := []byte(m.Payload)
+	if !isSet(m.Payload) {
+		payload = nil
+	}
+	call := &actorCall{fn: s.target.fn, key: s.target.key, action: m.Action, payload: payload,
+		requestID: r.newRequestID(), metadata: []metaPair{{"transport", "websocket"}}}
+	res, err := r.invoke(context.Background(), call)
+	if err != nil {
+		r.metrics.observe(s.target.fn.Name, kindWebSocket, statusOf(err), start)
+		return wsError(m.ID, err)
+	}
+	r.metrics.observe(s.target.fn.Name, kindWebSocket, 200, start)
+	msg := make([]byte, 0, 48+len(m.ID)+len(res.reply))
+	msg = appendID(msg, m.ID)
+	msg = append(msg, `,"version":`...)
+	msg = appendJSONString(msg, string(res.version))
+	if res.replyIsRaw {
+		msg = append(msg, `,"reply_b64":"`...)
+		msg = base64.StdEncoding.AppendEncode(msg, res.reply)
+		msg = append(msg, '"')
+	} else {
+		msg = append(msg, `,"reply":`...)
+		msg = append(msg, res.reply...)
+	}
+	return append(msg, '}')
+}
+
+func appendID(b []byte, id json.RawMessage) []byte {
+	b = append(b, `{"id":`...)
+	if len(id) == 0 {
+		return append(b, "null"...)
+	}
+	return append(b, id...)
+}
+
+func wsError(id json.RawMessage, err error) []byte {
+	ae := asAPIError(err)
+	b := appendID(nil, id)
+	b = append(b, `,"error":{"status":`...)
+	b = strconv.AppendInt(b, int64(ae.status), 10)
+	b = append(b, `,"code":`...)
+	b = appendJSONString(b, ae.code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, ae.message)
+	return append(b, "}}"...)
+}
