@@ -103,7 +103,11 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
 	req.URI().SetHost(pod.Addr)
 	req.URI().SetPathBytes(append([]byte{'/'}, path...))
 	req.URI().SetQueryStringBytes(ctx.URI().QueryString())
-	req.SetBodyStream(ctx.RequestBodyStream(), ctx.Request.Header.ContentLength())
+	// A request has a body when it says so: a length, or chunked (-1). Reading a body-less
+	// request's stream would wait for the client to close the connection.
+	if n := ctx.Request.Header.ContentLength(); n > 0 || n == -1 {
+		req.SetBodyStream(ctx.RequestBodyStream(), n)
+	}
 
 	timeout := fn.Timeout
 	if timeout <= 0 {

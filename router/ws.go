@@ -227,7 +227,11 @@ func (s *wsSession) enqueue(msg []byte) {
 	case <-s.done:
 	case s.send <- msg:
 	default:
+		// The client reads slower than it is sent to: end the session. A close frame goes out
+		// if the socket takes it; a writer blocked on a full socket is cut off now rather than
+		// at its write deadline, so the session's memory is freed at once.
 		s.closeWith(websocket.ClosePolicyViolation, "slow consumer: too many unread messages")
+		_ = s.conn.UnderlyingConn().SetWriteDeadline(time.Now())
 	}
 }
 
@@ -257,7 +261,7 @@ func (s *wsSession) writeLoop() {
 				return
 			}
 		case <-s.done:
-			_ = s.conn.WriteControl(websocket.CloseMessage, s.closeFrame, time.Now().Add(wsWriteWait))
+			_ = s.conn.WriteControl(websocket.CloseMessage, s.closeFrame, time.Now().Add(time.Second))
 			return
 		}
 	}
