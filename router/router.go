@@ -151,6 +151,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		CloseOnShutdown:               true,
 		DisableHeaderNamesNormalizing: false,
 		Logger:                        fasthttpLogger{r.log},
+		ErrorHandler:                  serverError,
 	}
 	return r, nil
 }
@@ -288,6 +289,27 @@ func (r *Router) requestID(ctx *fasthttp.RequestCtx) string {
 
 func (r *Router) newRequestID() string {
 	return r.reqPrefix + "-" + strconv.FormatUint(r.reqSeq.Add(1), 36)
+}
+
+// serverError answers requests fasthttp itself rejects (unparsable, too large, too slow) with
+// the API's JSON error form instead of fasthttp's plain text.
+func serverError(ctx *fasthttp.RequestCtx, err error) {
+	var ae *apiError
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		ae = errorf(413, CodeTooLarge, "request body is over the limit")
+	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
+		ae = errorf(431, CodeBadRequest, "request headers are too large")
+	default:
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			ae = errorf(408, CodeBadRequest, "timed out reading the request")
+		} else {
+			ae = errorf(400, CodeBadRequest, "malformed HTTP request")
+		}
+	}
+	ctx.SetConnectionClose()
+	writeError(ctx, ae)
 }
 
 // fasthttpLogger sends fasthttp's own messages (connection errors) to slog at debug level.

@@ -110,6 +110,22 @@ func TestBadRequestsGetJSONErrors(t *testing.T) {
 	if resp.StatusCode != 400 || !strings.Contains(string(body), CodeBadRequest) {
 		t.Fatalf("bad escape: %d %s", resp.StatusCode, body)
 	}
+
+	// A request fasthttp cannot parse still gets the JSON error form.
+	conn2, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	fmt.Fprint(conn2, "NOT HTTP AT ALL\r\n\r\n")
+	resp, err = http.ReadResponse(bufio.NewReader(conn2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), `"code":"bad_request"`) {
+		t.Fatalf("unparsable request: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
 }
 
 // TestFailedCallsNeverChangeState drives every failure of the call path against an actor with
