@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -178,14 +179,16 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		maxState = r.cfg.MaxStateBytes
 	}
 	deadline, _ := ctx.Deadline()
+	owner := func(set *placement.Set) (placement.Pod, bool) { return set.Owner(keyStr) }
+	lostPods := 0
 	for attempt := 1; ; attempt++ {
 		cur, err := r.state.Get(ctx, call.key)
 		if err != nil {
 			return nil, storeError(err)
 		}
-		pod, ok := r.backends.Ready(call.fn.Name).Owner(keyStr)
-		if !ok {
-			return nil, errorf(503, CodeNoCapacity, "function %q has no ready pod", call.fn.Name)
+		pod, done, err := r.pick(ctx, call.fn, owner)
+		if err != nil {
+			return nil, err
 		}
 		env := envelope{
 			function: call.fn.Name, actor: call.key.ID, action: call.action, state: cur, payload: call.payload,
@@ -196,6 +199,11 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			}, call.metadata...),
 		}
 		out, err := r.send(pod.Addr, &env, deadline, maxState)
+		done()
+		if errors.Is(err, errUnreachable) && lostPods < maxLostPods && r.podGone(ctx, call.fn.Name, pod) {
+			lostPods++ // the owner died before answering: nothing committed, run the turn on the new owner
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -253,7 +261,7 @@ func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState i
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return outcome{}, badReply("answer is over the limit of %d bytes", r.cfg.MaxReplyBytes)
 	case err != nil:
-		return outcome{}, errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err)
+		return outcome{}, &unreachableError{errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err)}
 	}
 	status := resp.StatusCode()
 	body := resp.Body()
@@ -265,6 +273,38 @@ func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState i
 		return outcome{}, functionFailed(status, body)
 	}
 	return parseAnswer(body, env.function, maxState, r.cfg.MaxEffectsPerTurn)
+}
+
+// maxLostPods bounds how often one call follows its actor to a new owner after the old one
+// died under it.
+const maxLostPods = 3
+
+// podGoneWait is how long a call whose pod stopped answering waits for the runtime to notice: a
+// local process exit is seen at once, a Kubernetes pod in about a second.
+const podGoneWait = 2 * time.Second
+
+// errUnreachable marks a call whose pod could not be reached or broke the connection before
+// answering. Nothing was committed, so the turn may run again elsewhere.
+var errUnreachable = errors.New("pod unreachable")
+
+type unreachableError struct{ *apiError }
+
+func (e *unreachableError) Unwrap() []error { return []error{e.apiError, errUnreachable} }
+
+// podGone reports whether pod left the function's ready set, waiting up to podGoneWait for the
+// runtime to notice a death.
+func (r *Router) podGone(ctx context.Context, function string, pod placement.Pod) bool {
+	changed := r.backends.Changed(function)
+	if !r.backends.Ready(function).Contains(pod.Name) {
+		return true
+	}
+	select {
+	case <-changed:
+	case <-r.clock.After(podGoneWait):
+	case <-ctx.Done():
+		return false
+	}
+	return !r.backends.Ready(function).Contains(pod.Name)
 }
 
 // storeError maps a state store failure to the caller's 503.

@@ -15,6 +15,8 @@ type Function struct {
 	Timeout time.Duration
 	// MaxStateBytes caps one actor's state; zero means Config.MaxStateBytes.
 	MaxStateBytes int
+	// ContainerConcurrency caps the calls one pod gets at once (Knative's field); 0 = no cap.
+	ContainerConcurrency int
 }
 
 // Backends tells the router which functions exist and which of their pods are ready. The local
@@ -25,6 +27,9 @@ type Backends interface {
 	// Ready returns the function's ready pods now. It is called on every call: keep it cheap
 	// (return a Set built when the pods changed) and never nil.
 	Ready(function string) *placement.Set
+	// Changed returns a channel that is closed the next time the function's ready pods change.
+	// Take it before reading Ready, so no change between the two is missed.
+	Changed(function string) <-chan struct{}
 }
 
 // Static is a Backends whose functions and pods change only when told. Safe for concurrent use.
@@ -32,6 +37,7 @@ type Static struct {
 	mu        sync.RWMutex
 	functions map[string]Function
 	ready     map[string]*placement.Set
+	changed   map[string]chan struct{}
 }
 
 var _ Backends = (*Static)(nil)
@@ -40,7 +46,7 @@ var emptySet = placement.NewSet(nil)
 
 // NewStatic returns a Static with no functions.
 func NewStatic() *Static {
-	return &Static{functions: make(map[string]Function), ready: make(map[string]*placement.Set)}
+	return &Static{functions: make(map[string]Function), ready: make(map[string]*placement.Set), changed: make(map[string]chan struct{})}
 }
 
 // Set deploys (or updates) fn with the given ready pods.
@@ -50,6 +56,14 @@ func (s *Static) Set(fn Function, pods ...placement.Pod) {
 	defer s.mu.Unlock()
 	s.functions[fn.Name] = fn
 	s.ready[fn.Name] = set
+	s.notifyLocked(fn.Name)
+}
+
+func (s *Static) notifyLocked(name string) {
+	if ch, ok := s.changed[name]; ok {
+		close(ch)
+		delete(s.changed, name)
+	}
 }
 
 // Remove undeploys the named function.
@@ -58,6 +72,19 @@ func (s *Static) Remove(name string) {
 	defer s.mu.Unlock()
 	delete(s.functions, name)
 	delete(s.ready, name)
+	s.notifyLocked(name)
+}
+
+// Changed implements Backends.
+func (s *Static) Changed(function string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.changed[function]
+	if !ok {
+		ch = make(chan struct{})
+		s.changed[function] = ch
+	}
+	return ch
 }
 
 // Function implements Backends.

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -77,15 +78,19 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
 	}
 	end := r.stats.Begin(fn.Name, "")
 	defer end()
-	pod, ok := r.load.pick(r.backends.Ready(fn.Name))
-	if !ok {
-		r.metrics.observe(fn.Name, kindPassThrough, 503, start)
-		writeError(ctx, errorf(503, CodeNoCapacity, "function %q has no ready pod", fn.Name))
+	timeout := fn.Timeout
+	if timeout <= 0 {
+		timeout = r.cfg.CallTimeout
+	}
+	pickCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	pod, done, err := r.pick(pickCtx, fn, r.load.pick)
+	if err != nil {
+		r.metrics.observe(fn.Name, kindPassThrough, statusOf(err), start)
+		writeError(ctx, err)
 		return
 	}
-	inflight := r.load.counter(pod.Addr)
-	inflight.Add(1)
-	defer inflight.Add(-1)
+	defer done()
 
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
@@ -109,12 +114,8 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
 		req.SetBodyStream(ctx.RequestBodyStream(), n)
 	}
 
-	timeout := fn.Timeout
-	if timeout <= 0 {
-		timeout = r.cfg.CallTimeout
-	}
 	resp := fasthttp.AcquireResponse()
-	err := r.passClient.DoDeadline(req, resp, time.Now().Add(timeout))
+	err = r.passClient.DoDeadline(req, resp, time.Now().Add(timeout))
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		ae := errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err)

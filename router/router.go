@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"k8s.io/utils/clock"
 
+	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/router/stats"
 	"github.com/knactor/knactor/statecache"
 )
@@ -32,10 +33,22 @@ type StateCache interface {
 	Delete(ctx context.Context, key statecache.Key, expect statecache.Version) (statecache.Version, error)
 }
 
+// Activator holds calls for functions that have no ready pod (scale from zero) and bounds
+// the calls one pod gets at once. activator.Activator satisfies it.
+type Activator interface {
+	// AwaitReady returns the function's ready pods, waiting (and poking the autoscaler) while
+	// there are none. Its errors mean no pod came in time, or too many calls wait already.
+	AwaitReady(ctx context.Context, function string) (*placement.Set, error)
+	// Acquire takes one of capacity slots on pod (0: unlimited), waiting in arrival order.
+	Acquire(ctx context.Context, pod placement.Pod, capacity int) (release func(), err error)
+}
+
 // Options are a Router's collaborators. Backends and State are required.
 type Options struct {
 	Backends Backends
 	State    StateCache
+	// Activator scales functions from zero; nil answers 503 for a function without ready pods.
+	Activator Activator
 	// Clock times delayed effects and statistics. Default the real clock.
 	Clock clock.WithDelayedExecution
 	// Logger receives operational events. Default slog.Default().
@@ -52,11 +65,12 @@ type Options struct {
 // (delayed ones start from clock timers kept in timers, guarded by timersMu) and WebSocket
 // sessions own one reader and one writer goroutine each, tracked by the hub. Shutdown stops all.
 type Router struct {
-	cfg      Config
-	backends Backends
-	state    StateCache
-	clock    clock.WithDelayedExecution
-	log      *slog.Logger
+	cfg       Config
+	backends  Backends
+	state     StateCache
+	activator Activator
+	clock     clock.WithDelayedExecution
+	log       *slog.Logger
 
 	mailboxes  *Mailboxes
 	client     *fasthttp.Client // invocations: whole answers, bounded, re-sent on broken connections
@@ -98,6 +112,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		cfg:       cfg,
 		backends:  opts.Backends,
 		state:     opts.State,
+		activator: opts.Activator,
 		clock:     opts.Clock,
 		log:       opts.Logger,
 		mailboxes: NewMailboxes(cfg.MaxQueuePerActor),
@@ -214,6 +229,65 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	}
 	r.hub.wait()
 	return err
+}
+
+// pick returns the pod for a call: pickFrom chooses among the function's ready pods (the actor's
+// owner, or the less loaded of two), the activator holds the call while there are none, and the
+// call is counted against the pod (and its containerConcurrency slot) until done is called.
+//
+// A pod being drained leaves the ready set before Drain reads its count, and pick counts before
+// it checks the set again, so every call Drain does not wait for sees the pod gone and picks again.
+func (r *Router) pick(ctx context.Context, fn Function, pickFrom func(*placement.Set) (placement.Pod, bool)) (placement.Pod, func(), error) {
+	for {
+		set := r.backends.Ready(fn.Name)
+		if set.Len() == 0 {
+			if r.activator == nil {
+				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q has no ready pod", fn.Name)
+			}
+			var err error
+			if set, err = r.activator.AwaitReady(ctx, fn.Name); err != nil {
+				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q: %v", fn.Name, err)
+			}
+		}
+		pod, ok := pickFrom(set)
+		if !ok {
+			continue
+		}
+		inflight := r.load.counter(pod.Addr)
+		inflight.Add(1)
+		if !r.backends.Ready(fn.Name).Contains(pod.Name) {
+			inflight.Add(-1) // left the ready set meanwhile: choose again
+			continue
+		}
+		release := func() {}
+		if r.activator != nil {
+			var err error
+			if release, err = r.activator.Acquire(ctx, pod, fn.ContainerConcurrency); err != nil {
+				inflight.Add(-1)
+				return placement.Pod{}, nil, errorf(504, CodeFunctionTimeout, "timed out waiting for a free slot on pod %s (containerConcurrency %d)", pod.Name, fn.ContainerConcurrency)
+			}
+		}
+		return pod, func() { release(); inflight.Add(-1) }, nil
+	}
+}
+
+// drainPoll is how often Drain looks at a pod's in-flight count; turns are milliseconds long.
+const drainPoll = 5 * time.Millisecond
+
+// Drain waits until no call is in flight to pod, which its runtime has already taken out of
+// the ready set, so the pod can be stopped without failing a call. WebSocket sessions end at
+// the router, so they need nothing: their next message goes to the actor's new owner.
+func (r *Router) Drain(ctx context.Context, pod placement.Pod) error {
+	c := r.load.counter(pod.Addr)
+	for c.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("draining pod %s: %d calls still in flight: %w", pod.Name, c.Load(), ctx.Err())
+		case <-r.clock.After(drainPoll):
+		}
+	}
+	r.load.m.Delete(pod.Addr)
+	return nil
 }
 
 // Stats returns the per-function statistics the autoscaler reads.

@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -607,4 +608,23 @@ func (c *Cache) Close(ctx context.Context) error {
 		c.mem.Close()
 	})
 	return err
+}
+
+// WarmIDs returns the ids of function's actors that are in memory and were used since the last
+// passivation: the actors a scale-down should move as few of as it can. It needs IdleAfter
+// (without passivation the cache does not track use) and returns nil otherwise.
+func (c *Cache) WarmIDs(function string) []string {
+	prefix := function + "/"
+	var ids []string
+	for i := range c.access {
+		s := &c.access[i]
+		s.mu.Lock()
+		for id := range s.last {
+			if actor, ok := strings.CutPrefix(id, prefix); ok {
+				ids = append(ids, actor)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return ids
 }

@@ -328,6 +328,13 @@ func TestPassivationDropsOnlyDurableIdleEntries(t *testing.T) {
 	if got := storeValue(t, spy, alice); got != "a2" {
 		t.Fatalf("store holds %q for alice, want a2", got)
 	}
+	if ids := c.WarmIDs("counter"); len(ids) != 0 {
+		t.Fatalf("warm ids after passivating all: %v", ids)
+	}
+	mustGet(t, c, bob)
+	if ids := c.WarmIDs("counter"); len(ids) != 1 || ids[0] != "bob" {
+		t.Fatalf("warm ids = %v, want [bob]", ids)
+	}
 }
 
 func TestMemoryIsBoundedAndDirtyWritesSurviveEviction(t *testing.T) {
