@@ -90,28 +90,29 @@ func parseFunctionFlag(spec string) (string, []placement.Pod, error) {
 func runRouter(ctx context.Context, cfg router.Config, state *stateFlags, backends router.Backends) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	cache, where, closeState, err := state.openState(ctx)
+	st, err := state.openState(ctx)
 	if err != nil {
 		return err
 	}
-	r, err := router.New(cfg, router.Options{Backends: backends, State: cache})
+	r, err := router.New(cfg, router.Options{Backends: backends, State: st})
 	if err != nil {
-		return errors.Join(err, closeState(context.Background()))
+		return errors.Join(err, st.Close(context.Background()))
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return errors.Join(err, closeState(context.Background()))
+		return errors.Join(err, st.Close(context.Background()))
 	}
-	slog.Info("router listening", "addr", ln.Addr().String(), "state", where)
+	slog.Info("router listening", "addr", ln.Addr().String(), "state", st.describe)
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ln) }()
 	select {
 	case err = <-served:
+		err = errors.Join(err, st.Close(context.Background()))
 	case <-ctx.Done():
 		slog.Info("shutting down")
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
-		err = errors.Join(r.Shutdown(sctx), <-served, closeState(sctx))
+		err = errors.Join(r.Shutdown(sctx), <-served, st.Close(sctx))
 	}
 	return err
 }

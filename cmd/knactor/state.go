@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -54,43 +55,125 @@ func defaultStateDir() string {
 	return filepath.Join(os.TempDir(), "knactor-state")
 }
 
-// openState opens the store and the cache in front of it. close flushes and releases both.
-func (f *stateFlags) openState(ctx context.Context) (cache *statecache.Cache, describe string, close func(context.Context) error, err error) {
+// state is the state store with one cache per write mode in use. Functions use the default mode
+// unless their manifest says otherwise; their keys never overlap, so the caches share the store.
+// It satisfies router.StateCache and local.WarmActors.
+type state struct {
+	flags      *stateFlags
+	store      statecache.Store
+	closeStore func() error
+	describe   string
+	def        statecache.WriteMode
+
+	mu     sync.Mutex
+	caches map[statecache.WriteMode]*statecache.Cache
+	modes  map[string]statecache.WriteMode // function → its write mode, when not the default
+}
+
+// openState opens the store named by the flags.
+func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 	mode, err := statecache.ParseWriteMode(f.writeMode)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
-	var store statecache.Store
-	closeStore := func() error { return nil }
+	st := &state{flags: f, def: mode, closeStore: func() error { return nil },
+		caches: make(map[statecache.WriteMode]*statecache.Cache), modes: make(map[string]statecache.WriteMode)}
 	if f.s3.Endpoint != "" {
 		f.s3.AccessKey, f.s3.SecretKey = os.Getenv(envS3AccessKey), os.Getenv(envS3SecretKey)
 		f.s3.SessionToken = os.Getenv(envS3SessionToken)
 		if f.s3.AccessKey == "" || f.s3.SecretKey == "" {
-			return nil, "", nil, fmt.Errorf("--s3-endpoint needs credentials in $%s and $%s", envS3AccessKey, envS3SecretKey)
+			return nil, fmt.Errorf("--s3-endpoint needs credentials in $%s and $%s", envS3AccessKey, envS3SecretKey)
 		}
 		s, err := statecache.OpenS3Store(ctx, f.s3)
 		if err != nil {
-			return nil, "", nil, err
+			return nil, err
 		}
-		store, describe = s, fmt.Sprintf("s3://%s/%s%s", f.s3.Endpoint, f.s3.Bucket, "/"+f.s3.Prefix)
+		st.store, st.describe = s, fmt.Sprintf("s3://%s/%s/%s", f.s3.Endpoint, f.s3.Bucket, f.s3.Prefix)
 	} else {
 		s, err := statecache.OpenDirStore(f.dir)
 		if err != nil {
-			return nil, "", nil, err
+			return nil, err
 		}
-		store, describe, closeStore = s, f.dir, s.Close
+		st.store, st.describe, st.closeStore = s, f.dir, s.Close
 	}
-	cache, err = statecache.NewCache(store, statecache.Config{
+	if _, err := st.cache(mode); err != nil {
+		_ = st.closeStore()
+		return nil, err
+	}
+	st.describe += " (" + mode.String() + ")"
+	return st, nil
+}
+
+// setMode makes function use mode ("" keeps the default).
+func (s *state) setMode(function, mode string) error {
+	if mode == "" {
+		return nil
+	}
+	m, err := statecache.ParseWriteMode(mode)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cache(m); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.modes[function] = m
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.caches[mode]; ok {
+		return c, nil
+	}
+	f := s.flags
+	c, err := statecache.NewCache(s.store, statecache.Config{
 		MaxBytes: f.cacheMB << 20, Mode: mode, FlushInterval: f.flushEvery, IdleAfter: f.idleAfter,
 		OnFlushError: func(k statecache.Key, err error) {
 			slog.Warn("write-behind flush failed", "actor", k.String(), "err", err)
 		},
 	})
 	if err != nil {
-		_ = closeStore()
-		return nil, "", nil, err
+		return nil, err
 	}
-	return cache, describe + " (" + mode.String() + ")", func(ctx context.Context) error {
-		return errors.Join(cache.Close(ctx), closeStore())
-	}, nil
+	s.caches[mode] = c
+	return c, nil
+}
+
+func (s *state) of(function string) *statecache.Cache {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mode, ok := s.modes[function]
+	if !ok {
+		mode = s.def
+	}
+	return s.caches[mode]
+}
+
+func (s *state) Get(ctx context.Context, k statecache.Key) (statecache.Entry, error) {
+	return s.of(k.Function).Get(ctx, k)
+}
+
+func (s *state) Put(ctx context.Context, k statecache.Key, v []byte, expect statecache.Version) (statecache.Version, error) {
+	return s.of(k.Function).Put(ctx, k, v, expect)
+}
+
+func (s *state) Delete(ctx context.Context, k statecache.Key, expect statecache.Version) (statecache.Version, error) {
+	return s.of(k.Function).Delete(ctx, k, expect)
+}
+
+// WarmIDs implements local.WarmActors.
+func (s *state) WarmIDs(function string) []string { return s.of(function).WarmIDs(function) }
+
+// Close flushes write-behind state and closes the store.
+func (s *state) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, c := range s.caches {
+		errs = append(errs, c.Close(ctx))
+	}
+	return errors.Join(append(errs, s.closeStore())...)
 }
