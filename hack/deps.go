@@ -6,9 +6,5 @@
 package hack
 
 import (
-	_ "github.com/gorilla/websocket"
-	_ "github.com/prometheus/client_golang/prometheus"
-	_ "github.com/valyala/fasthttp"
-	_ "k8s.io/client-go/kubernetes"
-	_ "knative.dev/serving/pkg/apis/serving/v1"
+	_ "k8s.io/client-go/kubernetes" // the Kubernetes runtime and pod watcher (issue 5)
 )

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -200,11 +201,17 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		}
 		out, err := r.send(pod.Addr, &env, deadline, maxState)
 		done()
-		if errors.Is(err, errUnreachable) && lostPods < maxLostPods && r.podGone(ctx, call.fn.Name, pod) {
-			lostPods++ // the owner died before answering: nothing committed, run the turn on the new owner
+		if errors.Is(err, errUnreachable) && lostPods < maxLostPods {
+			// The owner broke off or refused before answering: nothing committed, so the turn
+			// runs again, on the new owner if the pod has gone.
+			lostPods++
+			r.awaitPodGone(ctx, call.fn.Name, pod, err)
 			continue
 		}
 		if err != nil {
+			if errors.Is(err, errUnreachable) {
+				r.log.Warn("function pod unreachable", "function", call.fn.Name, "pod", pod.Name, "followed", lostPods, "err", err)
+			}
 			return nil, err
 		}
 		if out.fnErr != nil {
@@ -261,7 +268,7 @@ func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState i
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return outcome{}, badReply("answer is over the limit of %d bytes", r.cfg.MaxReplyBytes)
 	case err != nil:
-		return outcome{}, &unreachableError{errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err)}
+		return outcome{}, &unreachableError{errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err), err}
 	}
 	status := resp.StatusCode()
 	body := resp.Body()
@@ -287,24 +294,30 @@ const podGoneWait = 2 * time.Second
 // answering. Nothing was committed, so the turn may run again elsewhere.
 var errUnreachable = errors.New("pod unreachable")
 
-type unreachableError struct{ *apiError }
+type unreachableError struct {
+	*apiError
+	cause error
+}
 
-func (e *unreachableError) Unwrap() []error { return []error{e.apiError, errUnreachable} }
+func (e *unreachableError) Unwrap() []error { return []error{e.apiError, errUnreachable, e.cause} }
 
-// podGone reports whether pod left the function's ready set, waiting up to podGoneWait for the
-// runtime to notice a death.
-func (r *Router) podGone(ctx context.Context, function string, pod placement.Pod) bool {
+// awaitPodGone is called after a call could not reach pod. A refused connection means the
+// process is gone: wait (up to podGoneWait) for the runtime to take it out of the ready set, so
+// the retry goes to the actor's next owner. A connection broken mid-way is retried at once: it
+// is often a kept-alive connection to a pod that has since restarted at the same address.
+func (r *Router) awaitPodGone(ctx context.Context, function string, pod placement.Pod, err error) {
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return
+	}
 	changed := r.backends.Changed(function)
 	if !r.backends.Ready(function).Contains(pod.Name) {
-		return true
+		return
 	}
 	select {
 	case <-changed:
 	case <-r.clock.After(podGoneWait):
 	case <-ctx.Done():
-		return false
 	}
-	return !r.backends.Ready(function).Contains(pod.Name)
 }
 
 // storeError maps a state store failure to the caller's 503.

@@ -56,6 +56,9 @@ type Options struct {
 	// Registerer receives the router's Prometheus metrics besides its own /metrics registry
 	// (nil: only its own).
 	Registerer prometheus.Registerer
+	// Collectors are served on the router's /metrics beside its own (the autoscaler's and the
+	// runtime's in an all-in-one process).
+	Collectors []prometheus.Collector
 }
 
 // Router serves knactor's public API.
@@ -152,6 +155,11 @@ func New(cfg Config, opts Options) (*Router, error) {
 		MaxIdemponentCallAttempts: 1,
 	}
 	r.metrics = newMetrics(r, opts.Registerer)
+	for _, c := range opts.Collectors {
+		if err := r.metrics.registry.Register(c); err != nil {
+			return nil, fmt.Errorf("router: metrics collector: %w", err)
+		}
+	}
 	r.hub = newHub(r)
 	r.server = &fasthttp.Server{
 		Handler:                       r.handle,

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/knactor/knactor/autoscaler"
+	"github.com/knactor/knactor/manifest"
+	"github.com/knactor/knactor/pods/local"
+)
+
+// scalingCollector reports the autoscaler's latest decisions on /metrics, so a user (and the
+// tests) can watch a function scale.
+type scalingCollector struct {
+	a                                 *autoscaler.Autoscaler
+	desired, ready, panicking, stable *prometheus.Desc
+}
+
+func newScalingCollector(a *autoscaler.Autoscaler) *scalingCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("knactor_autoscaler_"+name, help, []string{"function"}, nil)
+	}
+	return &scalingCollector{
+		a:         a,
+		desired:   d("desired_pods", "Pods the autoscaler last decided the function needs."),
+		ready:     d("ready_pods", "Ready pods of the function at the last decision."),
+		panicking: d("panic_mode", "1 while the function's autoscaler is in panic mode."),
+		stable:    d("stable_value", "The scaling metric averaged over the stable window."),
+	}
+}
+
+func (c *scalingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desired
+	ch <- c.ready
+	ch <- c.panicking
+	ch <- c.stable
+}
+
+func (c *scalingCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, fn := range c.a.Functions() {
+		s, ok := c.a.Status(fn)
+		if !ok {
+			continue
+		}
+		panicking := 0.0
+		if s.Panicking {
+			panicking = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desired, prometheus.GaugeValue, float64(s.DesiredPods), fn)
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(s.ReadyPods), fn)
+		ch <- prometheus.MustNewConstMetric(c.panicking, prometheus.GaugeValue, panicking, fn)
+		ch <- prometheus.MustNewConstMetric(c.stable, prometheus.GaugeValue, s.StableValue, fn)
+	}
+}
+
+// podsCollector reports the local runtime's pods by state (ready, starting) per function.
+type podsCollector struct {
+	rt    podLister
+	names []string
+	pods  *prometheus.Desc
+}
+
+type podLister interface {
+	Pods(function string) []local.PodStatus
+}
+
+func newPodsCollector(rt podLister, fns []manifest.Function) *podsCollector {
+	c := &podsCollector{rt: rt, pods: prometheus.NewDesc("knactor_pods",
+		"Local pods of the function by state.", []string{"function", "state"}, nil)}
+	for _, fn := range fns {
+		c.names = append(c.names, fn.Name)
+	}
+	return c
+}
+
+func (c *podsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.pods }
+
+func (c *podsCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, fn := range c.names {
+		n := map[string]int{"ready": 0, "starting": 0}
+		for _, p := range c.rt.Pods(fn) {
+			n[p.State]++
+		}
+		for state, count := range n {
+			ch <- prometheus.MustNewConstMetric(c.pods, prometheus.GaugeValue, float64(count), fn, state)
+		}
+	}
+}
