@@ -31,8 +31,9 @@ import (
 
 // Defaults of Config.
 const (
-	// DefaultProbeInterval is how often a starting pod's /healthz is probed: a Go function is
-	// ready in a few milliseconds, so 50 ms keeps cold starts short without a busy loop.
+	// DefaultProbeInterval is how often a starting pod's /healthz is probed once the first quick
+	// probes (1 ms, doubling) have failed: slower starters (go run, Python) are seen within 50 ms
+	// without a busy loop.
 	DefaultProbeInterval = 50 * time.Millisecond
 	// DefaultStartTimeout restarts a pod that never turns ready (a hung start).
 	DefaultStartTimeout = time.Minute
@@ -434,12 +435,13 @@ func (r *Runtime) startProcess(spec Function, p *pod) (<-chan struct{}, *os.Proc
 }
 
 // probe polls the pod's /healthz until it answers 200 (true), or the process exits, the pod is
-// stopped or StartTimeout passes (false; a hung start is killed so the loop restarts it).
+// stopped or StartTimeout passes (false; a hung start is killed so the loop restarts it). The
+// first probes come quickly (1 ms, doubling up to ProbeInterval): a Go function listens within
+// milliseconds, and every millisecond here is cold-start latency.
 func (r *Runtime) probe(p *pod, exited <-chan struct{}) bool {
 	url := "http://" + p.addr + "/healthz"
-	tick := r.cfg.Clock.NewTicker(r.cfg.ProbeInterval)
-	defer tick.Stop()
 	deadline := r.cfg.Clock.Now().Add(r.cfg.StartTimeout)
+	wait := min(time.Millisecond, r.cfg.ProbeInterval)
 	for {
 		if resp, err := r.client.Get(url); err == nil {
 			resp.Body.Close()
@@ -447,13 +449,17 @@ func (r *Runtime) probe(p *pod, exited <-chan struct{}) bool {
 				return true
 			}
 		}
+		t := r.cfg.Clock.NewTimer(wait)
 		select {
 		case <-exited:
+			t.Stop()
 			return false
 		case <-p.stop:
+			t.Stop()
 			return false
-		case <-tick.C():
+		case <-t.C():
 		}
+		wait = min(2*wait, r.cfg.ProbeInterval)
 		if r.cfg.Clock.Now().After(deadline) {
 			r.cfg.Logger.Warn("pod not ready in time; killing it", "pod", p.name, "timeout", r.cfg.StartTimeout)
 			return false

@@ -23,7 +23,7 @@ var (
 
 // binary returns the path of a knactor binary built from this checkout (cmd/knactor,
 // examples/counter, ...), building all of them on first use.
-func binary(t *testing.T, name string) string {
+func binary(t testing.TB, name string) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "knactor-e2e-bin-")
@@ -46,14 +46,14 @@ func binary(t *testing.T, name string) string {
 
 // proc is a real process started for a test, stopped by PID when the test ends.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	log  string
 	exit chan struct{}
 }
 
 // start runs bin with args and extra env, logging to a file in the test's temp dir.
-func start(t *testing.T, name, bin string, env []string, args ...string) *proc {
+func start(t testing.TB, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	log := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.Create(log)
@@ -94,7 +94,7 @@ func (p *proc) signal(sig syscall.Signal) {
 // exitCode is the process's exit code once it ended.
 func (p *proc) exitCode() int { return p.cmd.ProcessState.ExitCode() }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -105,7 +105,7 @@ func freePort(t *testing.T) int {
 }
 
 // waitHealthy polls url until it answers 200.
-func waitHealthy(t *testing.T, p *proc, url string) {
+func waitHealthy(t testing.TB, p *proc, url string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

@@ -26,7 +26,7 @@ type upProc struct {
 
 // counterManifest writes a Knative Service for the counter binary with the given extra
 // autoscaling annotations and returns its path.
-func counterManifest(t *testing.T, annotations map[string]string) string {
+func counterManifest(t testing.TB, annotations map[string]string) string {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, `apiVersion: serving.knative.dev/v1
@@ -50,7 +50,7 @@ spec:
 	return path
 }
 
-func startUp(t *testing.T, env []string, args ...string) upProc {
+func startUp(t testing.TB, env []string, args ...string) upProc {
 	t.Helper()
 	port := freePort(t)
 	listen := "127.0.0.1:" + strconv.Itoa(port)
@@ -66,7 +66,7 @@ var metricLine = regexp.MustCompile(`^(knactor_[a-z_]+)\{([^}]*)\} ([0-9.e+-]+)$
 
 // metric reads one gauge from /metrics: name with the given label text, e.g.
 // `function="counter",state="ready"`.
-func (u upProc) metric(t *testing.T, name, labels string) float64 {
+func (u upProc) metric(t testing.TB, name, labels string) float64 {
 	t.Helper()
 	resp, err := client.Get(u.url + "/metrics")
 	if err != nil {
@@ -83,12 +83,12 @@ func (u upProc) metric(t *testing.T, name, labels string) float64 {
 	return -1
 }
 
-func (u upProc) readyPods(t *testing.T) int {
+func (u upProc) readyPods(t testing.TB) int {
 	return int(u.metric(t, "knactor_pods", `function="counter",state="ready"`))
 }
 
 // waitPods waits until cond holds for the ready pod count, or fails after limit.
-func (u upProc) waitPods(t *testing.T, what string, limit time.Duration, cond func(int) bool) time.Duration {
+func (u upProc) waitPods(t testing.TB, what string, limit time.Duration, cond func(int) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
