@@ -126,6 +126,9 @@ func (a *Activator) AwaitReady(ctx context.Context, function string) (*placement
 	}
 }
 
+// Collector returns the activator's metrics (the cold-start histogram) for a registry.
+func (a *Activator) Collector() prometheus.Collector { return a.coldStart }
+
 // Waiting returns how many calls are held for function.
 func (a *Activator) Waiting(function string) int {
 	a.mu.Lock()

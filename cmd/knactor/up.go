@@ -194,7 +194,7 @@ func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	}
 	act := activator.New(activator.Config{}, backends, scaler)
 	r, err := router.New(f.router, router.Options{Backends: backends, State: st, Activator: act,
-		Collectors: []prometheus.Collector{newScalingCollector(scaler), newPodsCollector(rt, fns)}})
+		Collectors: []prometheus.Collector{newScalingCollector(scaler), newPodsCollector(rt, fns), act.Collector()}})
 	if err != nil {
 		return errors.Join(err, st.Close(ctx))
 	}

@@ -62,6 +62,7 @@ func start(t testing.TB, name, bin string, env []string, args ...string) *proc {
 	}
 	defer f.Close()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = "../.." // the repository root, where the README's commands run
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

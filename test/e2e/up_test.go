@@ -1,0 +1,44 @@
+package e2e
+
+import (
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestReadmeUpRunsTheExamples runs the README's first command as written — `knactor up` in the
+// repository root with no flags but a free port and temp dirs — and calls every example.
+func TestReadmeUpRunsTheExamples(t *testing.T) {
+	skipShort(t)
+	port := freePort(t)
+	listen := "127.0.0.1:" + strconv.Itoa(port)
+	dir := t.TempDir()
+	p := start(t, "up", binary(t, "knactor"), nil, "up", "--listen", listen,
+		"--state-dir", filepath.Join(dir, "state"), "--log-dir", filepath.Join(dir, "logs"))
+	url := "http://" + listen
+	waitHealthy(t, p, url+"/readyz")
+	calls := []struct{ path, body, want string }{
+		{"/v1/actors/counter/alice/add", `{"by":2}`, `{"value":2}`},
+		{"/v1/actors/pycounter/alice/add", `{"by":3}`, `{"value":3}`},
+		{"/v1/actors/chat/lobby/join", `{"name":"ann"}`, `{"members":["ann"]}`},
+		{"/v1/functions/hello/hello", ``, `{"hello":"world"}`},
+	}
+	for _, c := range calls {
+		resp, err := client.Post(url+c.path, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != c.want {
+			t.Fatalf("POST %s: %d %s, want %s", c.path, resp.StatusCode, body, c.want)
+		}
+	}
+	p.signal(syscall.SIGINT)
+	if code := p.exitCode(); code != 0 {
+		t.Fatalf("knactor up exited with %d after Ctrl-C", code)
+	}
+}
