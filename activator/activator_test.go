@@ -18,7 +18,9 @@ type fakePods struct {
 	changed chan struct{}
 }
 
-func newFakePods() *fakePods { return &fakePods{set: placement.NewSet(nil), changed: make(chan struct{})} }
+func newFakePods() *fakePods {
+	return &fakePods{set: placement.NewSet(nil), changed: make(chan struct{})}
+}
 
 func (f *fakePods) Ready(string) *placement.Set {
 	f.mu.Lock()
