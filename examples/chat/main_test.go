@@ -1,24 +1,18 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/knactor/knactor/test/conformance"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // sampleState is a room with one member and one message, the conformance kit's existing actor.
@@ -54,6 +48,8 @@ func expect(state, reply string) func(*conformance.Answer) error {
 		return nil
 	}
 }
+
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 // TestSemantics sends envelopes straight to the SDK handler and checks the answers.
 func TestSemantics(t *testing.T) {
@@ -420,34 +416,10 @@ func TestChatProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode: builds the chat binary and runs it as a process")
 	}
-	bin := filepath.Join(t.TempDir(), "chat")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	var logs bytes.Buffer // read only once the process has exited
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chat: %v", err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("chat output:\n%s", &logs)
-		}
-	})
-
+	port := proctest.FreePort(t)
+	p := proctest.Start(t, "chat", []string{"PORT=" + strconv.Itoa(port)}, proctest.Build(t, "examples/chat"))
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitReady(t, url, exited)
+	proctest.WaitHealthy(t, p, url+"/healthz")
 	conformance.Run(t, url, options)
 
 	resp, err := http.Post(url+"/v1/invoke", "application/json", strings.NewReader(envelope("say", sampleState, `{"from":"ann","text":"over the wire"}`)))
@@ -461,16 +433,10 @@ func TestChatProcess(t *testing.T) {
 		t.Errorf("say = %d %s\nwant  200 %s", resp.StatusCode, body, want)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Errorf("chat exited with %v after SIGTERM, want a clean exit", waitErr)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("chat still running 10s after SIGTERM")
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Error(err)
+	} else if p.ExitCode() != 0 {
+		t.Errorf("chat exited with %v after SIGTERM, want a clean exit", p.Cmd().ProcessState)
 	}
 }
 
@@ -530,41 +496,4 @@ func membersJSON(n int) string {
 // fullMembers returns the state of a room with MaxMembers members and no messages.
 func fullMembers() string {
 	return `{"members":` + membersJSON(MaxMembers) + `,"messages":[]}`
-}
-
-// freePort returns a TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// waitReady polls url's /healthz until it answers 200, failing t if the process exits first or
-// it takes longer than 60 s.
-func waitReady(t *testing.T, url string, exited <-chan struct{}) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get(url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatal("chat exited before it was ready")
-		case <-ctx.Done():
-			t.Fatal("chat not ready after 60s")
-		case <-tick.C:
-		}
-	}
 }

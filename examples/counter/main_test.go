@@ -2,22 +2,17 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/knactor/knactor/test/conformance"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // options are the conformance options for the counter.
@@ -44,6 +39,8 @@ func expect(state, reply string) func(*conformance.Answer) error {
 	}
 }
 
+func TestMain(m *testing.M) { proctest.Main(m) }
+
 func TestCounter(t *testing.T) {
 	srv := httptest.NewServer(newActor())
 	defer srv.Close()
@@ -57,47 +54,17 @@ func TestCounterProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode: builds the counter binary and runs it as a process")
 	}
-	bin := filepath.Join(t.TempDir(), "counter")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	var logs bytes.Buffer // read only once the process has exited
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start counter: %v", err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("counter output:\n%s", &logs)
-		}
-	})
-
+	port := proctest.FreePort(t)
+	p := proctest.Start(t, "counter", []string{"PORT=" + strconv.Itoa(port)}, proctest.Build(t, "examples/counter"))
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitReady(t, url, exited)
+	proctest.WaitHealthy(t, p, url+"/healthz")
 	conformance.Run(t, url, options)
 	testSemantics(t, url)
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Errorf("counter exited with %v after SIGTERM, want a clean exit", waitErr)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("counter still running 10s after SIGTERM")
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Error(err)
+	} else if p.ExitCode() != 0 {
+		t.Errorf("counter exited with %v after SIGTERM, want a clean exit", p.Cmd().ProcessState)
 	}
 }
 
@@ -154,42 +121,5 @@ func testSemantics(t *testing.T, url string) {
 				t.Errorf("answer = %d %s\nwant     %d %s", resp.StatusCode, body, tc.status, tc.want)
 			}
 		})
-	}
-}
-
-// freePort returns a TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// waitReady polls url's /healthz until it answers 200, failing t if the process exits first or
-// it takes longer than 30 s.
-func waitReady(t *testing.T, url string, exited <-chan struct{}) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get(url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatal("counter exited before it was ready")
-		case <-ctx.Done():
-			t.Fatal("counter not ready after 30s")
-		case <-tick.C:
-		}
 	}
 }

@@ -2,24 +2,21 @@ package pycounter_test
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/knactor/knactor/test/conformance"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // options are the conformance options for the counter, as for examples/counter.
@@ -340,7 +337,7 @@ func testSIGTERM(t *testing.T, p *process) {
 	// Let the server read the headers, so the request is in flight when SIGTERM arrives.
 	time.Sleep(200 * time.Millisecond)
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd().Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
 	// The idle connection is closed once the server has stopped accepting.
@@ -349,8 +346,8 @@ func testSIGTERM(t *testing.T, p *process) {
 		t.Errorf("idle keep-alive connection after SIGTERM: read %v, want EOF", err)
 	}
 	select {
-	case <-p.exited:
-		t.Fatalf("exited (%v) with a request in flight", p.waitErr)
+	case <-p.Exited():
+		t.Fatalf("exited (%v) with a request in flight", p.Cmd().ProcessState)
 	default:
 	}
 
@@ -373,9 +370,9 @@ func testSIGTERM(t *testing.T, p *process) {
 	}
 
 	select {
-	case <-p.exited:
-		if p.waitErr != nil {
-			t.Errorf("exited with %v after SIGTERM, want status 0", p.waitErr)
+	case <-p.Exited():
+		if p.ExitCode() != 0 {
+			t.Errorf("exited with %v after SIGTERM, want status 0", p.Cmd().ProcessState)
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("still running 10s after SIGTERM")
@@ -389,16 +386,14 @@ func invokeRequest(envelope string) string {
 
 // process is main.py running under python3.
 type process struct {
-	cmd     *exec.Cmd
-	addr    string // host:port
-	url     string // http://host:port
-	exited  chan struct{}
-	waitErr error // set before exited is closed
+	*proctest.Process
+	addr string // host:port
+	url  string // http://host:port
 }
 
 // start runs main.py as knactor's local runtime runs the manifest's command: a process with $PORT
 // set. It skips the test in -short mode and when python3 is not on PATH, and waits until
-// /healthz answers 200. The process is killed when the test ends, if it still runs.
+// /healthz answers 200. The process is stopped when the test ends, if it still runs.
 func start(t *testing.T) *process {
 	t.Helper()
 	if testing.Short() {
@@ -408,85 +403,13 @@ func start(t *testing.T) *process {
 	if err != nil {
 		t.Skip("skipping: python3 is not on PATH; install Python 3 to test the Python counter")
 	}
-	port := freePort(t)
+	port := proctest.FreePort(t)
 	p := &process{
-		cmd:    exec.Command(python, "main.py"),
-		addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		exited: make(chan struct{}),
+		// proctest starts processes in the repository root.
+		Process: proctest.Start(t, "main.py", []string{"PORT=" + strconv.Itoa(port)}, python, "examples/pycounter/main.py"),
+		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 	}
 	p.url = "http://" + p.addr
-	p.cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	logs := &syncBuffer{}
-	p.cmd.Stdout, p.cmd.Stderr = logs, logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start python3 main.py: %v", err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("main.py output:\n%s", logs)
-		}
-	})
-	waitReady(t, p)
+	proctest.WaitHealthy(t, p.Process, p.url+"/healthz")
 	return p
-}
-
-// waitReady polls /healthz until it answers 200, failing t if the process exits first or it
-// takes longer than 30 s.
-func waitReady(t *testing.T, p *process) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get(p.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("main.py exited (%v) before it was ready", p.waitErr)
-		case <-ctx.Done():
-			t.Fatal("main.py not ready after 30s")
-		case <-tick.C:
-		}
-	}
-}
-
-// freePort returns a TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

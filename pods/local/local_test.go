@@ -2,10 +2,8 @@ package local
 
 import (
 	"context"
-	"flag"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,28 +13,13 @@ import (
 	"time"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/test/proctest"
 )
 
-var counterBin string
+func TestMain(m *testing.M) { proctest.Main(m) }
 
-func TestMain(m *testing.M) {
-	code := func() int {
-		flag.Parse()
-		if !testing.Short() {
-			dir, err := os.MkdirTemp("", "knactor-local-test-")
-			if err != nil {
-				panic(err)
-			}
-			defer os.RemoveAll(dir)
-			counterBin = filepath.Join(dir, "counter")
-			if out, err := exec.Command("go", "build", "-o", counterBin, "../../examples/counter").CombinedOutput(); err != nil {
-				panic(string(out))
-			}
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
-}
+// counterBin returns the path of the examples/counter binary.
+func counterBin(t *testing.T) string { return proctest.Build(t, "examples/counter") }
 
 func newRuntime(t *testing.T, cfg Config) *Runtime {
 	t.Helper()
@@ -77,7 +60,7 @@ func waitReady(t *testing.T, r *Runtime, fn string, n int) *placement.Set {
 
 func TestScaleUpProbesAndScaleDownStops(t *testing.T) {
 	r := newRuntime(t, Config{})
-	if err := r.Deploy(Function{Name: "counter", Command: []string{counterBin}}); err != nil {
+	if err := r.Deploy(Function{Name: "counter", Command: []string{counterBin(t)}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Scale(context.Background(), "counter", 2); err != nil {
@@ -107,7 +90,7 @@ func TestScaleUpProbesAndScaleDownStops(t *testing.T) {
 
 func TestCrashedPodRestartsOnItsAddress(t *testing.T) {
 	r := newRuntime(t, Config{})
-	_ = r.Deploy(Function{Name: "counter", Command: []string{counterBin}})
+	_ = r.Deploy(Function{Name: "counter", Command: []string{counterBin(t)}})
 	_ = r.Scale(context.Background(), "counter", 1)
 	before := waitReady(t, r, "counter", 1).Pods()[0]
 	changed := r.Changed("counter")
@@ -149,7 +132,7 @@ func (w warmList) WarmIDs(string) []string { return w }
 
 func TestScaleDownRemovesThePodOwningFewestWarmActors(t *testing.T) {
 	r := newRuntime(t, Config{})
-	_ = r.Deploy(Function{Name: "counter", Command: []string{counterBin}})
+	_ = r.Deploy(Function{Name: "counter", Command: []string{counterBin(t)}})
 	_ = r.Scale(context.Background(), "counter", 3)
 	set := waitReady(t, r, "counter", 3)
 	// Warm actors: 20 on each of two pods, 1 on the third.
@@ -193,16 +176,21 @@ func TestScaleDownRemovesThePodOwningFewestWarmActors(t *testing.T) {
 
 func TestStopEscalatesToSIGKILL(t *testing.T) {
 	r := newRuntime(t, Config{StopGrace: 200 * time.Millisecond})
-	// Ignores SIGTERM and never turns ready.
-	_ = r.Deploy(Function{Name: "stubborn", Command: []string{"sh", "-c", `trap "" TERM; while :; do sleep 0.05; done`}})
+	// Ignores SIGTERM and never turns ready; it says when its trap is in place.
+	armed := filepath.Join(t.TempDir(), "armed")
+	_ = r.Deploy(Function{Name: "stubborn", Command: []string{"sh", "-c", `trap "" TERM; touch "$ARMED"; while :; do sleep 0.05; done`},
+		Env: []string{"ARMED=" + armed}})
 	_ = r.Scale(context.Background(), "stubborn", 1)
 	var pid int
-	for deadline := time.Now().Add(10 * time.Second); pid == 0; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		r.mu.Lock()
 		pid = r.fns["stubborn"].pods[0].pid
 		r.mu.Unlock()
+		if _, err := os.Stat(armed); err == nil && pid != 0 {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("no process started")
+			t.Fatal("the process did not start and arm its trap")
 		}
 	}
 	start := time.Now()

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // The cold-start benchmarks time a call to a function at zero, end to end, beside the bare
@@ -37,16 +39,12 @@ func BenchmarkColdStartKnactor(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		manifest := counterManifest(b, map[string]string{"autoscaling.knative.dev/initial-scale": "0"})
-		port := freePort(b)
+		port := proctest.FreePort(b)
 		url := "http://127.0.0.1:" + strconv.Itoa(port)
 		dir := b.TempDir()
-		cmd := exec.Command(binary(b, "knactor"), "up", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--state-dir", dir+"/state",
-			"--log-dir", dir+"/logs", "--allow-zero-initial-scale", "-f", manifest)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		waitURL(b, url+"/readyz")
+		p := proctest.Start(b, "up-"+strconv.Itoa(port), nil, proctest.Build(b, "cmd/knactor"), "up", "--listen", "127.0.0.1:"+strconv.Itoa(port),
+			"--state-dir", dir+"/state", "--log-dir", dir+"/logs", "--allow-zero-initial-scale", "-f", manifest)
+		proctest.WaitHealthy(b, p, url+"/readyz")
 		b.StartTimer()
 		start := time.Now()
 		resp, err := http.Post(url+"/v1/actors/counter/a/add", "application/json", strings.NewReader(`{"by":1}`))
@@ -57,8 +55,7 @@ func BenchmarkColdStartKnactor(b *testing.B) {
 		}
 		resp.Body.Close()
 		ds = append(ds, d)
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		_ = p.Signal(syscall.SIGTERM)
 	}
 	reportLatencies(b, ds)
 }
@@ -69,9 +66,9 @@ func BenchmarkColdStartBareProcess(b *testing.B) {
 	var ds []time.Duration
 	envelope := `{"function":"counter","actor":"a","action":"add","version":"","payload":{"by":1},"metadata":{}}`
 	for range b.N {
-		port := freePort(b)
+		port := proctest.FreePort(b)
 		url := "http://127.0.0.1:" + strconv.Itoa(port) + "/v1/invoke"
-		cmd := exec.Command(binary(b, "counter"))
+		cmd := exec.Command(proctest.Build(b, "examples/counter"))
 		cmd.Env = append(cmd.Environ(), "PORT="+strconv.Itoa(port))
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
@@ -97,21 +94,6 @@ func BenchmarkColdStartBareProcess(b *testing.B) {
 	reportLatencies(b, ds)
 }
 
-// waitURL polls url until it answers 200.
-func waitURL(b *testing.B, url string) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-	b.Fatalf("%s not ready", url)
-}
-
 // BenchmarkScaleUpReaction: a function holds one pod under one caller; then ten callers arrive
 // (a 10× step). Reports the time until a second pod is ready.
 func BenchmarkScaleUpReaction(b *testing.B) {
@@ -124,7 +106,7 @@ func BenchmarkScaleUpReaction(b *testing.B) {
 			"autoscaling.knative.dev/max-scale":                     "10",
 		})
 		u := startUp(b, nil, "-f", manifest)
-		r := routerProc{proc: u.proc, url: u.url}
+		r := routerProc{Process: u.Process, url: u.url}
 		u.waitPods(b, "the initial pod", 30*time.Second, func(n int) bool { return n == 1 })
 		steady := startLoad(r, 1, 4)
 		time.Sleep(3 * time.Second)
@@ -135,7 +117,7 @@ func BenchmarkScaleUpReaction(b *testing.B) {
 		ds = append(ds, u.waitPods(b, "scale-up after a 10× step", 30*time.Second, func(n int) bool { return n >= 2 }))
 		step.end()
 		steady.end()
-		u.signal(syscall.SIGTERM)
+		u.Signal(syscall.SIGTERM)
 	}
 	reportLatencies(b, ds)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,15 +17,10 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/knactor/knactor/test/miniotest"
+	"github.com/knactor/knactor/test/proctest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 func skipShort(t *testing.T) {
 	if testing.Short() {
@@ -34,20 +28,30 @@ func skipShort(t *testing.T) {
 	}
 }
 
+// startCounter runs a counter pod and returns its address.
+func startCounter(t *testing.T) string {
+	t.Helper()
+	port := proctest.FreePort(t)
+	p := proctest.Start(t, "counter-"+strconv.Itoa(port), []string{"PORT=" + strconv.Itoa(port)}, proctest.Build(t, "examples/counter"))
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	proctest.WaitHealthy(t, p, "http://"+addr+"/healthz")
+	return addr
+}
+
 // routerProc is a `knactor router` process.
 type routerProc struct {
-	*proc
+	*proctest.Process
 	url string
 }
 
 func startRouter(t *testing.T, env []string, args ...string) routerProc {
 	t.Helper()
-	port := freePort(t)
+	port := proctest.FreePort(t)
 	listen := "127.0.0.1:" + strconv.Itoa(port)
-	p := start(t, "router-"+strconv.Itoa(port), binary(t, "knactor"), env, append([]string{"router", "--listen", listen}, args...)...)
+	p := proctest.Start(t, "router-"+strconv.Itoa(port), env, proctest.Build(t, "cmd/knactor"), append([]string{"router", "--listen", listen}, args...)...)
 	url := "http://" + listen
-	waitHealthy(t, p, url+"/readyz")
-	return routerProc{proc: p, url: url}
+	proctest.WaitHealthy(t, p, url+"/readyz")
+	return routerProc{Process: p, url: url}
 }
 
 // minioRouterArgs point a router at srv with write-through state.
@@ -204,7 +208,7 @@ func TestRouterKilledWithSIGKILLKeepsAcknowledgedWrites(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	r.signal(syscall.SIGKILL) // mid-load, no chance to flush anything
+	r.Signal(syscall.SIGKILL) // mid-load, no chance to flush anything
 	close(stop)
 	wg.Wait()
 
@@ -265,9 +269,9 @@ func TestWebSocketSeesRepliesAndOtherClientsChanges(t *testing.T) {
 		t.Fatalf("push of another client's call: %v", m)
 	}
 	// A graceful stop closes the socket with 1001.
-	r.signal(syscall.SIGTERM)
-	if r.exitCode() != 0 {
-		t.Fatalf("router exited with %d after SIGTERM", r.exitCode())
+	r.Signal(syscall.SIGTERM)
+	if r.ExitCode() != 0 {
+		t.Fatalf("router exited with %d after SIGTERM", r.ExitCode())
 	}
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {

@@ -16,11 +16,12 @@ import (
 	"time"
 
 	"github.com/knactor/knactor/test/miniotest"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // upProc is a `knactor up` process.
 type upProc struct {
-	*proc
+	*proctest.Process
 	url string
 }
 
@@ -38,7 +39,7 @@ spec:
     metadata:
       annotations:
         knactor.dev/command: %q
-`, binary(t, "counter"))
+`, proctest.Build(t, "examples/counter"))
 	for k, v := range annotations {
 		fmt.Fprintf(&b, "        %s: %q\n", k, v)
 	}
@@ -52,13 +53,13 @@ spec:
 
 func startUp(t testing.TB, env []string, args ...string) upProc {
 	t.Helper()
-	port := freePort(t)
+	port := proctest.FreePort(t)
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	dir := t.TempDir()
 	all := append([]string{"up", "--listen", listen, "--state-dir", filepath.Join(dir, "state"), "--log-dir", filepath.Join(dir, "logs")}, args...)
-	p := start(t, "up-"+strconv.Itoa(port), binary(t, "knactor"), env, all...)
-	u := upProc{proc: p, url: "http://" + listen}
-	waitHealthy(t, p, u.url+"/readyz")
+	p := proctest.Start(t, "up-"+strconv.Itoa(port), env, proctest.Build(t, "cmd/knactor"), all...)
+	u := upProc{Process: p, url: "http://" + listen}
+	proctest.WaitHealthy(t, p, u.url+"/readyz")
 	return u
 }
 
@@ -166,7 +167,7 @@ func TestScaleFromZeroPanicAndBackToZero(t *testing.T) {
 		"autoscaling.knative.dev/max-scale":                     "4",
 	})
 	u := startUp(t, nil, "-f", manifest, "--allow-zero-initial-scale", "--scale-to-zero-grace", "1s")
-	r := routerProc{proc: u.proc, url: u.url}
+	r := routerProc{Process: u.Process, url: u.url}
 	if n := u.readyPods(t); n != 0 {
 		t.Fatalf("%d pods before the first call, want 0", n)
 	}
@@ -236,12 +237,12 @@ func TestPodKilledUnderLoadLosesNoAcknowledgedState(t *testing.T) {
 		"autoscaling.knative.dev/max-scale": "2",
 	})
 	u := startUp(t, env, append(args, "-f", manifest)...)
-	r := routerProc{proc: u.proc, url: u.url}
+	r := routerProc{Process: u.Process, url: u.url}
 	u.waitPods(t, "two pods", 30*time.Second, func(n int) bool { return n == 2 })
 
 	l := startLoad(r, 8, 16)
 	time.Sleep(500 * time.Millisecond)
-	pids := childPIDs(t, u.cmd.Process.Pid)
+	pids := childPIDs(t, u.Cmd().Process.Pid)
 	if len(pids) != 2 {
 		t.Fatalf("found %d pod processes, want 2", len(pids))
 	}

@@ -7,19 +7,21 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // TestReadmeUpRunsTheExamples runs the README's first command as written — `knactor up` in the
 // repository root with no flags but a free port and temp dirs — and calls every example.
 func TestReadmeUpRunsTheExamples(t *testing.T) {
 	skipShort(t)
-	port := freePort(t)
+	port := proctest.FreePort(t)
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	dir := t.TempDir()
-	p := start(t, "up", binary(t, "knactor"), nil, "up", "--listen", listen,
+	p := proctest.Start(t, "up", nil, proctest.Build(t, "cmd/knactor"), "up", "--listen", listen,
 		"--state-dir", filepath.Join(dir, "state"), "--log-dir", filepath.Join(dir, "logs"))
 	url := "http://" + listen
-	waitHealthy(t, p, url+"/readyz")
+	proctest.WaitHealthy(t, p, url+"/readyz")
 	calls := []struct{ path, body, want string }{
 		{"/v1/actors/counter/alice/add", `{"by":2}`, `{"value":2}`},
 		{"/v1/actors/pycounter/alice/add", `{"by":3}`, `{"value":3}`},
@@ -37,8 +39,8 @@ func TestReadmeUpRunsTheExamples(t *testing.T) {
 			t.Fatalf("POST %s: %d %s, want %s", c.path, resp.StatusCode, body, c.want)
 		}
 	}
-	p.signal(syscall.SIGINT)
-	if code := p.exitCode(); code != 0 {
+	p.Signal(syscall.SIGINT)
+	if code := p.ExitCode(); code != 0 {
 		t.Fatalf("knactor up exited with %d after Ctrl-C", code)
 	}
 }
