@@ -110,13 +110,15 @@ func (rig *benchRig) pod(addr string, handler fasthttp.RequestHandler) placement
 	return placement.Pod{Name: addr, Addr: addr}
 }
 
-// do sends one request and fails b unless the router answers 200.
+// do sends one request and marks b failed unless the router answers 200. It does not stop the
+// benchmark (RunParallel's goroutines must not call FailNow).
 func (rig *benchRig) do(b *testing.B, req *fasthttp.Request, resp *fasthttp.Response) {
 	if err := rig.client.Do(req, resp); err != nil {
-		b.Fatal(err)
+		b.Error(err)
+		return
 	}
 	if resp.StatusCode() != fasthttp.StatusOK {
-		b.Fatalf("status %d: %s", resp.StatusCode(), resp.Body())
+		b.Errorf("status %d: %s", resp.StatusCode(), resp.Body())
 	}
 }
 
@@ -160,28 +162,6 @@ func (m *memState) Delete(_ context.Context, k statecache.Key, expect statecache
 // memStore is a statecache.Store in memory, under a statecache.Cache in write-behind mode whose
 // flush never comes during a benchmark: the cache's own cost, without a store's.
 type memStore struct{ memState }
-
-// BenchmarkRouterPassThrough measures POST /v1/functions/hello/hello with a ~50-byte body, one
-// caller at a time and 64 at once.
-func BenchmarkRouterPassThrough(b *testing.B) {
-	for _, par := range []int{1, 64} {
-		b.Run("callers="+strconv.Itoa(par), func(b *testing.B) {
-			rig := newBenchRig(b, newMemState())
-			b.ReportAllocs()
-			b.ResetTimer()
-			runCallers(b, par, func() {
-				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-				defer fasthttp.ReleaseRequest(req)
-				defer fasthttp.ReleaseResponse(resp)
-				req.SetRequestURI("http://router/v1/functions/hello/hello")
-				req.Header.SetMethod(fasthttp.MethodPost)
-				req.Header.SetContentType("application/json")
-				req.SetBody(benchBody)
-				rig.do(b, req, resp)
-			})
-		})
-	}
-}
 
 // BenchmarkRouterActorCall measures cache-hit stateful calls, POST
 // /v1/actors/counter/bench-N/add {"by":1} over benchActors warm actors, on two kinds of state:
@@ -321,5 +301,30 @@ func BenchmarkStateCacheHit(b *testing.B) {
 		if _, err := c.Put(ctx, key, value, e.Version); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRouterPassThrough measures POST /v1/functions/hello/hello with a ~50-byte body, one
+// caller at a time and 64 at once. It comes last in this file because with 64 callers it crashes
+// the router as of this writing: servePassThrough gives the server's request body stream to the
+// outgoing request, whose release puts the stream back in fasthttp's pool while the server still
+// owns it ("BUG: reading released body stream"; see docs/benchmarks.md, Router).
+func BenchmarkRouterPassThrough(b *testing.B) {
+	for _, par := range []int{1, 64} {
+		b.Run("callers="+strconv.Itoa(par), func(b *testing.B) {
+			rig := newBenchRig(b, newMemState())
+			b.ReportAllocs()
+			b.ResetTimer()
+			runCallers(b, par, func() {
+				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				defer fasthttp.ReleaseRequest(req)
+				defer fasthttp.ReleaseResponse(resp)
+				req.SetRequestURI("http://router/v1/functions/hello/hello")
+				req.Header.SetMethod(fasthttp.MethodPost)
+				req.Header.SetContentType("application/json")
+				req.SetBody(benchBody)
+				rig.do(b, req, resp)
+			})
+		})
 	}
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"bytes"
 	"context"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -111,7 +112,10 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
 	// A request has a body when it says so: a length, or chunked (-1). Reading a body-less
 	// request's stream would wait for the client to close the connection.
 	if n := ctx.Request.Header.ContentLength(); n > 0 || n == -1 {
-		req.SetBodyStream(ctx.RequestBodyStream(), n)
+		// Wrapped so that releasing req does not release the server's own body stream (a
+		// fasthttp stream handed to SetBodyStream is closed and pooled with the request, and the
+		// server would release it a second time).
+		req.SetBodyStream(struct{ io.Reader }{ctx.RequestBodyStream()}, n)
 	}
 
 	resp := fasthttp.AcquireResponse()

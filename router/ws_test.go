@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -232,3 +233,28 @@ func TestPassThroughSpreadsLoad(t *testing.T) {
 }
 
 func counterKey(id string) statecache.Key { return statecache.Key{Function: "counter", ID: id} }
+
+// TestPassThroughConcurrentBodiesStayApart is the regression test of a pooled body stream
+// released twice: under concurrent POSTs, a request could carry another connection's body, and
+// the router then panicked.
+func TestPassThroughConcurrentBodiesStayApart(t *testing.T) {
+	h := newHarness(t, Config{})
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(w, r.Body) })
+	h.deploy(Function{Name: "echo"}, echo)
+	var wg sync.WaitGroup
+	for c := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				body := fmt.Sprintf(`{"caller":%d,"call":%d}`, c, i)
+				rp := h.do("POST", "/v1/functions/echo/x", body)
+				if rp.status != 200 || rp.body != body {
+					t.Errorf("sent %s, got %d %s", body, rp.status, rp.body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -23,7 +23,8 @@ const (
 	idleTimeout       = 2 * time.Minute
 )
 
-// Main serves h on the port in $PORT (8080 when unset) until the process receives SIGTERM or
+// Main serves h on $HOST:$PORT (all interfaces when HOST is unset, as a Kubernetes pod needs;
+// knactor's local runtime sets HOST=127.0.0.1; port 8080 when PORT is unset) until the process receives SIGTERM or
 // SIGINT, then shuts down gracefully as Serve does. It exits the process with status 1 if serving
 // fails. A second signal kills the process at once.
 //
@@ -45,7 +46,7 @@ func listenAndServe(h http.Handler) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	context.AfterFunc(ctx, stop) // restore the default action so that a second signal kills
-	ln, err := net.Listen("tcp", ":"+port)
+	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("HOST"), port))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

@@ -421,7 +421,8 @@ func (r *Runtime) startProcess(spec Function, p *pod) (<-chan struct{}, *os.Proc
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
 	cmd.Dir = spec.Dir
 	cmd.Env = append(append(os.Environ(), spec.Env...),
-		"PORT="+strconv.Itoa(p.port), "K_SERVICE="+spec.Name, "KNACTOR_POD="+p.name)
+		// HOST keeps functions that honour it (the Go SDK, the examples) on loopback.
+		"HOST=127.0.0.1", "PORT="+strconv.Itoa(p.port), "K_SERVICE="+spec.Name, "KNACTOR_POD="+p.name)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so SIGTERM/SIGKILL reach a wrapper's children too (go run, shells),
 	// and Pdeathsig so a pod never outlives a crashed knactor.
