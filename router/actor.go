@@ -187,7 +187,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		if err != nil {
 			return nil, storeError(err)
 		}
-		pod, done, err := r.pick(ctx, call.fn, owner)
+		pod, done, err := r.pick(ctx, deadline, call.fn, owner)
 		if err != nil {
 			return nil, err
 		}

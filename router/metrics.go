@@ -2,6 +2,7 @@ package router
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,22 @@ type metrics struct {
 	conflicts *prometheus.CounterVec
 	effects   *prometheus.CounterVec
 	handler   fasthttp.RequestHandler
+
+	// children caches the label children observe uses, so the per-request cost is a map read
+	// rather than a label hash and a strconv. Keys are bounded by deployed functions × kinds ×
+	// statuses. mu guards it.
+	mu       sync.RWMutex
+	children map[observeKey]observeChildren
+}
+
+type observeKey struct {
+	function, kind string
+	status         int
+}
+
+type observeChildren struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // latencyBuckets span a cache-hit turn on loopback (~100 µs) to a slow function (~15 s).
@@ -35,6 +52,7 @@ var latencyBuckets = prometheus.ExponentialBuckets(100e-6, 2.5, 14)
 func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
+		children: make(map[observeKey]observeChildren),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knactor_router_requests_total",
 			Help: "Requests answered by the router, by function, kind and HTTP status code.",
@@ -76,8 +94,21 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 func (m *metrics) serve(ctx *fasthttp.RequestCtx) { m.handler(ctx) }
 
 func (m *metrics) observe(function, kind string, status int, start time.Time) {
-	m.requests.WithLabelValues(function, kind, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(function, kind).Observe(time.Since(start).Seconds())
+	k := observeKey{function, kind, status}
+	m.mu.RLock()
+	c, ok := m.children[k]
+	m.mu.RUnlock()
+	if !ok {
+		c = observeChildren{
+			requests: m.requests.WithLabelValues(function, kind, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(function, kind),
+		}
+		m.mu.Lock()
+		m.children[k] = c
+		m.mu.Unlock()
+	}
+	c.requests.Inc()
+	c.duration.Observe(time.Since(start).Seconds())
 }
 
 func (m *metrics) conflict(function string) { m.conflicts.WithLabelValues(function).Inc() }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,9 +16,30 @@ import (
 )
 
 // hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1).
-var hopHeaders = []string{
+var hopHeaders = [...]string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// stripHopHeaders deletes the hop-by-hop headers h holds, in one scan (most requests hold none).
+func stripHopHeaders(h interface {
+	VisitAll(func(key, value []byte))
+	Del(key string)
+}) {
+	var found [len(hopHeaders)]string
+	n := 0
+	h.VisitAll(func(k, _ []byte) {
+		for _, hop := range hopHeaders {
+			if len(k) == len(hop) && strings.EqualFold(string(k), hop) && n < len(found) {
+				found[n] = hop
+				n++
+				return
+			}
+		}
+	})
+	for _, hop := range found[:n] {
+		h.Del(hop)
+	}
 }
 
 // podLoad counts the pass-through requests in flight per pod address, for the
@@ -83,9 +105,7 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
 	if timeout <= 0 {
 		timeout = r.cfg.CallTimeout
 	}
-	pickCtx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	pod, done, err := r.pick(pickCtx, fn, r.load.pick)
+	pod, done, err := r.pick(context.Background(), time.Now().Add(timeout), fn, r.load.pick)
 	if err != nil {
 		r.metrics.observe(fn.Name, kindPassThrough, statusOf(err), start)
 		writeError(ctx, err)
@@ -96,9 +116,7 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.Header.CopyTo(&req.Header)
-	for _, h := range hopHeaders {
-		req.Header.Del(h)
-	}
+	stripHopHeaders(&req.Header)
 	if len(r.tokens) > 0 {
 		req.Header.Del(fasthttp.HeaderAuthorization) // knactor's token is not the function's business
 	}
@@ -131,9 +149,7 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
 		return
 	}
 	resp.Header.CopyTo(&ctx.Response.Header)
-	for _, h := range hopHeaders {
-		ctx.Response.Header.Del(h)
-	}
+	stripHopHeaders(&ctx.Response.Header)
 	status := resp.StatusCode()
 	ctx.SetStatusCode(status)
 	if resp.IsBodyStream() {

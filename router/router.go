@@ -245,7 +245,24 @@ func (r *Router) Shutdown(ctx context.Context) error {
 //
 // A pod being drained leaves the ready set before Drain reads its count, and pick counts before
 // it checks the set again, so every call Drain does not wait for sees the pod gone and picks again.
-func (r *Router) pick(ctx context.Context, fn Function, pickFrom func(*placement.Set) (placement.Pod, bool)) (placement.Pod, func(), error) {
+func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, pickFrom func(*placement.Set) (placement.Pod, bool)) (placement.Pod, func(), error) {
+	// The context that bounds waiting is made only when there is something to wait for: a warm
+	// pod without a capacity limit is the hot path.
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+	)
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+	}()
+	waitCtx := func() context.Context {
+		if ctx == nil {
+			ctx, cancel = context.WithDeadline(parent, deadline)
+		}
+		return ctx
+	}
 	for {
 		set := r.backends.Ready(fn.Name)
 		if set.Len() == 0 {
@@ -253,7 +270,7 @@ func (r *Router) pick(ctx context.Context, fn Function, pickFrom func(*placement
 				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q has no ready pod", fn.Name)
 			}
 			var err error
-			if set, err = r.activator.AwaitReady(ctx, fn.Name); err != nil {
+			if set, err = r.activator.AwaitReady(waitCtx(), fn.Name); err != nil {
 				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q: %v", fn.Name, err)
 			}
 		}
@@ -267,13 +284,13 @@ func (r *Router) pick(ctx context.Context, fn Function, pickFrom func(*placement
 			inflight.Add(-1) // left the ready set meanwhile: choose again
 			continue
 		}
-		release := func() {}
-		if r.activator != nil {
-			var err error
-			if release, err = r.activator.Acquire(ctx, pod, fn.ContainerConcurrency); err != nil {
-				inflight.Add(-1)
-				return placement.Pod{}, nil, errorf(504, CodeFunctionTimeout, "timed out waiting for a free slot on pod %s (containerConcurrency %d)", pod.Name, fn.ContainerConcurrency)
-			}
+		if r.activator == nil || fn.ContainerConcurrency <= 0 {
+			return pod, func() { inflight.Add(-1) }, nil
+		}
+		release, err := r.activator.Acquire(waitCtx(), pod, fn.ContainerConcurrency)
+		if err != nil {
+			inflight.Add(-1)
+			return placement.Pod{}, nil, errorf(504, CodeFunctionTimeout, "timed out waiting for a free slot on pod %s (containerConcurrency %d)", pod.Name, fn.ContainerConcurrency)
 		}
 		return pod, func() { release(); inflight.Add(-1) }, nil
 	}
