@@ -3,6 +3,7 @@ package manifest
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -430,4 +431,24 @@ func (p *docParser) checkAutoscalingClass(anns map[string]string) {
 	if k, metric, ok := autoscaling.MetricAnnotation.Get(anns); ok && metric != autoscaling.Concurrency && metric != autoscaling.RPS {
 		p.fail(annotationField(base, k), "%q is not %s or %s (class %s)", metric, autoscaling.Concurrency, autoscaling.RPS, ActorClass)
 	}
+}
+
+// FromService checks and resolves svc as Parse does a manifest's document: Knative's defaulting
+// and validation, then knactor's annotations. Kubernetes mode uses it for a function it learns
+// from the cluster (a revision's pod template rebuilt into a Service), so a function scales the
+// same whether its settings came from a file or from the API. source names where svc came from
+// in errors (e.g. "deployment default/counter-00001").
+func (o Options) FromService(svc *servingv1.Service, source string) (Function, error) {
+	c := svc.DeepCopy()
+	c.APIVersion, c.Kind = APIVersion, Kind
+	j, err := json.Marshal(c)
+	if err != nil {
+		return Function{}, fmt.Errorf("%s: %w", source, err)
+	}
+	p := &docParser{file: source, doc: 1, ctx: o.context()}
+	fn, ok := p.parse(j)
+	if !ok {
+		return Function{}, p.errs
+	}
+	return fn, nil
 }

@@ -465,3 +465,41 @@ func TestConcurrentParse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestFromServiceMatchesParse(t *testing.T) {
+	const doc = `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: counter
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/target: "5"
+        autoscaling.knative.dev/max-scale: "4"
+        knactor.dev/write-mode: write-behind
+    spec:
+      containerConcurrency: 10
+      containers:
+        - image: ko://example.com/counter
+`
+	parsed, err := Parse([]byte(doc), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Options{}.FromService(parsed[0].Service, "deployment default/counter-00001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Service, parsed[0].Service = nil, nil
+	if !reflect.DeepEqual(got, parsed[0]) {
+		t.Errorf("FromService = %+v\nParse       = %+v", got, parsed[0])
+	}
+
+	svc, _ := Parse([]byte(doc), "")
+	svc[0].Service.Spec.Template.Annotations["autoscaling.knative.dev/max-scale"] = "-1"
+	_, err = Options{}.FromService(svc[0].Service, "deployment default/counter-00001")
+	if err == nil || !strings.Contains(err.Error(), "deployment default/counter-00001") || !strings.Contains(err.Error(), "max-scale") {
+		t.Errorf("FromService with a bad annotation: err = %v, want one naming the source and the annotation", err)
+	}
+}

@@ -42,6 +42,8 @@ type actorCall struct {
 	payload   []byte
 	metadata  []metaPair
 	requestID string
+	// forwarded marks a call another router sent here as the actor's owner: it runs here.
+	forwarded bool
 }
 
 // turnResult is what a committed turn answers.
@@ -109,7 +111,8 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecac
 		writeError(ctx, err)
 		return
 	}
-	call := &actorCall{fn: fn, key: key, action: action, payload: payload, requestID: r.requestID(ctx)}
+	call := &actorCall{fn: fn, key: key, action: action, payload: payload, requestID: r.requestID(ctx),
+		forwarded: len(ctx.Request.Header.Peek(HeaderForwarded)) > 0}
 	ctx.Request.Header.VisitAll(func(k, v []byte) {
 		if name, ok := bytes.CutPrefix(k, []byte(metaHeaderPrefix)); ok && len(name) > 0 {
 			call.metadata = append(call.metadata, metaPair{string(bytes.ToLower(name)), string(v)})
@@ -162,10 +165,19 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 	}
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
+	keyStr := call.key.String()
+	if r.peers != nil && !call.forwarded {
+		if addr, remote := r.peers.Owner(keyStr); remote {
+			deadline, _ := ctx.Deadline()
+			// The owner counts the call in its statistics; counting it here too would double it.
+			if res, handled, err := r.forward(ctx, addr, call, deadline); handled {
+				return res, err
+			}
+		}
+	}
 	end := r.stats.Begin(call.fn.Name, call.key.ID)
 	defer end()
 
-	keyStr := call.key.String()
 	release, err := r.mailboxes.Acquire(ctx, keyStr)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {

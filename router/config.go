@@ -9,6 +9,9 @@ import (
 
 // Defaults of Config. Each bounds what one caller can cost the router.
 const (
+	// MinAuthTokenLength is the shortest bearer token accepted: 16 random characters are
+	// beyond guessing over the network, and anything shorter is likely a placeholder.
+	MinAuthTokenLength = 16
 	// DefaultListen keeps a router without auth tokens reachable from this machine only.
 	DefaultListen = "127.0.0.1:8080"
 	// DefaultMaxPayloadBytes bounds a caller's request body (the contract's payload limit).
@@ -96,8 +99,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("refusing to serve %s without auth tokens: set a token or listen on 127.0.0.1", c.Listen))
 	}
 	for i, t := range c.AuthTokens {
-		if len(t) < 16 {
-			errs = append(errs, fmt.Errorf("auth token #%d is shorter than 16 characters", i+1))
+		if len(t) < MinAuthTokenLength {
+			errs = append(errs, fmt.Errorf("auth token #%d is shorter than %d characters", i+1, MinAuthTokenLength))
 		}
 	}
 	for name, v := range map[string]int{

@@ -40,14 +40,18 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	return newHarnessOn(t, cfg, store)
 }
 
-func newHarnessOn(t *testing.T, cfg Config, store statecache.Store) *harness {
+func newHarnessOn(t *testing.T, cfg Config, store statecache.Store, options ...func(*Options)) *harness {
 	t.Helper()
 	cache, err := statecache.NewCache(store, statecache.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, backends: NewStatic(), store: store, cache: cache, served: make(chan error, 1)}
-	h.r, err = New(cfg, Options{Backends: h.backends, State: cache})
+	opts := Options{Backends: h.backends, State: cache}
+	for _, o := range options {
+		o(&opts)
+	}
+	h.r, err = New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,9 @@ type Options struct {
 	// Collectors are served on the router's /metrics beside its own (the autoscaler's and the
 	// runtime's in an all-in-one process).
 	Collectors []prometheus.Collector
+	// Peers names each actor's owner router when several routers serve one actor system; nil
+	// runs every call here (one router).
+	Peers Peers
 }
 
 // Router serves knactor's public API.
@@ -78,6 +81,8 @@ type Router struct {
 	mailboxes  *Mailboxes
 	client     *fasthttp.Client // invocations: whole answers, bounded, re-sent on broken connections
 	passClient *fasthttp.Client // pass-through: streamed, never re-sent
+	peers      Peers            // nil with one router
+	peerClient *fasthttp.Client // forwards actor calls to their owner router; never re-sent
 	stats      *stats.Recorder
 	metrics    *metrics
 	hub        *hub
@@ -154,6 +159,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		DisablePathNormalizing:    true,
 		MaxIdemponentCallAttempts: 1,
 	}
+	r.peers, r.peerClient = opts.Peers, newPeerClient(cfg)
 	r.metrics = newMetrics(r, opts.Registerer)
 	for _, c := range opts.Collectors {
 		if err := r.metrics.registry.Register(c); err != nil {

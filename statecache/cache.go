@@ -91,6 +91,22 @@ type Config struct {
 	OnFlushError func(key Key, err error)
 	// Clock drives flushing and passivation. Default the real clock.
 	Clock clock.WithTicker
+	// Revalidate makes every Get of a cached entry ask the store whether it is still current
+	// (a conditional read that sends no value when it is: Revalidator), for when the cache is
+	// not its keys' only writer, e.g. several routers on one bucket. Writes are safe without it
+	// (conditional puts refuse a stale version); reads need it to never return a value older
+	// than an acknowledged write. WriteThrough only: a write-behind cache must be the only
+	// writer.
+	Revalidate bool
+}
+
+// Revalidator is a Store that can tell whether a key still has a version without sending its
+// value. A Cache with Config.Revalidate uses it; with a Store that lacks it, every Get reads the
+// store.
+type Revalidator interface {
+	// GetIfChanged returns the key's entry and true when its version is no longer v, or false
+	// (and no entry) when it still is.
+	GetIfChanged(ctx context.Context, key Key, v Version) (Entry, bool, error)
 }
 
 func (c *Config) setDefaults() {
@@ -122,6 +138,9 @@ func (c *Config) validate() error {
 	if c.FlushConcurrency < 0 {
 		errs = append(errs, errors.New("flush concurrency must not be negative"))
 	}
+	if c.Revalidate && c.Mode == WriteBehind {
+		errs = append(errs, errors.New("revalidating reads needs write-through: a write-behind cache must be its keys' only writer"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cache config: %w", err)
 	}
@@ -131,6 +150,7 @@ func (c *Config) validate() error {
 // Stats are a Cache's counters since it was created.
 type Stats struct {
 	Hits, Misses  uint64 // reads answered from memory / from the store
+	Revalidated   uint64 // hits confirmed current by the store (Config.Revalidate)
 	Flushed       uint64 // write-behind writes made durable
 	FlushErrors   uint64 // failed flush attempts (each reported to OnFlushError)
 	LostConflicts uint64 // write-behind writes dropped because another writer changed the key
@@ -162,7 +182,7 @@ type Cache struct {
 	localSeq atomic.Uint64 // numbers write-behind versions
 	localTag string        // makes write-behind versions unique to this cache
 
-	hits, misses, flushed, flushErrors, lostConflicts, passivated atomic.Uint64
+	hits, misses, revalidated, flushed, flushErrors, lostConflicts, passivated atomic.Uint64
 
 	stop chan struct{}
 	done chan struct{}
@@ -237,6 +257,9 @@ func NewCache(store Store, cfg Config) (*Cache, error) {
 // cached). An absent key is an Entry with Exists false.
 func (c *Cache) Get(ctx context.Context, key Key) (Entry, error) {
 	id := key.String()
+	if c.cfg.Revalidate {
+		return c.revalidate(ctx, key, id)
+	}
 	if e, ok := c.fromMemory(id); ok {
 		c.hits.Add(1)
 		c.touch(id)
@@ -247,6 +270,34 @@ func (c *Cache) Get(ctx context.Context, key Key) (Entry, error) {
 	defer mu.Unlock()
 	e, err := c.load(ctx, key, id)
 	return e.Entry, err
+}
+
+// revalidate is Get with Config.Revalidate: a cached entry is returned only once the store has
+// confirmed its version; otherwise the store's entry replaces it.
+func (c *Cache) revalidate(ctx context.Context, key Key, id string) (Entry, error) {
+	mu := c.stripe(id)
+	mu.Lock()
+	defer mu.Unlock()
+	e, ok := c.fromMemory(id)
+	rv, can := c.store.(Revalidator)
+	if !ok || !can || e.Version == NoVersion {
+		c.mem.Delete(id)
+		e, err := c.load(ctx, key, id)
+		return e.Entry, err
+	}
+	fresh, changed, err := rv.GetIfChanged(ctx, key, e.Version)
+	if err != nil {
+		return Entry{}, err
+	}
+	c.touch(id)
+	if !changed {
+		c.hits.Add(1)
+		c.revalidated.Add(1)
+		return e.Entry, nil
+	}
+	c.misses.Add(1)
+	c.remember(id, cached{Entry: fresh, durable: fresh.Version})
+	return fresh, nil
 }
 
 // Put stores value for key if the key's current version is expect, and returns the new
@@ -352,7 +403,7 @@ func (c *Cache) Stats() Stats {
 	dirty := len(c.dirty)
 	c.dirtyMu.Unlock()
 	return Stats{
-		Hits: c.hits.Load(), Misses: c.misses.Load(), Flushed: c.flushed.Load(),
+		Hits: c.hits.Load(), Misses: c.misses.Load(), Revalidated: c.revalidated.Load(), Flushed: c.flushed.Load(),
 		FlushErrors: c.flushErrors.Load(), LostConflicts: c.lostConflicts.Load(),
 		Passivated: c.passivated.Load(), Dirty: dirty,
 	}

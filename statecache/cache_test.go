@@ -411,6 +411,73 @@ func TestConcurrentIncrementsThroughTwoCachesOnMinIO(t *testing.T) {
 	}
 }
 
+// Two caches on one bucket: without revalidation the second may answer from a value the first
+// has since replaced; with it, a read after an acknowledged write always sees that write, and a
+// current entry costs a conditional GET that sends no value.
+func TestRevalidatedReadsThroughTwoCachesOnMinIO(t *testing.T) {
+	srv := miniotest.Start(t)
+	store, err := statecache.OpenS3Store(bg, s3Config(srv, "revalidate/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := statecache.Key{Function: "counter", ID: "shared"}
+	tests := []struct {
+		name       string
+		revalidate bool
+		want       string // what b reads after a's write
+	}{
+		{"stale without revalidation", false, "1"},
+		{"current with revalidation", true, "2"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k := k
+			k.ID += strconv.Itoa(i)
+			a := newCache(t, store, statecache.Config{Revalidate: tc.revalidate})
+			b := newCache(t, store, statecache.Config{Revalidate: tc.revalidate})
+			v1, err := a.Put(bg, k, []byte("1"), statecache.NoVersion)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e, err := b.Get(bg, k); err != nil || string(e.Value) != "1" {
+				t.Fatalf("b's first read = %q, %v", e.Value, err)
+			}
+			if _, err := a.Put(bg, k, []byte("2"), v1); err != nil {
+				t.Fatal(err)
+			}
+			e, err := b.Get(bg, k)
+			if err != nil || string(e.Value) != tc.want {
+				t.Fatalf("b's read after a's write = %q, %v; want %q", e.Value, err, tc.want)
+			}
+			if !tc.revalidate {
+				return
+			}
+			before := b.Stats()
+			if e, err := b.Get(bg, k); err != nil || string(e.Value) != "2" {
+				t.Fatalf("b's unchanged read = %q, %v", e.Value, err)
+			}
+			if after := b.Stats(); after.Revalidated != before.Revalidated+1 {
+				t.Errorf("an unchanged entry was not confirmed by a conditional read: stats %+v → %+v", before, after)
+			}
+			if _, err := a.Delete(bg, k, mustVersion(t, a, k)); err != nil {
+				t.Fatal(err)
+			}
+			if e, err := b.Get(bg, k); err != nil || e.Exists {
+				t.Fatalf("b's read after a's delete = %+v, %v; want absent", e, err)
+			}
+		})
+	}
+}
+
+func mustVersion(t *testing.T, c *statecache.Cache, k statecache.Key) statecache.Version {
+	t.Helper()
+	e, err := c.Get(bg, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Version
+}
+
 func TestConcurrentIncrementsThroughTwoCachesOnDir(t *testing.T) {
 	store := openDir(t)
 	caches := []*statecache.Cache{newCache(t, store, statecache.Config{}), newCache(t, store, statecache.Config{})}
@@ -427,6 +494,7 @@ func TestConfigValidation(t *testing.T) {
 		{"negative memory", statecache.Config{MaxBytes: -1}},
 		{"unknown mode", statecache.Config{Mode: 7}},
 		{"negative idle", statecache.Config{IdleAfter: -time.Second}},
+		{"revalidating write-behind", statecache.Config{Mode: statecache.WriteBehind, Revalidate: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,6 +77,13 @@ func (c *S3Config) setDefaults() {
 	}
 }
 
+// Validate reports what OpenS3Store would refuse in c before it connects (defaults applied to a
+// copy), so a configuration can be checked where it is written, e.g. in an ActorSystem's spec.
+func (c S3Config) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
 func (c *S3Config) validate() error {
 	var errs []error
 	if c.Endpoint == "" {
@@ -172,6 +179,50 @@ func (s *S3Store) ensureBucket(ctx context.Context) error {
 		return s.explain("create bucket", "", err)
 	}
 	return nil
+}
+
+// GetIfChanged implements Revalidator with a conditional GET (If-None-Match: v): S3 answers
+// 304 Not Modified, without the value, while the object still has version v.
+func (s *S3Store) GetIfChanged(ctx context.Context, key Key, v Version) (Entry, bool, error) {
+	name, err := s.objectName(key)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	var (
+		e       Entry
+		changed = true
+	)
+	err = s.retry(ctx, func(ctx context.Context) error {
+		opts := minio.GetObjectOptions{}
+		if err := opts.SetMatchETagExcept(string(v)); err != nil {
+			return err
+		}
+		body, info, _, err := s.core.GetObject(ctx, s.cfg.Bucket, name, opts)
+		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusNotModified || r.Code == "NotModified" {
+			changed = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer body.Close()
+		value, err := io.ReadAll(body)
+		if err != nil {
+			return err
+		}
+		e = Entry{Version: Version(info.ETag)}
+		if info.Metadata.Get("X-Amz-Meta-"+tombstoneMeta) == "" {
+			e.Value, e.Exists = value, true
+		}
+		return nil
+	})
+	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+		return Entry{}, true, nil
+	}
+	if err != nil {
+		return Entry{}, false, s.explain("get", key.String(), err)
+	}
+	return e, changed, nil
 }
 
 // Get implements Store.

@@ -24,6 +24,6 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
-	root.AddCommand(newRouterCommand(), newUpCommand())
+	root.AddCommand(newRouterCommand(), newUpCommand(), newAutoscalerCommand())
 	return root
 }

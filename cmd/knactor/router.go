@@ -28,12 +28,18 @@ func newRouterCommand() *cobra.Command {
 		cfg       router.Config
 		state     stateFlags
 		functions []string
+		kf        kubeRouterFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "router",
-		Short: "Serve the public API in front of a fixed set of function pods",
+		Short: "Serve the public API in front of function pods (a fixed list, or a cluster's with --kube)",
 		Long: `Serve knactor's public API (actor calls, state, WebSocket, pass-through, /metrics)
 in front of function pods given by --function NAME=HOST:PORT[,HOST:PORT...].
+
+With --kube, the pods are a Kubernetes namespace's: the router watches the Pods and Deployments
+labelled as Knative labels a revision's, holds calls for a function at zero while the
+autoscaler (--autoscaler-url) scales it up, streams its statistics to the autoscaler, and takes
+its state store and auth tokens from the ActorSystem --actor-system (and the Secrets it names).
 
 Bearer tokens come from $` + envAuthTokens + ` (comma-separated); without them the router only
 listens on loopback. S3 credentials come from $` + envS3AccessKey + ` and $` + envS3SecretKey + `.`,
@@ -41,6 +47,12 @@ listens on loopback. S3 credentials come from $` + envS3AccessKey + ` and $` + e
   KNACTOR_S3_ACCESS_KEY=... KNACTOR_S3_SECRET_KEY=... knactor router --s3-endpoint 127.0.0.1:9000 --function counter=127.0.0.1:9001`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kf.enabled {
+				if len(functions) > 0 {
+					return errors.New("--function and --kube exclude each other: with --kube the cluster says where pods are")
+				}
+				return runKubeRouter(cmd, cfg, &state, &kf)
+			}
 			backends := router.NewStatic()
 			for _, spec := range functions {
 				fn, pods, err := parseFunctionFlag(spec)
@@ -50,7 +62,7 @@ listens on loopback. S3 credentials come from $` + envS3AccessKey + ` and $` + e
 				backends.Set(router.Function{Name: fn}, pods...)
 			}
 			if t := os.Getenv(envAuthTokens); t != "" {
-				cfg.AuthTokens = strings.Split(t, ",")
+				cfg.AuthTokens = splitList(t)
 			}
 			return runRouter(cmd.Context(), cfg, &state, backends)
 		},
@@ -64,6 +76,7 @@ listens on loopback. S3 credentials come from $` + envS3AccessKey + ` and $` + e
 	fs.IntVar(&cfg.MaxPayloadBytes, "max-payload-bytes", router.DefaultMaxPayloadBytes, "largest request body")
 	fs.IntVar(&cfg.MaxStateBytes, "max-state-bytes", router.DefaultMaxStateBytes, "largest actor state")
 	state.register(fs)
+	kf.register(fs)
 	return cmd
 }
 

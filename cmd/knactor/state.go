@@ -32,6 +32,9 @@ type stateFlags struct {
 	cacheMB    int
 	idleAfter  time.Duration
 	flushEvery time.Duration
+	// revalidate confirms every cached read with the store (Kubernetes mode: several routers
+	// write the same actors). Write-through caches only.
+	revalidate bool
 }
 
 func (f *stateFlags) register(fs *pflag.FlagSet) {
@@ -79,8 +82,10 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 	st := &state{flags: f, def: mode, closeStore: func() error { return nil },
 		caches: make(map[statecache.WriteMode]*statecache.Cache), modes: make(map[string]statecache.WriteMode)}
 	if f.s3.Endpoint != "" {
-		f.s3.AccessKey, f.s3.SecretKey = os.Getenv(envS3AccessKey), os.Getenv(envS3SecretKey)
-		f.s3.SessionToken = os.Getenv(envS3SessionToken)
+		if f.s3.AccessKey == "" { // Kubernetes mode fills them from the ActorSystem's Secret
+			f.s3.AccessKey, f.s3.SecretKey = os.Getenv(envS3AccessKey), os.Getenv(envS3SecretKey)
+			f.s3.SessionToken = os.Getenv(envS3SessionToken)
+		}
 		if f.s3.AccessKey == "" || f.s3.SecretKey == "" {
 			return nil, fmt.Errorf("--s3-endpoint needs credentials in $%s and $%s", envS3AccessKey, envS3SecretKey)
 		}
@@ -131,6 +136,7 @@ func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
 	f := s.flags
 	c, err := statecache.NewCache(s.store, statecache.Config{
 		MaxBytes: f.cacheMB << 20, Mode: mode, FlushInterval: f.flushEvery, IdleAfter: f.idleAfter,
+		Revalidate: f.revalidate && mode == statecache.WriteThrough,
 		OnFlushError: func(k statecache.Key, err error) {
 			slog.Warn("write-behind flush failed", "actor", k.String(), "err", err)
 		},

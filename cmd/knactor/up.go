@@ -57,7 +57,7 @@ locally is its knactor.dev/command annotation. Without -f, the examples are depl
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if t := os.Getenv(envAuthTokens); t != "" {
-				f.router.AuthTokens = strings.Split(t, ",")
+				f.router.AuthTokens = splitList(t)
 			}
 			return runUp(cmd.Context(), &f, cmd.OutOrStdout())
 		},

@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -487,4 +488,27 @@ func ignoreNotFound(err error) error {
 		return nil
 	}
 	return err
+}
+
+// ServiceAccountKubeconfig writes a kubeconfig that acts as the ServiceAccount namespace/name,
+// with a token from the TokenRequest API (valid for an hour), and returns its path. Components
+// started with it have exactly the permissions RBAC grants that account, as they would in a pod.
+func (c *Cluster) ServiceAccountKubeconfig(t testing.TB, namespace, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hour := int64(3600)
+	tr, err := c.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &hour}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("kubetest: token for service account %s/%s: %v", namespace, name, err)
+	}
+	cfg := strings.Replace(c.kubeconfig(), "token: "+c.pki.token, "token: "+tr.Status.Token, 1)
+	cfg = strings.Replace(cfg, "- name: admin", "- name: "+name, 1)
+	cfg = strings.Replace(cfg, "user: admin", "user: "+name, 1)
+	path := filepath.Join(c.Dir, "kubeconfig-"+namespace+"-"+name)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

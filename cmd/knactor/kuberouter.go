@@ -1,0 +1,170 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/knactor/knactor/activator"
+	"github.com/knactor/knactor/activator/statreporter"
+	"github.com/knactor/knactor/crds/actorsystem"
+	"github.com/knactor/knactor/pods/kube"
+	"github.com/knactor/knactor/router"
+	"github.com/knactor/knactor/router/stats"
+)
+
+// kubeRouterFlags are the router's Kubernetes-mode flags.
+type kubeRouterFlags struct {
+	enabled       bool
+	kube          kubeFlags
+	autoscalerURL string
+	name          string
+	peers         string
+}
+
+func (k *kubeRouterFlags) register(fs *pflag.FlagSet) {
+	fs.BoolVar(&k.enabled, "kube", false, "Kubernetes mode: learn pods from the cluster, scale through the autoscaler, configure state from the ActorSystem")
+	k.kube.register(fs)
+	fs.StringVar(&k.autoscalerURL, "autoscaler-url", "ws://knactor-autoscaler.knactor-system.svc.cluster.local:8080/stats",
+		"the autoscaler's stats WebSocket (--kube)")
+	fs.StringVar(&k.peers, "peers-selector", "app.kubernetes.io/name=knactor-router",
+		"label selector of the router pods in --system-namespace: each actor's calls run on one of them, its owner (--kube)")
+	hostname, _ := os.Hostname()
+	fs.StringVar(&k.name, "router-name", cmp.Or(os.Getenv("POD_NAME"), hostname),
+		"this router's name in the stats stream (default $POD_NAME, else the host name)")
+}
+
+// recorderSource lets the stats reporter read the router's recorder, which exists only once the
+// router does (and the router needs the reporter first, as its activator's poker).
+type recorderSource struct{ r *router.Router }
+
+func (s *recorderSource) SnapshotAll() []stats.Snapshot {
+	if s.r == nil {
+		return nil
+	}
+	return s.r.Stats().SnapshotAll()
+}
+
+func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf *kubeRouterFlags) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c, err := kf.kube.clients()
+	if err != nil {
+		return err
+	}
+	sys, err := kf.kube.loadConfig(ctx, c)
+	if err != nil {
+		return err
+	}
+	// The ConfigMap sets the defaults; flags given on the command line win.
+	fromFlags := cfg
+	sys.ApplyRouter(&cfg)
+	fs := cmd.Flags()
+	for flag, apply := range map[string]func(){
+		"call-timeout":        func() { cfg.CallTimeout = fromFlags.CallTimeout },
+		"max-queue-per-actor": func() { cfg.MaxQueuePerActor = fromFlags.MaxQueuePerActor },
+		"max-payload-bytes":   func() { cfg.MaxPayloadBytes = fromFlags.MaxPayloadBytes },
+		"max-state-bytes":     func() { cfg.MaxStateBytes = fromFlags.MaxStateBytes },
+	} {
+		if fs.Changed(flag) {
+			apply()
+		}
+	}
+
+	as, settings, err := actorsystem.Resolve(ctx, c.kube, c.dynamic, kf.kube.namespace, kf.kube.actorSystem)
+	if err != nil {
+		return err
+	}
+	state.s3 = settings.S3
+	state.writeMode = settings.WriteMode.String()
+	state.cacheMB = settings.CacheBytes >> 20
+	state.idleAfter, state.flushEvery = settings.PassivateAfter, settings.FlushInterval
+	// Several routers serve one actor system, each with its own cache: a read is confirmed with
+	// the store (a conditional GET) so it never returns a value older than an acknowledged write.
+	state.revalidate = true
+	if settings.WriteMode != 0 {
+		slog.Warn("write-behind assumes one router per actor system: with several routers a conflicting flush drops the buffered write", "actor-system", as.Namespace+"/"+as.Name)
+	}
+	cfg.AuthTokens = append(cfg.AuthTokens, settings.AuthTokens...)
+	if t := os.Getenv(envAuthTokens); t != "" {
+		cfg.AuthTokens = append(cfg.AuthTokens, splitList(t)...)
+	}
+
+	w, err := kube.NewWatcher(c.kube, kube.Config{Namespace: kf.kube.namespace})
+	if err != nil {
+		return err
+	}
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	if err := w.Start(watchCtx); err != nil {
+		return err
+	}
+	peers := kube.NewPeers(c.kube, kf.kube.systemNamespace, kf.peers, kf.name, slog.Default())
+	if err := peers.Start(watchCtx); err != nil {
+		return err
+	}
+	src := &recorderSource{}
+	rep, err := statreporter.New(statreporter.Config{URL: kf.autoscalerURL, Router: kf.name}, src)
+	if err != nil {
+		return err
+	}
+	act := activator.New(activator.Config{}, w, rep)
+
+	st, err := state.openState(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers,
+		Collectors: []prometheus.Collector{act.Collector()}})
+	if err != nil {
+		return errors.Join(err, st.Close(context.Background()))
+	}
+	src.r = r
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return errors.Join(err, st.Close(context.Background()))
+	}
+	slog.Info("router listening", "addr", ln.Addr().String(), "namespace", kf.kube.namespace,
+		"actor-system", as.Name, "state", st.describe, "autoscaler", kf.autoscalerURL, "router", kf.name)
+
+	repCtx, stopReporting := context.WithCancel(context.Background())
+	reported := make(chan error, 1)
+	go func() { reported <- rep.Run(repCtx) }()
+	served := make(chan error, 1)
+	go func() { served <- r.Serve(ln) }()
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		slog.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		err = errors.Join(r.Shutdown(sctx), <-served)
+	}
+	stopReporting()
+	if rerr := <-reported; rerr != nil && !errors.Is(rerr, context.Canceled) {
+		err = errors.Join(err, fmt.Errorf("stats reporter: %w", rerr))
+	}
+	return errors.Join(err, st.Close(context.Background()))
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, t := range strings.Split(v, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,98 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/knactor/knactor/router"
+	"github.com/knactor/knactor/router/placement"
+)
+
+// Peers follows the ready pods of knactor's router Deployment and says which router owns an
+// actor: rendezvous hashing of the actor's key over them, the same choice on every router that
+// sees the same pods. It implements router.Peers. A router pod is a peer while the API reports it
+// Ready, with an IP and not being deleted (podAddr); its address is its first container port.
+//
+// One informer (namespace and label selector of the routers) feeds it; its handlers rebuild the
+// set under mu, and Owner reads it under mu's read lock.
+type Peers struct {
+	self    string
+	factory informers.SharedInformerFactory
+	inf     cache.SharedIndexInformer
+	log     *slog.Logger
+
+	mu  sync.RWMutex
+	set *placement.Set // guarded by mu: the ready routers, self included when ready
+}
+
+var _ router.Peers = (*Peers)(nil)
+
+// NewPeers returns Peers over the router pods in namespace that match selector; self is this
+// router's pod name.
+func NewPeers(client kubernetes.Interface, namespace, selector, self string, log *slog.Logger) *Peers {
+	if log == nil {
+		log = slog.Default()
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
+	p := &Peers{self: self, factory: f, inf: f.Core().V1().Pods().Informer(), log: log, set: placement.NewSet(nil)}
+	rebuild := func(any) { p.rebuild() }
+	_, _ = p.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: rebuild, UpdateFunc: func(_, o any) { rebuild(o) }, DeleteFunc: rebuild,
+	})
+	return p
+}
+
+// Start runs the informer until ctx ends and waits for its first list (up to
+// DefaultSyncTimeout).
+func (p *Peers) Start(ctx context.Context) error {
+	p.factory.Start(ctx.Done())
+	sctx, cancel := context.WithTimeout(ctx, DefaultSyncTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(sctx.Done(), p.inf.HasSynced) {
+		return fmt.Errorf("kube: router pods not listed within %v (knactor needs \"list\" and \"watch\" on pods; apply config/ RBAC)", DefaultSyncTimeout)
+	}
+	p.rebuild()
+	return nil
+}
+
+func (p *Peers) rebuild() {
+	var pods []placement.Pod
+	for _, obj := range p.inf.GetStore().List() {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		if addr, ok := podAddr(pod); ok {
+			pods = append(pods, placement.Pod{Name: pod.Name, Addr: addr})
+		}
+	}
+	set := placement.NewSet(pods)
+	p.mu.Lock()
+	changed := set.Len() != p.set.Len()
+	p.set = set
+	p.mu.Unlock()
+	if changed {
+		p.log.Info("kube: router peers changed", "routers", set.Len())
+	}
+}
+
+// Owner implements router.Peers.
+func (p *Peers) Owner(key string) (string, bool) {
+	p.mu.RLock()
+	set := p.set
+	p.mu.RUnlock()
+	owner, ok := set.Owner(key)
+	if !ok || owner.Name == p.self {
+		return "", false
+	}
+	return owner.Addr, true
+}

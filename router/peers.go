@@ -1,0 +1,99 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/knactor/knactor/statecache"
+)
+
+// Peers tells a router which router owns an actor when several routers serve one actor system
+// (Kubernetes mode). Each actor's turns run on its owner, so one call per actor runs at a time
+// across all routers and the owner's cache stays warm; the others forward the actor's calls to
+// it. Implementations choose owners by rendezvous hashing over the ready routers, so every router
+// agrees while they see the same routers.
+type Peers interface {
+	// Owner returns the address (host:port) of the router that owns key and true, or false when
+	// this router owns it (or knows no peer).
+	Owner(key string) (addr string, remote bool)
+}
+
+// HeaderForwarded marks a call one router forwarded to the actor's owner. The owner runs it
+// whatever its own view of the routers is, so calls never bounce between routers that
+// momentarily disagree about an owner; the store's conditional writes keep such a moment safe.
+const HeaderForwarded = "X-Knactor-Forwarded"
+
+// forwardable errors: the peer could not be reached before the call was sent, so running the
+// turn here instead cannot run it twice.
+func forwardable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fasthttp.ErrNoFreeConns) ||
+		errors.Is(err, fasthttp.ErrDialTimeout)
+}
+
+// newPeerClient returns the client that forwards calls to owner routers. It never re-sends: a
+// forwarded call may have committed on the owner before its connection broke.
+func newPeerClient(cfg Config) *fasthttp.Client {
+	return &fasthttp.Client{
+		Name:                      "knactor-router",
+		NoDefaultUserAgentHeader:  true,
+		MaxConnsPerHost:           1024,
+		MaxConnWaitTimeout:        time.Second,
+		MaxIdleConnDuration:       30 * time.Second,
+		MaxResponseBodySize:       cfg.MaxReplyBytes + 4<<10,
+		ReadBufferSize:            16 << 10,
+		MaxIdemponentCallAttempts: 1,
+		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+	}
+}
+
+// forward runs call on the router at addr. handled is false when the peer could not be reached
+// before anything was sent: the caller then runs the turn itself.
+func (r *Router) forward(ctx context.Context, addr string, call *actorCall, deadline time.Time) (res *turnResult, handled bool, err error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + addr + "/v1/actors/" + url.PathEscape(call.key.Function) + "/" +
+		url.PathEscape(call.key.ID) + "/" + call.action)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentTypeBytes(contentJSON)
+	req.Header.Set(HeaderForwarded, "1")
+	req.Header.Set("X-Request-Id", call.requestID)
+	if len(r.tokens) > 0 {
+		req.Header.Set("Authorization", "Bearer "+string(r.tokens[0]))
+	}
+	for _, m := range call.metadata {
+		req.Header.Set(metaHeaderPrefix+m.key, m.value)
+	}
+	req.SetBody(call.payload)
+	if err := r.peerClient.DoDeadline(req, resp, deadline); err != nil {
+		if forwardable(err) {
+			r.log.Debug("owner router unreachable: running the turn here", "owner", addr, "actor", call.key.String(), "err", err)
+			return nil, false, nil
+		}
+		if errors.Is(err, fasthttp.ErrTimeout) || ctx.Err() != nil {
+			return nil, true, errorf(504, CodeFunctionTimeout, "the actor's owner router %s did not answer in time; the call may or may not have run", addr)
+		}
+		return nil, true, errorf(502, CodeFunctionFailed, "forwarding to the actor's owner router %s failed; the call may or may not have run: %v", addr, err)
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		var body struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(resp.Body(), &body) != nil || body.Error.Code == "" {
+			return nil, true, errorf(502, CodeFunctionFailed, "the actor's owner router %s answered %d", addr, resp.StatusCode())
+		}
+		return nil, true, errorf(resp.StatusCode(), body.Error.Code, "%s", body.Error.Message)
+	}
+	return &turnResult{
+		reply:      append([]byte(nil), resp.Body()...),
+		replyIsRaw: string(resp.Header.ContentType()) == string(contentBinary),
+		version:    statecache.Version(resp.Header.Peek(HeaderStateVersion)),
+		pod:        string(resp.Header.Peek(HeaderPod)),
+	}, true, nil
+}

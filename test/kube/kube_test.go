@@ -1,0 +1,554 @@
+// Package kube tests knactor's Kubernetes mode end to end on a real control plane (etcd,
+// kube-apiserver, controller-manager, scheduler and kwok from test/kubetest), inside a private
+// network namespace: `kubectl apply -f config/` installs knactor, the router and autoscaler
+// Deployments' pods run the real knactor binary with their Deployments' arguments (the shim plays
+// the kubelet), each as its own ServiceAccount, and a function's pods run the real counter.
+package kube
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/knactor/knactor/test/kubetest"
+	"github.com/knactor/knactor/test/miniotest"
+)
+
+// Binaries the tests run, built before the network namespace is entered (the build may need
+// the module proxy) and found again inside through these variables.
+const (
+	envKnactorBin = "KNACTOR_TEST_KNACTOR_BIN"
+	envCounterBin = "KNACTOR_TEST_COUNTER_BIN"
+)
+
+func TestMain(m *testing.M) {
+	kubetest.ReexecInNetNS(m,
+		func() error { _, err := miniotest.Binary(); return err },
+		func() error { return build(envKnactorBin, "./cmd/knactor") },
+		func() error { return build(envCounterBin, "./examples/counter") },
+	)
+}
+
+// build builds pkg into the git-ignored bin/test/ and exports its path in env.
+func build(env, pkg string) error {
+	if testing.Short() {
+		return nil
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(root, "bin", "test", filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
+	}
+	return os.Setenv(env, out)
+}
+
+const (
+	system    = "knactor-system"
+	namespace = "default"
+	token     = "kube-e2e-token-0123456789"
+	// counterLabels are the labels Knative puts on a revision's Deployment and pods.
+	revision = "counter-00001"
+)
+
+// deployment is the counter as Knative would deploy its first revision, at zero replicas.
+func counterDeployment() *appsv1.Deployment {
+	labels := map[string]string{
+		"serving.knative.dev/service":       "counter",
+		"serving.knative.dev/configuration": "counter",
+		"serving.knative.dev/revision":      revision,
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: revision + "-deployment", Namespace: namespace, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](0),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"serving.knative.dev/revision": revision}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+					// Small numbers so the test sees a scale-up and a scale-down in seconds: one
+					// call in flight per pod, at most three pods, Knative's shortest stable window.
+					"autoscaling.knative.dev/target":    "1",
+					"autoscaling.knative.dev/max-scale": "3",
+					"autoscaling.knative.dev/window":    "6s",
+				}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "user-container", Image: "ko://github.com/knactor/knactor/examples/counter",
+					Ports: []corev1.ContainerPort{{Name: "user-port", ContainerPort: 8080}},
+				}}},
+			},
+		},
+	}
+}
+
+// env is a running installation: the cluster, MinIO, knactor's pods and the counter's.
+type env struct {
+	t          *testing.T
+	c          *kubetest.Cluster
+	routers    []string // base URLs of the router pods
+	autoscaler string   // base URL of the autoscaler pod
+	counter    *kubetest.Shim
+}
+
+func TestKubernetesMode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a real Kubernetes control plane, MinIO and built binaries; run without -short")
+	}
+	e := install(t)
+	ctx := context.Background()
+
+	t.Run("both routers stream stats to the autoscaler", func(t *testing.T) {
+		e.eventually(t, 20*time.Second, "two routers connected to the autoscaler", func() (bool, string) {
+			r := e.functions(t)
+			return len(r.Routers) == 2, fmt.Sprintf("routers %v", r.Routers)
+		})
+	})
+
+	t.Run("first call scales from zero through the API", func(t *testing.T) {
+		start := time.Now()
+		got := e.call(t, e.routers[0], "alice", "add", `{"by":1}`)
+		if got != `{"value":1}` {
+			t.Fatalf("first call replied %s, want {\"value\":1}", got)
+		}
+		t.Logf("cold start through the API (scale subresource, controller-manager, scheduler, kwok, shim, probe): %v", time.Since(start).Round(time.Millisecond))
+		d, err := e.c.Client.AppsV1().Deployments(namespace).Get(ctx, revision+"-deployment", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *d.Spec.Replicas < 1 {
+			t.Errorf("deployment replicas = %d after a call, want ≥ 1", *d.Spec.Replicas)
+		}
+		if n := len(e.counter.Processes()); n < 1 {
+			t.Errorf("the shim runs %d counter processes, want ≥ 1", n)
+		}
+	})
+
+	t.Run("two routers, exact counts, scale-up under load", func(t *testing.T) {
+		const (
+			actors  = 8
+			callers = 16
+			perCall = 40 // calls per caller
+		)
+		var (
+			wg      sync.WaitGroup
+			sent    [actors]atomic.Int64
+			failed  atomic.Int64
+			maxRepl atomic.Int32
+		)
+		stop := make(chan struct{})
+		go func() { // watch the deployment scale while the load runs
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				d, err := e.c.Client.AppsV1().Deployments(namespace).Get(ctx, revision+"-deployment", metav1.GetOptions{})
+				if err == nil && *d.Spec.Replicas > maxRepl.Load() {
+					maxRepl.Store(*d.Spec.Replicas)
+				}
+			}
+		}()
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				router := e.routers[i%len(e.routers)]
+				for j := range perCall {
+					a := (i + j) % actors
+					if _, err := e.post(router, fmt.Sprintf("load-%d", a), "add", `{"by":1}`); err != nil {
+						failed.Add(1)
+						t.Errorf("call %d of caller %d: %v", j, i, err)
+						return
+					}
+					sent[a].Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		// Keep some load until the autoscaler has seen it: the decision is made every 2 s.
+		e.eventually(t, 30*time.Second, "the deployment scaled above one pod under load", func() (bool, string) {
+			if maxRepl.Load() >= 2 {
+				return true, ""
+			}
+			for a := range actors {
+				if _, err := e.post(e.routers[a%2], fmt.Sprintf("warm-%d", a), "add", `{"by":1}`); err != nil {
+					t.Errorf("warm call: %v", err)
+				}
+			}
+			return false, fmt.Sprintf("max replicas %d", maxRepl.Load())
+		})
+		close(stop)
+		if failed.Load() > 0 {
+			t.Fatalf("%d callers failed", failed.Load())
+		}
+		for a := range actors {
+			want := fmt.Sprintf(`{"value":%d}`, sent[a].Load())
+			for _, r := range e.routers { // both routers read the same, current state
+				if got := e.call(t, r, fmt.Sprintf("load-%d", a), "get", `{}`); got != want {
+					t.Errorf("actor load-%d via %s = %s, want %s (a lost or doubled update)", a, r, got, want)
+				}
+			}
+		}
+		t.Logf("max replicas under load: %d", maxRepl.Load())
+	})
+
+	t.Run("scales back to zero", func(t *testing.T) {
+		e.eventually(t, 120*time.Second, "the deployment at zero replicas and no counter process", func() (bool, string) {
+			d, err := e.c.Client.AppsV1().Deployments(namespace).Get(ctx, revision+"-deployment", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			n := len(e.counter.Processes())
+			return *d.Spec.Replicas == 0 && n == 0, fmt.Sprintf("replicas %d, processes %d", *d.Spec.Replicas, n)
+		})
+		// State survives scale-to-zero: the next call starts a pod and continues the count.
+		if got := e.call(t, e.routers[1], "alice", "add", `{"by":1}`); got != `{"value":2}` {
+			t.Errorf("alice after scale-to-zero = %s, want {\"value\":2}", got)
+		}
+	})
+
+	t.Run("a router that goes away is noticed", func(t *testing.T) {
+		pods, err := e.c.Client.CoreV1().Pods(system).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=knactor-router"})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("router pods: %v (%d)", err, len(pods.Items))
+		}
+		gone := pods.Items[0].Name
+		if err := e.c.Client.CoreV1().Pods(system).Delete(ctx, gone, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+			t.Fatal(err)
+		}
+		e.eventually(t, 30*time.Second, "the deleted router dropped from the autoscaler's routers", func() (bool, string) {
+			r := e.functions(t)
+			for _, rt := range r.Routers {
+				if rt.Name == gone {
+					return false, fmt.Sprintf("routers %v", r.Routers)
+				}
+			}
+			return true, ""
+		})
+	})
+}
+
+// install starts the cluster and MinIO, applies config/, creates the ActorSystem, its Secrets
+// and the counter's Deployment, and runs knactor's pods and the counter's through shims.
+func install(t *testing.T) *env {
+	knactorBin, counterBin := os.Getenv(envKnactorBin), os.Getenv(envCounterBin)
+	if knactorBin == "" || counterBin == "" {
+		t.Fatal("the knactor and counter binaries were not built: run through TestMain")
+	}
+	c := kubetest.Start(t)
+	minio := miniotest.Start(t)
+	e := &env{t: t, c: c}
+	t.Cleanup(func() { // before the cluster stops: the shims' logs are in its directory
+		if !t.Failed() {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(c.Dir, "logs", "shim-*.log"))
+		for _, l := range logs {
+			data, _ := os.ReadFile(l)
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			t.Logf("%s (last lines):\n%s", filepath.Base(l), strings.Join(lines[max(0, len(lines)-25):], "\n"))
+		}
+	})
+	ctx := context.Background()
+
+	// kubectl apply -f config/ creates every object the files hold.
+	root, _ := filepath.Abs("../..")
+	out, err := c.Kubectl("apply", "-f", filepath.Join(root, "config"), "-o", "name")
+	if err != nil {
+		t.Fatalf("kubectl apply -f config/: %v\n%s", err, out)
+	}
+	applied := strings.Fields(out)
+	if want := countObjects(t, filepath.Join(root, "config")); len(applied) != want {
+		t.Errorf("kubectl apply -f config/ applied %d objects, the files hold %d:\n%s", len(applied), want, out)
+	}
+	for _, name := range applied {
+		if _, err := c.Kubectl("get", name, "-n", system); err != nil {
+			t.Errorf("%s was applied but cannot be read back: %v", name, err)
+		}
+	}
+	if out, err := c.Kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/actorsystems.knactor.dev"); err != nil {
+		t.Fatalf("the ActorSystem CRD is not established: %v\n%s", err, out)
+	}
+	// The smallest settings Knative allows, so the test sees a scale to zero in seconds.
+	if _, err := c.Client.CoreV1().ConfigMaps(system).Patch(ctx, "config-knactor", "application/merge-patch+json",
+		[]byte(`{"data":{"scale-to-zero-grace-period":"6s","scrape-interval":"1s"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("patch config-knactor: %v", err)
+	}
+
+	// The ActorSystem: MinIO with its credentials in a Secret, and bearer tokens.
+	for name, data := range map[string]map[string]string{
+		"minio-credentials": {"accessKey": miniotest.AccessKey, "secretKey": miniotest.SecretKey},
+		"knactor-tokens":    {"tokens": token},
+	} {
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}, StringData: data}
+		if _, err := c.Client.CoreV1().Secrets(namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	as := fmt.Sprintf(`apiVersion: knactor.dev/v1alpha1
+kind: ActorSystem
+metadata:
+  name: default
+  namespace: %s
+spec:
+  store:
+    s3:
+      endpoint: %s
+      bucket: knactor-kube
+      prefix: e2e/
+      createBucket: true
+      credentialsSecretRef: {name: minio-credentials}
+  writeMode: write-through
+  auth:
+    tokensSecretRef: {name: knactor-tokens}
+`, namespace, minio.Endpoint)
+	asFile := filepath.Join(t.TempDir(), "actorsystem.yaml")
+	if err := os.WriteFile(asFile, []byte(as), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Kubectl("apply", "-f", asFile); err != nil {
+		t.Fatalf("create the ActorSystem: %v\n%s", err, out)
+	}
+	if _, err := c.Client.AppsV1().Deployments(namespace).Create(ctx, counterDeployment(), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The counter's pods run the real counter on their pod IP.
+	e.counter = c.RunOnPods(t, namespace, "serving.knative.dev/service=counter", func(pod *corev1.Pod) *exec.Cmd {
+		cmd := exec.Command(counterBin)
+		cmd.Env = append(os.Environ(), "HOST="+pod.Status.PodIP, "PORT=8080")
+		return cmd
+	})
+
+	// knactor's own pods: the autoscaler first, so the routers can be pointed at its pod IP (no
+	// cluster DNS or Service routing here). Each runs its Deployment's arguments, as its
+	// ServiceAccount.
+	asPod := e.runningPod(t, system, "app.kubernetes.io/name=knactor-autoscaler")
+	e.autoscaler = "http://" + asPod.Status.PodIP + ":8080"
+	kubeconfigs := map[string]string{
+		"knactor-autoscaler": c.ServiceAccountKubeconfig(t, system, "knactor-autoscaler"),
+		"knactor-router":     c.ServiceAccountKubeconfig(t, system, "knactor-router"),
+	}
+	c.RunOnPods(t, system, "app.kubernetes.io/part-of=knactor", func(pod *corev1.Pod) *exec.Cmd {
+		args := podArgs(t, pod)
+		sa := pod.Spec.ServiceAccountName
+		args = append(args, "--kubeconfig="+kubeconfigs[sa])
+		if sa == "knactor-router" {
+			args = append(args, "--autoscaler-url=ws://"+asPod.Status.PodIP+":8080/stats")
+		}
+		cmd := exec.Command(knactorBin, args...)
+		cmd.Env = append(os.Environ(), "POD_NAME="+pod.Name, "POD_IP="+pod.Status.PodIP, "SYSTEM_NAMESPACE="+system)
+		return cmd
+	})
+	e.waitHealthy(t, e.autoscaler)
+	pods, err := c.Client.CoreV1().Pods(system).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=knactor-router"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		for p.Status.PodIP == "" {
+			p = *e.runningPod(t, system, "app.kubernetes.io/name=knactor-router")
+		}
+		url := "http://" + p.Status.PodIP + ":8080"
+		e.waitHealthy(t, url)
+		e.routers = append(e.routers, url)
+	}
+	sort.Strings(e.routers)
+	if len(e.routers) != 2 {
+		t.Fatalf("config/ runs %d routers, want 2", len(e.routers))
+	}
+
+	// The autoscaler keeps the ActorSystem's status true.
+	e.eventually(t, 30*time.Second, "ActorSystem default Ready", func() (bool, string) {
+		out, err := c.Kubectl("get", "actorsystem", "default", "-n", namespace, "-o", "jsonpath={.status.conditions}")
+		return err == nil && strings.Contains(out, `"type":"Ready"`) && regexp.MustCompile(`"status":"True","type":"Ready"`).MatchString(out), out
+	})
+	return e
+}
+
+// podArgs returns the pod's first container's arguments with $(VAR) references expanded from
+// the container's env (values and the downward API fields knactor's Deployments use), as the
+// kubelet does.
+func podArgs(t *testing.T, pod *corev1.Pod) []string {
+	c := pod.Spec.Containers[0]
+	vars := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			vars[e.Name] = e.Value
+		case e.ValueFrom.FieldRef != nil:
+			switch e.ValueFrom.FieldRef.FieldPath {
+			case "status.podIP":
+				vars[e.Name] = pod.Status.PodIP
+			case "metadata.name":
+				vars[e.Name] = pod.Name
+			case "metadata.namespace":
+				vars[e.Name] = pod.Namespace
+			default:
+				t.Errorf("pod %s: env %s: field %s is not known to the test's shim", pod.Name, e.Name, e.ValueFrom.FieldRef.FieldPath)
+			}
+		}
+	}
+	ref := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	args := append(append([]string{}, c.Command...), c.Args...)
+	if len(c.Command) > 0 {
+		args = args[1:] // the image's entrypoint is the knactor binary itself
+	}
+	for i, a := range args {
+		args[i] = ref.ReplaceAllStringFunc(a, func(m string) string {
+			if v, ok := vars[m[2:len(m)-1]]; ok {
+				return v
+			}
+			return m
+		})
+	}
+	return args
+}
+
+// countObjects counts the YAML documents with a kind in dir's files.
+func countObjects(t *testing.T, dir string) int {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	kind := regexp.MustCompile(`(?m)^kind:\s*\S`)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(kind.FindAll(data, -1))
+	}
+	return n
+}
+
+// runningPod waits for a Running pod with an IP that matches selector.
+func (e *env) runningPod(t *testing.T, ns, selector string) *corev1.Pod {
+	var pod *corev1.Pod
+	e.eventually(t, 60*time.Second, "a Running pod "+selector, func() (bool, string) {
+		pods, err := e.c.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return false, err.Error()
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+				pod = p
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d pods", len(pods.Items))
+	})
+	return pod
+}
+
+func (e *env) waitHealthy(t *testing.T, base string) {
+	e.eventually(t, 60*time.Second, base+"/healthz", func() (bool, string) {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
+}
+
+// autoscalerReport is the autoscaler's /v1/functions.
+type autoscalerReport struct {
+	Functions []struct {
+		Function    string `json:"function"`
+		DesiredPods int32  `json:"desiredPods"`
+		ReadyPods   int    `json:"readyPods"`
+	} `json:"functions"`
+	Routers []struct {
+		Name string `json:"name"`
+	} `json:"routers"`
+}
+
+func (e *env) functions(t *testing.T) autoscalerReport {
+	resp, err := http.Get(e.autoscaler + "/v1/functions")
+	if err != nil {
+		t.Fatalf("autoscaler /v1/functions: %v", err)
+	}
+	defer resp.Body.Close()
+	var r autoscalerReport
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatalf("autoscaler /v1/functions: %v", err)
+	}
+	return r
+}
+
+// post calls an actor through a router and returns the reply body.
+func (e *env) post(router, actor, action, payload string) (string, error) {
+	req, err := http.NewRequest(http.MethodPost, router+"/v1/actors/counter/"+actor+"/"+action, strings.NewReader(payload))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 60 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s %s: %s %s", router, actor, resp.Status, body)
+	}
+	return string(bytes.TrimSpace(body)), nil
+}
+
+func (e *env) call(t *testing.T, router, actor, action, payload string) string {
+	t.Helper()
+	got, err := e.post(router, actor, action, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// eventually polls cond every 100 ms until it holds or timeout passes. This waits for other
+// processes (the control plane, the shims), not for a schedule of the code under test.
+func (e *env) eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s (last: %s)", timeout, what, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
