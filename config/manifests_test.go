@@ -127,7 +127,7 @@ func TestManifestsDecode(t *testing.T) {
 	}
 	want := map[string]int{
 		"Namespace": 1, "ServiceAccount": 2, "ClusterRole": 2, "Role": 1, "ClusterRoleBinding": 2, "RoleBinding": 1,
-		"CustomResourceDefinition": 1, "ConfigMap": 1, "Deployment": 2, "Service": 2,
+		"CustomResourceDefinition": 1, "ConfigMap": 1, "Deployment": 2, "Service": 2, "NetworkPolicy": 1,
 	}
 	for kind, n := range want {
 		if kinds[kind] != n {
