@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/url"
 	"strconv"
 	"syscall"
@@ -138,20 +137,7 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecac
 
 // readBody reads the request body up to the payload limit: 413 beyond it.
 func (r *Router) readBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
-	limit := r.cfg.MaxPayloadBytes
-	if n := ctx.Request.Header.ContentLength(); n > limit {
-		ctx.SetConnectionClose() // the unread body would otherwise be parsed as the next request
-		return nil, errorf(413, CodeTooLarge, "request body is %d bytes, the limit is %d", n, limit)
-	}
-	body, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
-	if err != nil {
-		return nil, errorf(400, CodeBadRequest, "reading the request body: %v", err)
-	}
-	if len(body) > limit {
-		ctx.SetConnectionClose()
-		return nil, errorf(413, CodeTooLarge, "request body is over the limit of %d bytes", limit)
-	}
-	return body, nil
+	return readLimited(ctx, r.cfg.MaxPayloadBytes)
 }
 
 // invoke runs one call as a turn of its actor: wait for the actor's mailbox, load the state,

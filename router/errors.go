@@ -13,11 +13,13 @@ import (
 const (
 	CodeBadRequest       = "bad_request"
 	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
 	CodeNotFound         = "not_found"
 	CodeUnknownFunction  = "unknown_function"
 	CodeActorNotFound    = "actor_not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeVersionConflict  = "version_conflict"
+	CodeConflict         = "conflict"
 	CodeTooLarge         = "too_large"
 	CodeActorBusy        = "actor_busy"
 	CodeFunctionFailed   = "function_failed"

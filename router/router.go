@@ -62,6 +62,10 @@ type Options struct {
 	// Peers names each actor's owner router when several routers serve one actor system; nil
 	// runs every call here (one router).
 	Peers Peers
+	// Functions lists the deployed functions for GET /v1/functions; nil answers 404.
+	Functions FunctionLister
+	// Deployer deploys manifests for POST /v1/functions; nil answers 404.
+	Deployer Deployer
 }
 
 // Router serves knactor's public API.
@@ -83,6 +87,8 @@ type Router struct {
 	passClient *fasthttp.Client // pass-through: streamed, never re-sent
 	peers      Peers            // nil with one router
 	peerClient *fasthttp.Client // forwards actor calls to their owner router; never re-sent
+	functions  FunctionLister   // nil: GET /v1/functions answers 404
+	deployer   Deployer         // nil: POST /v1/functions answers 404
 	stats      *stats.Recorder
 	metrics    *metrics
 	hub        *hub
@@ -160,6 +166,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		MaxIdemponentCallAttempts: 1,
 	}
 	r.peers, r.peerClient = opts.Peers, newPeerClient(cfg)
+	r.functions, r.deployer = opts.Functions, opts.Deployer
 	r.metrics = newMetrics(r, opts.Registerer)
 	for _, c := range opts.Collectors {
 		if err := r.metrics.registry.Register(c); err != nil {
@@ -351,6 +358,10 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 	case bytes.Equal(path, pathMetrics):
 		if r.authorized(ctx) {
 			r.metrics.serve(ctx)
+		}
+	case bytes.Equal(path, pathFunctions):
+		if r.authorized(ctx) {
+			r.serveFunctions(ctx)
 		}
 	case bytes.HasPrefix(path, prefixActors):
 		if r.authorized(ctx) {

@@ -4,7 +4,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/knactor/knactor/autoscaler"
-	"github.com/knactor/knactor/manifest"
 	"github.com/knactor/knactor/pods/local"
 )
 
@@ -55,7 +54,7 @@ func (c *scalingCollector) Collect(ch chan<- prometheus.Metric) {
 // podsCollector reports the local runtime's pods by state (ready, starting) per function.
 type podsCollector struct {
 	rt    podLister
-	names []string
+	names func() []string // the deployed functions, which deployments add to
 	pods  *prometheus.Desc
 }
 
@@ -63,19 +62,15 @@ type podLister interface {
 	Pods(function string) []local.PodStatus
 }
 
-func newPodsCollector(rt podLister, fns []manifest.Function) *podsCollector {
-	c := &podsCollector{rt: rt, pods: prometheus.NewDesc("knactor_pods",
+func newPodsCollector(rt podLister, names func() []string) *podsCollector {
+	return &podsCollector{rt: rt, names: names, pods: prometheus.NewDesc("knactor_pods",
 		"Local pods of the function by state.", []string{"function", "state"}, nil)}
-	for _, fn := range fns {
-		c.names = append(c.names, fn.Name)
-	}
-	return c
 }
 
 func (c *podsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.pods }
 
 func (c *podsCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, fn := range c.names {
+	for _, fn := range c.names() {
 		n := map[string]int{"ready": 0, "starting": 0}
 		for _, p := range c.rt.Pods(fn) {
 			n[p.State]++

@@ -27,7 +27,7 @@ root="$(cd "${here}/../.." && pwd)"
 bindir="${KNACTOR_BIN_DIR:-${root}/bin}"
 tools="${here}/tools"
 
-all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok knative-controller knative-webhook knative-yaml)
 paths=false
 if [[ "${1:-}" == "--paths" ]]; then
   paths=true
@@ -66,6 +66,7 @@ modversion() {
 etcd_version="$(modversion "${tools}/etcd" go.etcd.io/etcd/server/v3)"
 kube_version="$(modversion "${tools}/kubernetes" k8s.io/kubernetes)"
 kwok_version="$(modversion "${tools}/kwok" sigs.k8s.io/kwok)"
+knative_version="$(modversion "${tools}/knative" knative.dev/serving)"
 
 # version NAME prints the version that keys NAME's binary.
 version() {
@@ -73,6 +74,7 @@ version() {
     etcd) echo "${etcd_version}" ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "${kube_version}" ;;
     kwok) echo "${kwok_version}" ;;
+    knative-*) echo "${knative_version}" ;;
   esac
 }
 
@@ -94,8 +96,15 @@ build() {
     return 0
   fi
   case "${name}" in
+    knative-yaml)
+      knative_yaml "${target}"
+      return 0
+      ;;
     etcd)
       dir="${tools}/etcd" pkg="go.etcd.io/etcd/server/v3" ldflags=""
+      ;;
+    knative-controller | knative-webhook)
+      dir="${tools}/knative" pkg="knative.dev/serving/cmd/${name#knative-}" ldflags=""
       ;;
     kwok)
       dir="${tools}/kwok" pkg="sigs.k8s.io/kwok/cmd/kwok"
@@ -116,6 +125,28 @@ build() {
     go build -o "${tmp}/${name}" -ldflags "${ldflags}" "${pkg}") >&2
   mv -f "${tmp}/${name}" "${target}"
   log "built ${target} in $(since "${start}")"
+}
+
+# knative_yaml DIR copies the Knative Serving objects a test cluster needs from the module cache
+# (the tools module's versions) into DIR: the CRDs of serving, networking (Ingress, Certificate,
+# ServerlessService, ...) and caching (Image), and the default ConfigMaps. The module zips drop
+# symlinked files, so config-network comes from knative.dev/networking.
+knative_yaml() {
+  local target="$1" out serving networking caching
+  log "collecting Knative Serving ${knative_version} CRDs and ConfigMaps"
+  out="${tmp}/knative-yaml"
+  mkdir -p "${out}/crds" "${out}/configmaps"
+  local dirs
+  mapfile -t dirs < <(cd "${tools}/knative" && GOWORK=off GOFLAGS="-mod=readonly" \
+    go list -m -f '{{.Dir}}' knative.dev/serving knative.dev/networking knative.dev/caching)
+  serving="${dirs[0]}" networking="${dirs[1]}" caching="${dirs[2]}"
+  cp "${serving}"/config/core/300-resources/*.yaml "${out}/crds/"
+  cp "${networking}"/config/{certificate,domain-claim,ingress,serverlessservice}.yaml "${out}/crds/"
+  cp "${caching}"/config/image.yaml "${out}/crds/"
+  cp "${serving}"/config/core/configmaps/*.yaml "${networking}/config/config-network.yaml" "${out}/configmaps/"
+  chmod -R u+w "${out}"
+  mv "${out}" "${target}"
+  log "collected ${target}"
 }
 
 # result prints what the caller asked for: the bin directory, or one "NAME PATH" line per binary.

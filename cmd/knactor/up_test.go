@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/knactor/knactor/autoscaler"
+	"github.com/knactor/knactor/manifest"
+	"github.com/knactor/knactor/pods/local"
+	"github.com/knactor/knactor/router"
+)
+
+// newTestFunctions returns knactor up's functions over a real runtime (no pod is started: no
+// call scales them), a real autoscaler (not running) and a directory store.
+func newTestFunctions(t *testing.T) *localFunctions {
+	t.Helper()
+	dir := t.TempDir()
+	rt, err := local.New(local.Config{LogDir: filepath.Join(dir, "logs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := &stateFlags{dir: filepath.Join(dir, "state"), writeMode: "write-through", cacheMB: 1, flushEvery: time.Second}
+	st, err := sf.openState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := errors.Join(rt.Close(ctx), st.Close(ctx)); err != nil {
+			t.Error(err)
+		}
+	})
+	scaler := autoscaler.New(autoscaler.Config{}, nil, rt, clock.RealClock{}, nil)
+	return newLocalFunctions(rt, scaler, st, autoscaler.DefaultScaleToZeroGracePeriod, manifest.Options{})
+}
+
+// service is a manifest of one function with extra template annotations.
+func service(name string, annotations ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: %s\n  annotations:\n    knactor.dev/command: \"./%s\"\nspec:\n  template:\n", name, name)
+	if len(annotations) > 0 {
+		b.WriteString("    metadata:\n      annotations:\n")
+		for i := 0; i+1 < len(annotations); i += 2 {
+			fmt.Fprintf(&b, "        %s: %q\n", annotations[i], annotations[i+1])
+		}
+	}
+	b.WriteString("    spec:\n      containers:\n        - image: example.com/fn\n")
+	return b.String()
+}
+
+func TestDeployCreatesUpdatesAndRefusesWriteModeChanges(t *testing.T) {
+	f := newTestFunctions(t)
+	ctx := context.Background()
+	results := func(ds []router.Deployment) string {
+		var parts []string
+		for _, d := range ds {
+			parts = append(parts, d.Function+"="+d.Result)
+		}
+		return strings.Join(parts, ",")
+	}
+	steps := []struct {
+		name     string
+		manifest string
+		dir      string
+		want     string
+		err      error
+	}{
+		{"two new functions", service("a") + "---\n" + service("b"), "", "a=created,b=created", nil},
+		{"the same again", service("a"), "", "a=unchanged", nil},
+		{"new settings", service("a", "autoscaling.knative.dev/max-scale", "3"), "", "a=updated", nil},
+		{"a write-mode change", service("a", "knactor.dev/write-mode", "write-behind"), "", "", router.ErrDeployConflict},
+		{"the default write mode said explicitly", service("b", "knactor.dev/write-mode", "write-through"), "", "b=unchanged", nil},
+		{"no command", strings.Replace(service("c"), "knactor.dev/command", "example.com/other", 1), "", "", router.ErrBadManifest},
+		{"invalid: all or nothing", service("d") + "---\n" + service("e", "autoscaling.knative.dev/min-scale", "-1"), "", "", router.ErrBadManifest},
+		{"not a manifest", "kind: Pod\n", "", "", router.ErrBadManifest},
+		{"a working directory", service("w", "knactor.dev/workdir", "sub"), "/srv/fns", "w=created", nil},
+	}
+	for _, s := range steps {
+		got, err := f.Deploy(ctx, []byte(s.manifest), s.dir)
+		if s.err != nil {
+			t.Logf("%s: %v", s.name, err)
+			if !errors.Is(err, s.err) {
+				t.Fatalf("%s: err %v, want %v", s.name, err, s.err)
+			}
+			continue
+		}
+		if err != nil || results(got) != s.want {
+			t.Fatalf("%s: got %s, %v; want %s", s.name, results(got), err, s.want)
+		}
+	}
+	if got := strings.Join(f.names(), ","); got != "a,b,w" {
+		t.Fatalf("deployed %s, want a,b,w (d must not be deployed)", got)
+	}
+	if spec, _ := f.scaler.Status("a"); spec.Function != "a" {
+		t.Fatalf("autoscaler does not know a: %+v", spec)
+	}
+	if _, ok := f.Function("d"); ok {
+		t.Fatal("d is routed")
+	}
+	if got := f.deployed["w"].pod.Dir; got != "/srv/fns/sub" {
+		t.Fatalf("working dir %q, want /srv/fns/sub", got)
+	}
+	list := f.FunctionStatuses()
+	if len(list) != 3 || list[0].Function != "a" || list[0].DesiredPods != 1 || list[0].ReadyPods != 0 {
+		t.Fatalf("statuses %+v", list)
+	}
+}
+
+func TestConcurrentDeploysAndCalls(t *testing.T) {
+	f := newTestFunctions(t)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for j := range 10 {
+				if _, err := f.Deploy(context.Background(), []byte(service(fmt.Sprintf("f%d-%d", i, j))), ""); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				f.Function("f0-0")
+				f.FunctionStatuses()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(f.names()); n != 40 {
+		t.Fatalf("%d functions deployed, want 40", n)
+	}
+}
