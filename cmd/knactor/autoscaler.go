@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -16,10 +17,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
+	servingclient "knative.dev/serving/pkg/client/clientset/versioned"
 
 	"github.com/knactor/knactor/autoscaler"
+	"github.com/knactor/knactor/autoscaler/paclass"
 	"github.com/knactor/knactor/autoscaler/statserver"
 	"github.com/knactor/knactor/config"
 	"github.com/knactor/knactor/crds/actorsystem"
@@ -81,6 +85,18 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	stats := statserver.New(statserver.Config{Poke: func(fn string) { a.Poke(fn) }})
 	a = autoscaler.New(sys.AutoscalerConfig(), stats, kube.NewScaler(c.kube, w), clock.RealClock{}, slog.Default())
 	fns := &kubeFunctions{kube: c, namespace: f.kube.namespace, watcher: w, scaler: a, sys: sys, specs: map[string]autoscaler.Spec{}}
+	// With Knative Serving installed, knactor is also a PodAutoscaler class: it keeps the status
+	// of PodAutoscalers of its class, and reads revisions' settings from them.
+	var pas *paclass.Reconciler
+	if knativeInstalled(c) {
+		pas = &paclass.Reconciler{Client: servingclient.NewForConfigOrDie(c.rest), Namespace: f.kube.namespace,
+			Decisions: kubeDecisions{a, w}, OnChange: fns.sync}
+		if err := pas.Start(watchCtx); err != nil {
+			return err
+		}
+		fns.pas = pas
+		slog.Info("knative: reconciling PodAutoscalers", "class", paclass.Class, "namespace", f.kube.namespace)
+	}
 	w.OnFunctionsChanged(fns.sync)
 	fns.sync()
 
@@ -107,6 +123,10 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	runCtx, stopRunning := context.WithCancel(context.Background())
 	errs := make(chan error, 3)
 	wg.Add(2)
+	if pas != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- pas.Run(runCtx) }()
+	}
 	go func() { defer wg.Done(); errs <- a.Run(runCtx) }()
 	go func() {
 		defer wg.Done()
@@ -144,6 +164,7 @@ type kubeFunctions struct {
 	watcher   *kube.Watcher
 	scaler    *autoscaler.Autoscaler
 	sys       config.Config
+	pas       *paclass.Reconciler // nil without Knative
 
 	mu    sync.Mutex
 	specs map[string]autoscaler.Spec // guarded by mu: what was last given to scaler.Add
@@ -167,13 +188,26 @@ func (k *kubeFunctions) sync() {
 			continue
 		}
 		source := fmt.Sprintf("deployment %s/%s", k.namespace, dep)
-		fn, err := functionFromTemplate(name, source, &d.Spec.Template)
+		tmpl := &d.Spec.Template
+		if k.pas != nil {
+			// Knative keeps a revision's autoscaling annotations on its PodAutoscaler, not on
+			// the Deployment.
+			if anns, cc, ok := k.pas.Annotations(d.Labels[kube.RevisionLabel]); ok {
+				tmpl = tmpl.DeepCopy()
+				tmpl.Annotations = anns
+				source = fmt.Sprintf("podautoscaler %s/%s", k.namespace, d.Labels[kube.RevisionLabel])
+				if cc > 0 {
+					setContainerConcurrency(tmpl, cc)
+				}
+			}
+		}
+		fn, err := functionFromTemplate(name, source, tmpl)
 		var spec autoscaler.Spec
 		if err == nil {
 			spec, err = autoscalingSpec(fn, k.sys.Autoscaler.ScaleToZeroGracePeriod)
 		}
 		if err == nil {
-			spec = k.sys.ApplyAutoscaler(spec, d.Spec.Template.Annotations)
+			spec = k.sys.ApplyAutoscaler(spec, tmpl.Annotations)
 			err = spec.Validate()
 		}
 		if err != nil {
@@ -227,4 +261,34 @@ func functionsStatus(a *autoscaler.Autoscaler, stats *statserver.Server) functio
 			Panicking: s.Panicking, StableValue: s.StableValue, ActiveActors: s.ActiveActors, ScaleError: s.ScaleError})
 	}
 	return out
+}
+
+// kubeDecisions is what the PodAutoscaler class reads: the autoscaler's decisions and the
+// watcher's pods.
+type kubeDecisions struct {
+	a *autoscaler.Autoscaler
+	w *kube.Watcher
+}
+
+func (d kubeDecisions) Status(fn string) (autoscaler.Status, bool) { return d.a.Status(fn) }
+func (d kubeDecisions) ReadyPods(fn string) int                    { return d.w.ReadyPods(fn) }
+func (d kubeDecisions) Deployment(fn string) (string, bool)        { return d.w.Deployment(fn) }
+
+// knativeInstalled reports whether the cluster serves Knative's PodAutoscaler API.
+func knativeInstalled(c *kubeClients) bool {
+	_, err := c.kube.Discovery().ServerResourcesForGroupVersion("autoscaling.internal.knative.dev/v1alpha1")
+	return err == nil
+}
+
+// setContainerConcurrency sets the queue-proxy's CONTAINER_CONCURRENCY in tmpl, where
+// functionFromTemplate reads a revision's containerConcurrency.
+func setContainerConcurrency(tmpl *corev1.PodTemplateSpec, cc int64) {
+	for i := range tmpl.Spec.Containers {
+		if tmpl.Spec.Containers[i].Name == queueProxy {
+			tmpl.Spec.Containers[i].Env = append(tmpl.Spec.Containers[i].Env, corev1.EnvVar{Name: "CONTAINER_CONCURRENCY", Value: strconv.FormatInt(cc, 10)})
+			return
+		}
+	}
+	tmpl.Spec.Containers = append(tmpl.Spec.Containers, corev1.Container{Name: queueProxy,
+		Env: []corev1.EnvVar{{Name: "CONTAINER_CONCURRENCY", Value: strconv.FormatInt(cc, 10)}}})
 }

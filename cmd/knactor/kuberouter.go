@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -110,7 +111,13 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	if err := w.Start(watchCtx); err != nil {
 		return err
 	}
-	peers := kube.NewPeers(c.kube, kf.kube.systemNamespace, kf.peers, kf.name, slog.Default())
+	// Every router of the Deployment listens on the same port: peers are reached on this one's.
+	_, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	peers := kube.NewPeers(c.kube, kf.kube.systemNamespace, kf.peers, kf.name, port, slog.Default())
 	if err := peers.Start(watchCtx); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,12 +21,14 @@ import (
 // Peers follows the ready pods of knactor's router Deployment and says which router owns an
 // actor: rendezvous hashing of the actor's key over them, the same choice on every router that
 // sees the same pods. It implements router.Peers. A router pod is a peer while the API reports it
-// Ready, with an IP and not being deleted (podAddr); its address is its first container port.
+// Ready, with an IP and not being deleted (podAddr); its address is its IP and the port every
+// router of the Deployment listens on (this router's own), or its first container port.
 //
 // One informer (namespace and label selector of the routers) feeds it; its handlers rebuild the
 // set under mu, and Owner reads it under mu's read lock.
 type Peers struct {
 	self    string
+	port    int // the routers' port; 0: each pod's first container port
 	factory informers.SharedInformerFactory
 	inf     cache.SharedIndexInformer
 	log     *slog.Logger
@@ -36,14 +40,14 @@ type Peers struct {
 var _ router.Peers = (*Peers)(nil)
 
 // NewPeers returns Peers over the router pods in namespace that match selector; self is this
-// router's pod name.
-func NewPeers(client kubernetes.Interface, namespace, selector, self string, log *slog.Logger) *Peers {
+// router's pod name and port the port the routers listen on (0: each pod's first container port).
+func NewPeers(client kubernetes.Interface, namespace, selector, self string, port int, log *slog.Logger) *Peers {
 	if log == nil {
 		log = slog.Default()
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
-	p := &Peers{self: self, factory: f, inf: f.Core().V1().Pods().Informer(), log: log, set: placement.NewSet(nil)}
+	p := &Peers{self: self, port: port, factory: f, inf: f.Core().V1().Pods().Informer(), log: log, set: placement.NewSet(nil)}
 	rebuild := func(any) { p.rebuild() }
 	_, _ = p.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: rebuild, UpdateFunc: func(_, o any) { rebuild(o) }, DeleteFunc: rebuild,
@@ -72,6 +76,9 @@ func (p *Peers) rebuild() {
 			continue
 		}
 		if addr, ok := podAddr(pod); ok {
+			if p.port > 0 {
+				addr = net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(p.port))
+			}
 			pods = append(pods, placement.Pod{Name: pod.Name, Addr: addr})
 		}
 	}

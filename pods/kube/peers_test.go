@@ -28,8 +28,8 @@ func TestPeersOwner(t *testing.T) {
 		routerPod("r-c", "10.0.0.3", false))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a := NewPeers(client, "knactor-system", "app=router", "r-a", nil)
-	b := NewPeers(client, "knactor-system", "app=router", "r-b", nil)
+	a := NewPeers(client, "knactor-system", "app=router", "r-a", 0, nil)
+	b := NewPeers(client, "knactor-system", "app=router", "r-b", 0, nil)
 	for _, p := range []*Peers{a, b} {
 		if err := p.Start(ctx); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ package kube
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,13 +111,14 @@ type env struct {
 	routers    []string // base URLs of the router pods
 	autoscaler string   // base URL of the autoscaler pod
 	counter    *kubetest.Shim
+	function   string // the function post and call address ("counter" unless set)
 }
 
 func TestKubernetesMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a real Kubernetes control plane, MinIO and built binaries; run without -short")
 	}
-	e := install(t)
+	e := install(t, installOptions{})
 	ctx := context.Background()
 
 	t.Run("both routers stream stats to the autoscaler", func(t *testing.T) {
@@ -252,7 +255,19 @@ func TestKubernetesMode(t *testing.T) {
 
 // install starts the cluster and MinIO, applies config/, creates the ActorSystem, its Secrets
 // and the counter's Deployment, and runs knactor's pods and the counter's through shims.
-func install(t *testing.T) *env {
+// installOptions vary install.
+type installOptions struct {
+	// knative runs Knative Serving's controller (and CRDs) before knactor is installed, with
+	// knactor's ingress class. Knative's processes listen on all interfaces (health probes on
+	// :8080, metrics on :9090), so knactor's pods then listen on knactorPortWithKnative.
+	knative bool
+}
+
+// knactorPortWithKnative is where knactor's pods listen when Knative's controller holds :8080 in
+// the test's network namespace (on a cluster every pod has its own network namespace).
+const knactorPortWithKnative = "9180"
+
+func install(t *testing.T, opts installOptions) *env {
 	knactorBin, counterBin := os.Getenv(envKnactorBin), os.Getenv(envCounterBin)
 	if knactorBin == "" || counterBin == "" {
 		t.Fatal("the knactor and counter binaries were not built: run through TestMain")
@@ -260,6 +275,11 @@ func install(t *testing.T) *env {
 	c := kubetest.Start(t)
 	minio := miniotest.Start(t)
 	e := &env{t: t, c: c}
+	port := "8080"
+	if opts.knative {
+		c.StartKnative(t, kubetest.KnativeOptions{IngressClass: "knactor.ingress.networking.knactor.dev"})
+		port = knactorPortWithKnative
+	}
 	t.Cleanup(func() { // before the cluster stops: the shims' logs are in its directory
 		if !t.Failed() {
 			return
@@ -331,22 +351,19 @@ spec:
 	if out, err := c.Kubectl("apply", "-f", asFile); err != nil {
 		t.Fatalf("create the ActorSystem: %v\n%s", err, out)
 	}
-	if _, err := c.Client.AppsV1().Deployments(namespace).Create(ctx, counterDeployment(), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	if !opts.knative { // with Knative, the test deploys its functions as Knative Services
+		if _, err := c.Client.AppsV1().Deployments(namespace).Create(ctx, counterDeployment(), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The counter's pods run the real counter on their pod IP.
+		e.counter = e.runCounter(t, "counter", counterBin)
 	}
-
-	// The counter's pods run the real counter on their pod IP.
-	e.counter = c.RunOnPods(t, namespace, "serving.knative.dev/service=counter", func(pod *corev1.Pod) *exec.Cmd {
-		cmd := exec.Command(counterBin)
-		cmd.Env = append(os.Environ(), "HOST="+pod.Status.PodIP, "PORT=8080")
-		return cmd
-	})
 
 	// knactor's own pods: the autoscaler first, so the routers can be pointed at its pod IP (no
 	// cluster DNS or Service routing here). Each runs its Deployment's arguments, as its
 	// ServiceAccount.
 	asPod := e.runningPod(t, system, "app.kubernetes.io/name=knactor-autoscaler")
-	e.autoscaler = "http://" + asPod.Status.PodIP + ":8080"
+	e.autoscaler = "http://" + asPod.Status.PodIP + ":" + port
 	kubeconfigs := map[string]string{
 		"knactor-autoscaler": c.ServiceAccountKubeconfig(t, system, "knactor-autoscaler"),
 		"knactor-router":     c.ServiceAccountKubeconfig(t, system, "knactor-router"),
@@ -355,8 +372,11 @@ spec:
 		args := podArgs(t, pod)
 		sa := pod.Spec.ServiceAccountName
 		args = append(args, "--kubeconfig="+kubeconfigs[sa])
+		if port != "8080" {
+			args = append(args, "--listen="+pod.Status.PodIP+":"+port)
+		}
 		if sa == "knactor-router" {
-			args = append(args, "--autoscaler-url=ws://"+asPod.Status.PodIP+":8080/stats")
+			args = append(args, "--autoscaler-url=ws://"+asPod.Status.PodIP+":"+port+"/stats")
 		}
 		cmd := exec.Command(knactorBin, args...)
 		cmd.Env = append(os.Environ(), "POD_NAME="+pod.Name, "POD_IP="+pod.Status.PodIP, "SYSTEM_NAMESPACE="+system)
@@ -371,7 +391,7 @@ spec:
 		for p.Status.PodIP == "" {
 			p = *e.runningPod(t, system, "app.kubernetes.io/name=knactor-router")
 		}
-		url := "http://" + p.Status.PodIP + ":8080"
+		url := "http://" + p.Status.PodIP + ":" + port
 		e.waitHealthy(t, url)
 		e.routers = append(e.routers, url)
 	}
@@ -386,6 +406,23 @@ spec:
 		return err == nil && strings.Contains(out, `"type":"Ready"`) && regexp.MustCompile(`"status":"True","type":"Ready"`).MatchString(out), out
 	})
 	return e
+}
+
+// runCounter runs the real counter on the pod IP and user port of every Running pod of the
+// function, as the kubelet would run its user container.
+func (e *env) runCounter(t *testing.T, function, counterBin string) *kubetest.Shim {
+	return e.c.RunOnPods(t, namespace, "serving.knative.dev/service="+function, func(pod *corev1.Pod) *exec.Cmd {
+		port := "8080" // Knative's default user port
+		for _, c := range pod.Spec.Containers {
+			if c.Name != "queue-proxy" && len(c.Ports) > 0 {
+				port = strconv.Itoa(int(c.Ports[0].ContainerPort))
+				break
+			}
+		}
+		cmd := exec.Command(counterBin)
+		cmd.Env = append(os.Environ(), "HOST="+pod.Status.PodIP, "PORT="+port)
+		return cmd
+	})
 }
 
 // podArgs returns the pod's first container's arguments with $(VAR) references expanded from
@@ -503,7 +540,7 @@ func (e *env) functions(t *testing.T) autoscalerReport {
 
 // post calls an actor through a router and returns the reply body.
 func (e *env) post(router, actor, action, payload string) (string, error) {
-	req, err := http.NewRequest(http.MethodPost, router+"/v1/actors/counter/"+actor+"/"+action, strings.NewReader(payload))
+	req, err := http.NewRequest(http.MethodPost, router+"/v1/actors/"+cmp.Or(e.function, "counter")+"/"+actor+"/"+action, strings.NewReader(payload))
 	if err != nil {
 		return "", err
 	}

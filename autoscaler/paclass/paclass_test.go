@@ -1,0 +1,98 @@
+package paclass
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
+	autoscalingv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
+	servingfake "knative.dev/serving/pkg/client/clientset/versioned/fake"
+
+	"github.com/knactor/knactor/autoscaler"
+)
+
+func TestComputeStatus(t *testing.T) {
+	tests := []struct {
+		name          string
+		deployment    bool
+		decision      autoscaler.Status
+		decided       bool
+		ready         int
+		ready_, initd corev1.ConditionStatus
+		active        corev1.ConditionStatus
+		desired       int32
+	}{
+		{name: "no deployment yet", ready_: "Unknown", initd: "Unknown", active: "Unknown"},
+		{name: "scaled to zero", deployment: true, decided: true, decision: autoscaler.Status{DesiredPods: 0, AppliedPods: 0},
+			ready_: "False", initd: "True", active: "False", desired: 0},
+		{name: "scaling up", deployment: true, decided: true, decision: autoscaler.Status{DesiredPods: 2, AppliedPods: 2},
+			ready_: "Unknown", initd: "True", active: "Unknown", desired: 2},
+		{name: "serving", deployment: true, decided: true, decision: autoscaler.Status{DesiredPods: 3, AppliedPods: 3}, ready: 3,
+			ready_: "True", initd: "True", active: "True", desired: 3},
+		{name: "before the first decision", deployment: true, ready: 1, decision: autoscaler.Status{AppliedPods: -1},
+			ready_: "True", initd: "True", active: "True", desired: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var s autoscalingv1alpha1.PodAutoscalerStatus
+			ComputeStatus(&s, "counter-00001-deployment", tc.deployment, tc.decision, tc.decided, tc.ready, 4)
+			for typ, want := range map[string]corev1.ConditionStatus{"Ready": tc.ready_, "ScaleTargetInitialized": tc.initd, "Active": tc.active, "SKSReady": "True"} {
+				c := s.GetCondition(apis.ConditionType(typ))
+				if c == nil || c.Status != want {
+					t.Errorf("condition %s = %v, want %s", typ, c, want)
+				}
+			}
+			if s.ServiceName != "counter-00001-deployment" || s.ObservedGeneration != 4 {
+				t.Errorf("service name %q, observed generation %d", s.ServiceName, s.ObservedGeneration)
+			}
+			if tc.deployment && (s.DesiredScale == nil || *s.DesiredScale != tc.desired || *s.ActualScale != int32(tc.ready)) {
+				t.Errorf("desired %v actual %v, want %d and %d", s.DesiredScale, s.ActualScale, tc.desired, tc.ready)
+			}
+		})
+	}
+}
+
+type decisions struct{ ready int }
+
+func (d decisions) Status(string) (autoscaler.Status, bool) {
+	return autoscaler.Status{DesiredPods: 1, AppliedPods: 1}, true
+}
+func (d decisions) ReadyPods(string) int             { return d.ready }
+func (d decisions) Deployment(string) (string, bool) { return "counter-00001-deployment", true }
+
+// Only knactor's class is touched; another class's PodAutoscaler keeps its status.
+func TestReconcileOnlyOurClass(t *testing.T) {
+	pa := func(name, class string) *autoscalingv1alpha1.PodAutoscaler {
+		return &autoscalingv1alpha1.PodAutoscaler{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Generation: 1,
+				Labels:      map[string]string{serviceLabel: "counter"},
+				Annotations: map[string]string{"autoscaling.knative.dev/class": class, "autoscaling.knative.dev/target": "5"}},
+			Spec: autoscalingv1alpha1.PodAutoscalerSpec{ContainerConcurrency: 7},
+		}
+	}
+	client := servingfake.NewSimpleClientset(pa("counter-00001", Class), pa("other-00001", "kpa.autoscaling.knative.dev"))
+	r := &Reconciler{Client: client, Namespace: "default", Decisions: decisions{ready: 1}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.ReconcileAll(ctx)
+	ours, _ := client.AutoscalingV1alpha1().PodAutoscalers("default").Get(ctx, "counter-00001", metav1.GetOptions{})
+	if !ours.IsReady() || ours.Status.DesiredScale == nil || *ours.Status.DesiredScale != 1 {
+		t.Errorf("our PodAutoscaler's status = %+v, want Ready with desired scale 1", ours.Status)
+	}
+	other, _ := client.AutoscalingV1alpha1().PodAutoscalers("default").Get(ctx, "other-00001", metav1.GetOptions{})
+	if len(other.Status.Conditions) != 0 {
+		t.Errorf("another class's PodAutoscaler was touched: %+v", other.Status)
+	}
+	anns, cc, ok := r.Annotations("counter-00001")
+	if !ok || anns["autoscaling.knative.dev/target"] != "5" || cc != 7 {
+		t.Errorf("Annotations = %v, %d, %v", anns, cc, ok)
+	}
+	if _, _, ok := r.Annotations("other-00001"); ok {
+		t.Error("Annotations answered for another class")
+	}
+}
