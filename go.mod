@@ -17,6 +17,7 @@ require (
 	k8s.io/apimachinery v0.34.2
 	k8s.io/client-go v0.34.2
 	k8s.io/utils v0.0.0-20260707023825-cf1189d6abe3
+	knative.dev/networking v0.0.0-20251126213812-ebe48fd53262
 	knative.dev/pkg v0.0.0-20251126013532-e853b1d1d6bb
 	knative.dev/serving v0.47.1-0.20251204213410-5fbd94e8a6d7
 	sigs.k8s.io/json v0.0.0-20241014173422-cfa47c3a1cc8
@@ -83,7 +84,6 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	k8s.io/klog/v2 v2.130.1 // indirect
 	k8s.io/kube-openapi v0.0.0-20250710124328-f3f2b991d03b // indirect
-	knative.dev/networking v0.0.0-20251126213812-ebe48fd53262 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.3.0 // indirect
 )

@@ -62,6 +62,9 @@ type Options struct {
 	// Peers names each actor's owner router when several routers serve one actor system; nil
 	// runs every call here (one router).
 	Peers Peers
+	// Hosts maps a request's Host to a function whose every path the router passes through to
+	// it (the hosts of Knative Ingresses of knactor's class); nil serves no such host.
+	Hosts Hosts
 	// Functions lists the deployed functions for GET /v1/functions; nil answers 404.
 	Functions FunctionLister
 	// Deployer deploys manifests for POST /v1/functions; nil answers 404.
@@ -86,6 +89,7 @@ type Router struct {
 	client     *fasthttp.Client // invocations: whole answers, bounded, re-sent on broken connections
 	passClient *fasthttp.Client // pass-through: streamed, never re-sent
 	peers      Peers            // nil with one router
+	hosts      Hosts            // nil without Knative ingress
 	peerClient *fasthttp.Client // forwards actor calls to their owner router; never re-sent
 	functions  FunctionLister   // nil: GET /v1/functions answers 404
 	deployer   Deployer         // nil: POST /v1/functions answers 404
@@ -165,7 +169,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		DisablePathNormalizing:    true,
 		MaxIdemponentCallAttempts: 1,
 	}
-	r.peers, r.peerClient = opts.Peers, newPeerClient(cfg)
+	r.peers, r.peerClient, r.hosts = opts.Peers, newPeerClient(cfg), opts.Hosts
 	r.functions, r.deployer = opts.Functions, opts.Deployer
 	r.metrics = newMetrics(r, opts.Registerer)
 	for _, c := range opts.Collectors {
@@ -344,8 +348,21 @@ var (
 	errClosing   = errorf(503, CodeShuttingDown, "the router is shutting down")
 )
 
+// Hosts maps a Host header to the function that serves it (Knative Ingress hosts).
+type Hosts interface {
+	Function(host string) (function string, ok bool)
+}
+
 func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.URI().PathOriginal()
+	if r.hosts != nil {
+		if fn, ok := r.hosts.Function(string(ctx.Host())); ok {
+			if r.authorized(ctx) {
+				r.servePassThrough(ctx, append([]byte(fn), path...))
+			}
+			return
+		}
+	}
 	switch {
 	case bytes.Equal(path, pathHealthz):
 		ctx.SetBody(okBody)

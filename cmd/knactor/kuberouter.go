@@ -16,22 +16,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	networkingclient "knative.dev/networking/pkg/client/clientset/versioned"
 
 	"github.com/knactor/knactor/activator"
 	"github.com/knactor/knactor/activator/statreporter"
 	"github.com/knactor/knactor/crds/actorsystem"
 	"github.com/knactor/knactor/pods/kube"
 	"github.com/knactor/knactor/router"
+	"github.com/knactor/knactor/router/ingress"
 	"github.com/knactor/knactor/router/stats"
 )
 
 // kubeRouterFlags are the router's Kubernetes-mode flags.
 type kubeRouterFlags struct {
-	enabled       bool
-	kube          kubeFlags
-	autoscalerURL string
-	name          string
-	peers         string
+	enabled        bool
+	kube           kubeFlags
+	autoscalerURL  string
+	name           string
+	peers          string
+	ingressAddress string
 }
 
 func (k *kubeRouterFlags) register(fs *pflag.FlagSet) {
@@ -41,6 +44,8 @@ func (k *kubeRouterFlags) register(fs *pflag.FlagSet) {
 		"the autoscaler's stats WebSocket (--kube)")
 	fs.StringVar(&k.peers, "peers-selector", "app.kubernetes.io/name=knactor-router",
 		"label selector of the router pods in --system-namespace: each actor's calls run on one of them, its owner (--kube)")
+	fs.StringVar(&k.ingressAddress, "ingress-address", "knactor-router.knactor-system.svc.cluster.local",
+		"the routers' cluster-local address, reported on the Knative Ingresses they serve (--kube, with Knative)")
 	hostname, _ := os.Hostname()
 	fs.StringVar(&k.name, "router-name", cmp.Or(os.Getenv("POD_NAME"), hostname),
 		"this router's name in the stats stream (default $POD_NAME, else the host name)")
@@ -121,6 +126,16 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	if err := peers.Start(watchCtx); err != nil {
 		return err
 	}
+	// With Knative Serving installed, the router is also a Knative ingress class: it serves the
+	// hosts of the Ingresses of its class and marks them ready.
+	var ing *ingress.Reconciler
+	if _, err := c.kube.Discovery().ServerResourcesForGroupVersion("networking.internal.knative.dev/v1alpha1"); err == nil {
+		ing = &ingress.Reconciler{Client: networkingclient.NewForConfigOrDie(c.rest), Namespace: kf.kube.namespace, Address: kf.ingressAddress}
+		if err := ing.Start(watchCtx); err != nil {
+			return err
+		}
+		slog.Info("knative: serving Ingresses", "class", ingress.Class, "namespace", kf.kube.namespace)
+	}
 	src := &recorderSource{}
 	rep, err := statreporter.New(statreporter.Config{URL: kf.autoscalerURL, Router: kf.name}, src)
 	if err != nil {
@@ -132,7 +147,11 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	if err != nil {
 		return err
 	}
-	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers,
+	var hosts router.Hosts
+	if ing != nil {
+		hosts = ing
+	}
+	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers, Hosts: hosts,
 		Collectors: []prometheus.Collector{act.Collector()}})
 	if err != nil {
 		return errors.Join(err, st.Close(context.Background()))
@@ -148,6 +167,12 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	repCtx, stopReporting := context.WithCancel(context.Background())
 	reported := make(chan error, 1)
 	go func() { reported <- rep.Run(repCtx) }()
+	ingDone := make(chan error, 1)
+	if ing != nil {
+		go func() { ingDone <- ing.Run(repCtx) }()
+	} else {
+		ingDone <- nil
+	}
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ln) }()
 	select {
@@ -159,6 +184,7 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 		err = errors.Join(r.Shutdown(sctx), <-served)
 	}
 	stopReporting()
+	err = errors.Join(err, <-ingDone)
 	if rerr := <-reported; rerr != nil && !errors.Is(rerr, context.Canceled) {
 		err = errors.Join(err, fmt.Errorf("stats reporter: %w", rerr))
 	}

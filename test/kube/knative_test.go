@@ -3,7 +3,10 @@ package kube
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,15 +21,17 @@ import (
 var (
 	ksvcs      = schema.GroupVersionResource{Group: "serving.knative.dev", Version: "v1", Resource: "services"}
 	revisions  = schema.GroupVersionResource{Group: "serving.knative.dev", Version: "v1", Resource: "revisions"}
+	ingresses  = schema.GroupVersionResource{Group: "networking.internal.knative.dev", Version: "v1alpha1", Resource: "ingresses"}
 	podScalers = schema.GroupVersionResource{Group: "autoscaling.internal.knative.dev", Version: "v1alpha1", Resource: "podautoscalers"}
 )
 
-// knactor as a Knative PodAutoscaler class, with Knative Serving's own controller: a Knative
-// Service of class actor.autoscaling.knactor.dev becomes a Revision that Knative marks Ready
-// because knactor keeps its PodAutoscaler's status true; knactor's routers serve its actors with
-// exact counts; it scales to zero and back through knactor's autoscaler, which reads the
-// revision's settings from the PodAutoscaler.
-func TestKnativePodAutoscalerClass(t *testing.T) {
+// knactor as a Knative PodAutoscaler class and ingress class, with Knative Serving's own
+// controller: a Knative Service of class actor.autoscaling.knactor.dev becomes a Revision that
+// Knative marks Ready because knactor keeps its PodAutoscaler's status true; the Service is READY
+// with a URL because knactor's routers serve its Ingress; the routers serve its actors with exact
+// counts; it scales to zero and back through knactor's autoscaler, which reads the revision's
+// settings from the PodAutoscaler.
+func TestKnativeIntegration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a real Kubernetes control plane, Knative, MinIO and built binaries; run without -short")
 	}
@@ -75,6 +80,36 @@ func TestKnativePodAutoscalerClass(t *testing.T) {
 		})
 		if got := condition(podScalers, "kcounter-00001", "ScaleTargetInitialized"); got != "True" {
 			t.Errorf("PodAutoscaler ScaleTargetInitialized = %s, want True", got)
+		}
+	})
+
+	t.Run("the Service is READY with a URL served by knactor's ingress class", func(t *testing.T) {
+		e.eventually(t, 60*time.Second, "Knative Service kcounter Ready", func() (bool, string) {
+			ready := condition(ksvcs, "kcounter", "Ready")
+			return ready == "True", "Service Ready " + ready + ", Ingress Ready " + condition(ingresses, "kcounter", "Ready")
+		})
+		u, err := dyn.Resource(ksvcs).Namespace(namespace).Get(ctx, "kcounter", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		url, _, _ := unstructured.NestedString(u.Object, "status", "url")
+		host := strings.TrimPrefix(url, "http://")
+		if host == "" || host == url {
+			t.Fatalf("Service URL %q", url)
+		}
+		// A request for the URL's host reaches the function's pod through the router (the
+		// counter serves only the function contract, so its answer to GET / is its own 404).
+		req, _ := http.NewRequest(http.MethodGet, e.routers[0]+"/", nil)
+		req.Host = host
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), `"code":"not_found"`) || strings.Contains(string(body), "unknown_function") {
+			t.Errorf("GET %s/ with Host %s answered by the router itself: %d %s", e.routers[0], host, resp.StatusCode, body)
 		}
 	})
 

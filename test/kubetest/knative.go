@@ -115,4 +115,3 @@ func (c *Cluster) StartKnative(t testing.TB, opts KnativeOptions) *Knative {
 
 // Tail returns the controller's last log lines.
 func (k *Knative) Tail(lines int) string { return k.proc.tail(lines) }
-
