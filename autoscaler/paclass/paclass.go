@@ -65,6 +65,9 @@ type Reconciler struct {
 	Clock     clock.WithTicker
 	Resync    time.Duration
 	Logger    *slog.Logger
+	// Retire scales a Deployment to zero: the Deployment of a function's older revision, which
+	// takes no traffic (knactor serves a function from its newest revision; see ComputeStatus).
+	Retire func(ctx context.Context, deployment string) error
 	// OnChange, when set, is called from Run's goroutine after a PodAutoscaler changed, before
 	// the statuses are recomputed: the autoscaler re-reads the functions' settings
 	// (Annotations).
@@ -171,9 +174,21 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) {
 func (r *Reconciler) reconcile(ctx context.Context, pa *autoscalingv1alpha1.PodAutoscaler) error {
 	fn := pa.Labels[serviceLabel]
 	want := pa.DeepCopy()
-	_, depOK := r.Decisions.Deployment(fn)
-	status, ok := r.Decisions.Status(fn)
-	ComputeStatus(&want.Status, pa.Spec.ScaleTargetRef.Name, depOK, status, ok, r.Decisions.ReadyPods(fn), pa.Generation)
+	current, depOK := r.Decisions.Deployment(fn)
+	target := pa.Spec.ScaleTargetRef.Name
+	if depOK && target != "" && current != target {
+		// An older revision: its actors have moved to the newest one (their state is in the
+		// store, not in the revision), so it is scaled to zero and reported inactive.
+		if r.Retire != nil {
+			if err := r.Retire(ctx, target); err != nil {
+				return fmt.Errorf("retire %s: %w", target, err)
+			}
+		}
+		ComputeStatus(&want.Status, target, true, autoscaler.Status{}, true, 0, pa.Generation)
+	} else {
+		status, ok := r.Decisions.Status(fn)
+		ComputeStatus(&want.Status, target, depOK, status, ok, r.Decisions.ReadyPods(fn), pa.Generation)
+	}
 	if equality.Semantic.DeepEqual(pa.Status, want.Status) {
 		return nil
 	}

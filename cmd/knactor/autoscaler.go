@@ -83,14 +83,16 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	}
 	var a *autoscaler.Autoscaler
 	stats := statserver.New(statserver.Config{Poke: func(fn string) { a.Poke(fn) }})
-	a = autoscaler.New(sys.AutoscalerConfig(), stats, kube.NewScaler(c.kube, w), clock.RealClock{}, slog.Default())
+	scaler := kube.NewScaler(c.kube, w)
+	a = autoscaler.New(sys.AutoscalerConfig(), stats, scaler, clock.RealClock{}, slog.Default())
 	fns := &kubeFunctions{kube: c, namespace: f.kube.namespace, watcher: w, scaler: a, sys: sys, specs: map[string]autoscaler.Spec{}}
 	// With Knative Serving installed, knactor is also a PodAutoscaler class: it keeps the status
 	// of PodAutoscalers of its class, and reads revisions' settings from them.
 	var pas *paclass.Reconciler
 	if knativeInstalled(c) {
 		pas = &paclass.Reconciler{Client: servingclient.NewForConfigOrDie(c.rest), Namespace: f.kube.namespace,
-			Decisions: kubeDecisions{a, w}, OnChange: fns.sync}
+			Decisions: kubeDecisions{a, w}, OnChange: fns.sync,
+			Retire: func(ctx context.Context, dep string) error { return scaler.ScaleDeployment(ctx, dep, 0) }}
 		if err := pas.Start(watchCtx); err != nil {
 			return err
 		}

@@ -36,6 +36,17 @@ func (s *Scaler) Scale(ctx context.Context, function string, desired int32) erro
 	if !ok {
 		return fmt.Errorf("kube: scaling %q: %w", function, ErrNoDeployment)
 	}
+	if err := s.ScaleDeployment(ctx, name, desired); err != nil {
+		return fmt.Errorf("kube: scaling %q: %w", function, err)
+	}
+	return nil
+}
+
+// ScaleDeployment sets the replicas of the named Deployment of the watched namespace through its
+// scale subresource, retrying on conflicts; it writes nothing when they are already desired.
+// Besides Scale, the Knative PodAutoscaler class uses it to scale a function's older revisions
+// to zero.
+func (s *Scaler) ScaleDeployment(ctx context.Context, name string, desired int32) error {
 	deps := s.client.AppsV1().Deployments(s.w.cfg.Namespace)
 	verb := "get"
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -56,12 +67,12 @@ func (s *Scaler) Scale(ctx context.Context, function string, desired int32) erro
 	case err == nil:
 		return nil
 	case apierrors.IsNotFound(err):
-		return fmt.Errorf("kube: scaling %q: deployment %q: %w: %w", function, name, ErrNoDeployment, err)
+		return fmt.Errorf("deployment %q: %w: %w", name, ErrNoDeployment, err)
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("kube: scaling %q to %d: %w", function, desired,
+		return fmt.Errorf("deployment %q to %d: %w", name, desired,
 			forbiddenError(fmt.Sprintf("%q", verb), "deployments/scale", s.w.cfg.Namespace, err))
 	default:
-		return fmt.Errorf("kube: scaling %q (deployment %q) to %d: %w", function, name, desired, err)
+		return fmt.Errorf("deployment %q to %d: %w", name, desired, err)
 	}
 }
 

@@ -125,20 +125,65 @@ func TestKnativeIntegration(t *testing.T) {
 		}
 	})
 
-	t.Run("scales to zero and back, the PodAutoscaler following", func(t *testing.T) {
-		e.eventually(t, 120*time.Second, "kcounter at zero", func() (bool, string) {
-			d, err := e.c.Client.AppsV1().Deployments(namespace).Get(ctx, "kcounter-00001-deployment", metav1.GetOptions{})
+	acked := int64(10) // alice's count so far
+	t.Run("a second revision rolls out with no acknowledged write lost", func(t *testing.T) {
+		stop, done := make(chan struct{}), make(chan error, 1)
+		go func() { // one caller, adding while the rollout happens
+			for {
+				select {
+				case <-stop:
+					done <- nil
+					return
+				default:
+				}
+				if _, err := e.post(e.routers[int(acked)%2], "alice", "add", `{"by":1}`); err != nil {
+					done <- err
+					return
+				}
+				acked++
+			}
+		}()
+		patch := `{"spec":{"template":{"spec":{"containers":[{"image":"` + kubetest.KnativeImagePrefix + `knactor/counter","ports":[{"containerPort":9080}],"env":[{"name":"ROLLOUT","value":"2"}]}]}}}}`
+		if _, err := dyn.Resource(ksvcs).Namespace(namespace).Patch(ctx, "kcounter", "application/merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.eventually(t, 90*time.Second, "revision 00002 serving and 00001 retired", func() (bool, string) {
+			u, err := dyn.Resource(ksvcs).Namespace(namespace).Get(ctx, "kcounter", metav1.GetOptions{})
 			if err != nil {
 				return false, err.Error()
 			}
-			active := condition(podScalers, "kcounter-00001", "Active")
+			latest, _, _ := unstructured.NestedString(u.Object, "status", "latestReadyRevisionName")
+			old, err := e.c.Client.AppsV1().Deployments(namespace).Get(ctx, "kcounter-00001-deployment", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return latest == "kcounter-00002" && *old.Spec.Replicas == 0 && condition(ksvcs, "kcounter", "Ready") == "True",
+				fmt.Sprintf("latest ready %s, 00001 replicas %d", latest, *old.Spec.Replicas)
+		})
+		close(stop)
+		if err := <-done; err != nil {
+			t.Fatalf("a call failed during the rollout: %v", err)
+		}
+		if got, want := e.call(t, e.routers[1], "alice", "get", `{}`), fmt.Sprintf(`{"value":%d}`, acked); got != want {
+			t.Fatalf("after the rollout alice = %s, want %s (every acknowledged add)", got, want)
+		}
+		t.Logf("%d adds acknowledged across the rollout", acked-10)
+	})
+
+	t.Run("scales to zero and back, the PodAutoscaler following", func(t *testing.T) {
+		e.eventually(t, 120*time.Second, "kcounter at zero", func() (bool, string) {
+			d, err := e.c.Client.AppsV1().Deployments(namespace).Get(ctx, "kcounter-00002-deployment", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			active := condition(podScalers, "kcounter-00002", "Active")
 			return *d.Spec.Replicas == 0 && active == "False", fmt.Sprintf("replicas %d, PodAutoscaler Active %s", *d.Spec.Replicas, active)
 		})
-		if rev := condition(revisions, "kcounter-00001", "Ready"); rev != "True" {
+		if rev := condition(revisions, "kcounter-00002", "Ready"); rev != "True" {
 			t.Errorf("revision Ready = %s at zero, want True (scaled to zero is not a failure)", rev)
 		}
-		if got := e.call(t, e.routers[0], "alice", "add", `{"by":1}`); got != `{"value":11}` {
-			t.Errorf("after scale-to-zero: %s, want {\"value\":11}", got)
+		if got, want := e.call(t, e.routers[0], "alice", "add", `{"by":1}`), fmt.Sprintf(`{"value":%d}`, acked+1); got != want {
+			t.Errorf("after scale-to-zero: %s, want %s", got, want)
 		}
 	})
 }
