@@ -30,10 +30,13 @@ type deployResult struct {
 }
 
 func newDeployCommand(g *globals) *cobra.Command {
-	var file, output string
+	var (
+		file, output, image string
+		cluster             clusterFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "deploy -f FILE",
-		Short: "Deploy the functions of a manifest to a local knactor",
+		Short: "Deploy the functions of a manifest to a local knactor, or to a cluster with --cluster",
 		Long: `Deploy the functions of a manifest (Knative Services, YAML or JSON, one or more documents) to
 a local knactor ("knactor up"), checked exactly as "knactor up -f FILE" checks them at start.
 Either every function of the manifest is deployed or, on any error, none.
@@ -47,9 +50,13 @@ The knactor.dev/command runs on the knactor's machine in its working directory; 
 knactor.dev/workdir is resolved against the manifest's directory (the current directory for
 -f -).
 
-On a cluster, "kubectl apply -f FILE" deploys the same file for now.`,
+With --cluster, the same manifest becomes Knative Services on the cluster of the current
+kubeconfig context, created or updated, annotated with knactor's autoscaling class
+(autoscaling.knative.dev/class: actor.autoscaling.knactor.dev) unless the manifest names one;
+--image replaces the serving container's image (ko:// references are ko's to resolve).`,
 		Example: `  kn-actor deploy -f examples/hello/service.yaml
-  kn-actor deploy -f - < service.yaml`,
+  kn-actor deploy -f - < service.yaml
+  kn-actor deploy -f examples/counter/service.yaml --cluster --image registry.example.com/counter:v1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := parseFormat(output)
@@ -62,6 +69,16 @@ On a cluster, "kubectl apply -f FILE" deploys the same file for now.`,
 			data, dir, err := readManifest(file, g.stdin)
 			if err != nil {
 				return err
+			}
+			if cluster.enabled {
+				res, err := deployToCluster(cmd.Context(), &cluster, data, dir, image)
+				if err != nil {
+					return err
+				}
+				return printDeployed(cmd.OutOrStdout(), cmd.ErrOrStderr(), f, res)
+			}
+			if image != "" {
+				return errors.New("--image applies to --cluster only: a local knactor runs knactor.dev/command")
 			}
 			c, err := g.newClient()
 			if err != nil {
@@ -82,6 +99,8 @@ On a cluster, "kubectl apply -f FILE" deploys the same file for now.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "manifest to deploy (- for standard input)")
+	cmd.Flags().StringVar(&image, "image", "", "with --cluster: the image of the serving container, replacing the manifest's")
+	cluster.register(cmd.Flags())
 	addOutputFlag(cmd, &output, "one line per function")
 	return cmd
 }

@@ -28,21 +28,36 @@ type functionList struct {
 }
 
 func newListCommand(g *globals) *cobra.Command {
-	var output string
+	var (
+		output  string
+		cluster clusterFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the functions of a local knactor with their pods and autoscaling",
 		Long: `List the deployed functions of a local knactor ("knactor up"): ready, starting and desired
 pods, whether the autoscaler is in panic mode, and the actors active in its newest snapshot.
 
-On a cluster, "kubectl get ksvc" lists the functions (Knative Services) for now.`,
+With --cluster, the Knative Services of knactor's autoscaling class in the namespace: Ready,
+ready and desired pods of the latest ready revision (from its PodAutoscaler) and the URL.`,
 		Example: `  kn-actor list
-  kn-actor list -o json`,
+  kn-actor list -o json
+  kn-actor list --cluster -n default`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := parseFormat(output)
 			if err != nil {
 				return err
+			}
+			if cluster.enabled {
+				l, err := clusterList(cmd.Context(), &cluster)
+				if err != nil {
+					return err
+				}
+				if f != formatHuman {
+					return printStructured(cmd.OutOrStdout(), f, l)
+				}
+				return printTable(cmd.OutOrStdout(), []string{"NAME", "READY", "PODS", "DESIRED", "REVISION", "URL"}, l.rows())
 			}
 			c, err := g.newClient()
 			if err != nil {
@@ -64,6 +79,7 @@ On a cluster, "kubectl get ksvc" lists the functions (Knative Services) for now.
 			return printFunctions(cmd.OutOrStdout(), cmd.ErrOrStderr(), f, list)
 		},
 	}
+	cluster.register(cmd.Flags())
 	addOutputFlag(cmd, &output, "a table")
 	return cmd
 }

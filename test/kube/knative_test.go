@@ -2,10 +2,13 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -122,6 +125,52 @@ func TestKnativeIntegration(t *testing.T) {
 			if want := fmt.Sprintf(`{"value":%d}`, i); got != want {
 				t.Fatalf("call %d = %s, want %s", i, got, want)
 			}
+		}
+	})
+
+	t.Run("kn-actor deploys a manifest as a Knative Service of knactor's class and lists it", func(t *testing.T) {
+		root, _ := filepath.Abs("../..")
+		knActor := func(args ...string) string {
+			cmd := exec.Command(os.Getenv(envKnActorBin), append(args, "--cluster", "--kubeconfig", e.c.Kubeconfig)...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("kn-actor %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return string(out)
+		}
+		// The same file `knactor up` runs locally; the image is what ko would have resolved.
+		out := knActor("deploy", "-f", filepath.Join(root, "examples", "counter", "service.yaml"),
+			"--image", kubetest.KnativeImagePrefix+"knactor/counter")
+		if !strings.Contains(out, `function "counter" created`) {
+			t.Errorf("kn-actor deploy printed %q", out)
+		}
+		e.eventually(t, 60*time.Second, "revision counter-00001 created by Knative", func() (bool, string) {
+			_, err := dyn.Resource(podScalers).Namespace(namespace).Get(ctx, "counter-00001", metav1.GetOptions{})
+			return err == nil, fmt.Sprint(err)
+		})
+		u, err := dyn.Resource(ksvcs).Namespace(namespace).Get(ctx, "counter", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if class, _, _ := unstructured.NestedString(u.Object, "spec", "template", "metadata", "annotations", "autoscaling.knative.dev/class"); class != "actor.autoscaling.knactor.dev" {
+			t.Errorf("deployed Service's class = %q, want knactor's", class)
+		}
+		var list struct {
+			Functions []struct {
+				Function, Ready, URL string
+			} `json:"functions"`
+		}
+		if err := json.Unmarshal([]byte(knActor("list", "-o", "json")), &list); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, f := range list.Functions {
+			if f.Function == "kcounter" {
+				found = f.Ready == "True" && strings.HasPrefix(f.URL, "http://kcounter.")
+			}
+		}
+		if !found {
+			t.Errorf("kn-actor list --cluster = %+v, want kcounter Ready with its URL", list.Functions)
 		}
 	})
 

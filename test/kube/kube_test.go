@@ -39,6 +39,7 @@ import (
 const (
 	envKnactorBin = "KNACTOR_TEST_KNACTOR_BIN"
 	envCounterBin = "KNACTOR_TEST_COUNTER_BIN"
+	envKnActorBin = "KNACTOR_TEST_KN_ACTOR_BIN"
 )
 
 func TestMain(m *testing.M) {
@@ -46,6 +47,7 @@ func TestMain(m *testing.M) {
 		func() error { _, err := miniotest.Binary(); return err },
 		func() error { return build(envKnactorBin, "./cmd/knactor") },
 		func() error { return build(envCounterBin, "./examples/counter") },
+		func() error { return build(envKnActorBin, "./cmd/kn-actor") },
 	)
 }
 
