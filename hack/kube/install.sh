@@ -3,7 +3,8 @@
 # through the Go toolchain, and prints the bin directory on stdout (progress goes to stderr).
 #
 #   hack/kube/install.sh                 # everything: etcd kube-apiserver kube-controller-manager
-#                                        #   kube-scheduler kubectl kwok
+#                                        #   kube-scheduler kubectl kwok knative-controller
+#                                        #   knative-webhook knative-yaml (a directory)
 #   hack/kube/install.sh etcd kwok       # only these
 #   hack/kube/install.sh --paths [NAME]  # print "NAME PATH" lines instead of the bin directory
 #
@@ -67,6 +68,10 @@ etcd_version="$(modversion "${tools}/etcd" go.etcd.io/etcd/server/v3)"
 kube_version="$(modversion "${tools}/kubernetes" k8s.io/kubernetes)"
 kwok_version="$(modversion "${tools}/kwok" sigs.k8s.io/kwok)"
 knative_version="$(modversion "${tools}/knative" knative.dev/serving)"
+# knative_yaml_layout versions what knative_yaml copies: bump it when that changes, so a
+# bin/knative-yaml-* collected by an older script is collected again (next to the old one) instead
+# of being used without the new files. 2: adds webhooks/.
+knative_yaml_layout=2
 
 # version NAME prints the version that keys NAME's binary.
 version() {
@@ -74,6 +79,7 @@ version() {
     etcd) echo "${etcd_version}" ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "${kube_version}" ;;
     kwok) echo "${kwok_version}" ;;
+    knative-yaml) echo "${knative_version}.layout${knative_yaml_layout}" ;;
     knative-*) echo "${knative_version}" ;;
   esac
 }
@@ -129,13 +135,16 @@ build() {
 
 # knative_yaml DIR copies the Knative Serving objects a test cluster needs from the module cache
 # (the tools module's versions) into DIR: the CRDs of serving, networking (Ingress, Certificate,
-# ServerlessService, ...) and caching (Image), and the default ConfigMaps. The module zips drop
-# symlinked files, so config-network comes from knative.dev/networking.
+# ServerlessService, ...) and caching (Image), the default ConfigMaps, and the webhook's
+# configurations (MutatingWebhookConfiguration webhook.serving.knative.dev,
+# ValidatingWebhookConfigurations validation.webhook.serving.knative.dev and
+# config.webhook.serving.knative.dev) with its certificate Secret webhook-certs. The module zips
+# drop symlinked files, so config-network comes from knative.dev/networking.
 knative_yaml() {
   local target="$1" out serving networking caching
-  log "collecting Knative Serving ${knative_version} CRDs and ConfigMaps"
+  log "collecting Knative Serving ${knative_version} CRDs, ConfigMaps and webhook configurations"
   out="${tmp}/knative-yaml"
-  mkdir -p "${out}/crds" "${out}/configmaps"
+  mkdir -p "${out}/crds" "${out}/configmaps" "${out}/webhooks"
   local dirs
   mapfile -t dirs < <(cd "${tools}/knative" && GOWORK=off GOFLAGS="-mod=readonly" \
     go list -m -f '{{.Dir}}' knative.dev/serving knative.dev/networking knative.dev/caching)
@@ -144,6 +153,7 @@ knative_yaml() {
   cp "${networking}"/config/{certificate,domain-claim,ingress,serverlessservice}.yaml "${out}/crds/"
   cp "${caching}"/config/image.yaml "${out}/crds/"
   cp "${serving}"/config/core/configmaps/*.yaml "${networking}/config/config-network.yaml" "${out}/configmaps/"
+  cp "${serving}"/config/core/webhooks/*.yaml "${out}/webhooks/"
   chmod -R u+w "${out}"
   mv "${out}" "${target}"
   log "collected ${target}"

@@ -160,7 +160,7 @@ cat >"${pki}/apiserver.ext" <<EOF
 basicConstraints=CA:FALSE
 keyUsage=digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.2.0.1
 EOF
 openssl x509 -req -days 30 -in "${pki}/apiserver.csr" -CA "${pki}/ca.crt" -CAkey "${pki}/ca.key" \
   -CAcreateserial -extfile "${pki}/apiserver.ext" -out "${pki}/apiserver.crt" 2>/dev/null
@@ -211,7 +211,7 @@ run kube-apiserver "${bin[kube-apiserver]}" \
   --client-ca-file="${pki}/ca.crt" --token-auth-file="${pki}/tokens.csv" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="${pki}/sa.pub" --service-account-signing-key-file="${pki}/sa.key" \
-  --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 \
+  --authorization-mode=RBAC --service-cluster-ip-range=127.2.0.0/16 \
   --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
   --profiling=false
 wait_url kube-apiserver "${server}/readyz" --cacert "${pki}/ca.crt" -H "Authorization: Bearer ${token}"

@@ -2,6 +2,7 @@ package kubetest_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,9 +14,11 @@ import (
 	"github.com/knactor/knactor/test/kubetest"
 )
 
-// Knative's own controller turns a Service into a Configuration, a Revision, the revision's
-// Deployment (labelled as knactor's pod discovery expects) and a PodAutoscaler of the class the
-// Service names — here knactor's, which nothing else reconciles.
+// Knative's own webhook defaults a Service on create (Knative's defaults in the stored object,
+// the creator annotation from the request's user) and refuses an invalid one with Knative's
+// message; Knative's own controller turns the Service into a Configuration, a Revision, the
+// revision's Deployment (labelled as knactor's pod discovery expects) and a PodAutoscaler of the
+// class the Service names — here knactor's, which nothing else reconciles.
 func TestKnativeController(t *testing.T) {
 	c := kubetest.Start(t)
 	c.StartKnative(t, kubetest.KnativeOptions{IngressClass: "knactor.ingress.networking.knactor.dev"})
@@ -32,8 +35,38 @@ func TestKnativeController(t *testing.T) {
 		}},
 	}}
 	services := schema.GroupVersionResource{Group: "serving.knative.dev", Version: "v1", Resource: "services"}
-	if _, err := dyn.Resource(services).Namespace("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	created, err := dyn.Resource(services).Namespace("default").Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Knative's defaults (config-defaults: revision-timeout-seconds 300, container-concurrency
+	// 0) and the user who created it, all filled in by the defaulting webhook.
+	for _, f := range []struct {
+		path []string
+		want int64
+	}{
+		{[]string{"spec", "template", "spec", "timeoutSeconds"}, 300},
+		{[]string{"spec", "template", "spec", "containerConcurrency"}, 0},
+	} {
+		got, found, err := unstructured.NestedInt64(created.Object, f.path...)
+		if err != nil || !found || got != f.want {
+			t.Errorf("created Service %s = %v (found %v, %v), want Knative's default %d", strings.Join(f.path, "."), got, found, err, f.want)
+		}
+	}
+	if got := created.GetAnnotations()["serving.knative.dev/creator"]; got != "admin" {
+		t.Errorf("created Service's creator annotation = %q, want admin (the webhook records the request's user)", got)
+	}
+
+	// Negative min-scale: refused by Knative's validating webhook, with Knative's message.
+	bad := svc.DeepCopy()
+	bad.SetName("counter-invalid")
+	if err := unstructured.SetNestedField(bad.Object, "-1", "spec", "template", "metadata", "annotations", "autoscaling.knative.dev/min-scale"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = dyn.Resource(services).Namespace("default").Create(ctx, bad, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), `admission webhook "validation.webhook.serving.knative.dev" denied the request`) ||
+		!strings.Contains(err.Error(), "expected 0 <= -1 <= 2147483647: spec.template.metadata.annotations.autoscaling.knative.dev/min-scale") {
+		t.Errorf("creating a Service with min-scale -1: err = %v, want Knative's validating webhook to refuse it", err)
 	}
 	pas := schema.GroupVersionResource{Group: "autoscaling.internal.knative.dev", Version: "v1alpha1", Resource: "podautoscalers"}
 	deadline := time.Now().Add(60 * time.Second)

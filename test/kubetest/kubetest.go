@@ -17,8 +17,11 @@
 // There is no kubelet: kwok marks the fake node Ready and every pod scheduled to it Running with
 // an IP in 127.1.0.0/16, and a test makes the data plane real by starting a process that listens
 // on that pod IP. Two limits of this harness: EndpointSlices refuse loopback addresses, so a
-// Service never gets endpoints (read ready pods from the Pods themselves), and nothing routes
-// ClusterIPs.
+// Service never gets endpoints (read ready pods from the Pods themselves), and nothing routes a
+// ClusterIP to a Service's pods (there is no kube-proxy). ClusterIPs come from ServiceCIDR, which
+// is loopback too: a connection to a Service's ClusterIP:port reaches whatever process listens on
+// all addresses at that port, which is how the API server reaches Knative's webhook through its
+// Service (see StartKnative).
 //
 // Under `go test -short` Start skips; otherwise a cluster that cannot start fails the test.
 package kubetest
@@ -49,6 +52,13 @@ import (
 const (
 	// PodCIDR is the range kwok assigns pod IPs from; all of it is loopback.
 	PodCIDR = "127.1.0.0/16"
+	// ServiceCIDR is the API server's --service-cluster-ip-range, where Services get their
+	// ClusterIPs (the "kubernetes" Service 127.2.0.1). It is loopback like PodCIDR, and apart from
+	// it: the API server resolves an admission webhook's (or an aggregated API's) Service
+	// reference to https://CLUSTERIP:PORT and dials that, and inside the test's network namespace
+	// only loopback addresses lead anywhere. The API server accepts a loopback range here (only
+	// Endpoints, EndpointSlices and externalIPs refuse loopback addresses).
+	ServiceCIDR = "127.2.0.0/16"
 	// NodeIP is the fake nodes' address.
 	NodeIP = "127.0.0.1"
 
@@ -247,7 +257,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		"--client-ca-file="+p.caCert, "--token-auth-file="+p.tokens,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+p.saPub, "--service-account-signing-key-file="+p.saKey,
-		"--authorization-mode=RBAC", "--service-cluster-ip-range=10.0.0.0/24",
+		"--authorization-mode=RBAC", "--service-cluster-ip-range="+ServiceCIDR,
 		// No token controller mounts service-account tokens into fake pods.
 		"--disable-admission-plugins=ServiceAccount",
 		// The "kubernetes" Service's endpoints would be 127.0.0.1, which validation refuses.
@@ -512,3 +522,8 @@ func (c *Cluster) ServiceAccountKubeconfig(t testing.TB, namespace, name string)
 	}
 	return path
 }
+
+// Bin returns the path of an installed binary (kubectl, kube-apiserver, knative-controller, ...),
+// empty when hack/kube/install.sh did not install it: for tests that run commands as a user
+// would, with the pinned kubectl first on PATH.
+func (c *Cluster) Bin(name string) string { return c.bins[name] }

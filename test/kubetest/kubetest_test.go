@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/knactor/knactor/test/kubetest"
 )
@@ -210,12 +211,19 @@ func TestShim(t *testing.T) {
 	}
 	scale := func(n int32) {
 		t.Helper()
-		s, err := c.Client.AppsV1().Deployments("default").GetScale(ctx, "shim", metav1.GetOptions{})
+		// The deployment controller writes status between our read and our write: a conflict
+		// asks for a fresh read.
+		deps := c.Client.AppsV1().Deployments("default")
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			s, err := deps.GetScale(ctx, "shim", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Spec.Replicas = n
+			_, err = deps.UpdateScale(ctx, "shim", s, metav1.UpdateOptions{})
+			return err
+		})
 		if err != nil {
-			t.Fatal(err)
-		}
-		s.Spec.Replicas = n
-		if _, err := c.Client.AppsV1().Deployments("default").UpdateScale(ctx, "shim", s, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

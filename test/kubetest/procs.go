@@ -70,6 +70,19 @@ func (p *process) stop(grace time.Duration) error {
 	}
 }
 
+// kill SIGKILLs the process and waits for it: for a component whose SIGTERM handling only
+// delays its exit (a drain for load balancers that do not exist here).
+func (p *process) kill() error {
+	if p.exited() {
+		return nil
+	}
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	<-p.exit
+	return nil
+}
+
 // tail returns the last lines of the process's log.
 func (p *process) tail(lines int) string {
 	b, _ := os.ReadFile(p.logPath)
