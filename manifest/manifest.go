@@ -428,7 +428,9 @@ func (p *docParser) checkAutoscalingClass(anns map[string]string) {
 	if class != ActorClass {
 		return // Knative validates the metric of its own classes
 	}
-	if k, metric, ok := autoscaling.MetricAnnotation.Get(anns); ok && metric != autoscaling.Concurrency && metric != autoscaling.RPS {
+	// Empty is the default (concurrency): Knative's webhook writes the metric annotation empty
+	// on the PodAutoscaler of a class it does not know.
+	if k, metric, ok := autoscaling.MetricAnnotation.Get(anns); ok && metric != "" && metric != autoscaling.Concurrency && metric != autoscaling.RPS {
 		p.fail(annotationField(base, k), "%q is not %s or %s (class %s)", metric, autoscaling.Concurrency, autoscaling.RPS, ActorClass)
 	}
 }

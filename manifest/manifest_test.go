@@ -496,7 +496,16 @@ spec:
 		t.Errorf("FromService = %+v\nParse       = %+v", got, parsed[0])
 	}
 
+	// Knative's webhook writes an empty metric on the PodAutoscaler of a class it does not
+	// know: that is the default, concurrency.
 	svc, _ := Parse([]byte(doc), "")
+	svc[0].Service.Spec.Template.Annotations["autoscaling.knative.dev/class"] = ActorClass
+	svc[0].Service.Spec.Template.Annotations["autoscaling.knative.dev/metric"] = ""
+	if fn, err := (Options{}).FromService(svc[0].Service, "podautoscaler default/counter-00001"); err != nil || fn.Autoscaling.Metric != "concurrency" {
+		t.Errorf("FromService with an empty metric: %+v, %v; want the concurrency metric", fn.Autoscaling, err)
+	}
+
+	svc, _ = Parse([]byte(doc), "")
 	svc[0].Service.Spec.Template.Annotations["autoscaling.knative.dev/max-scale"] = "-1"
 	_, err = Options{}.FromService(svc[0].Service, "deployment default/counter-00001")
 	if err == nil || !strings.Contains(err.Error(), "deployment default/counter-00001") || !strings.Contains(err.Error(), "max-scale") {

@@ -43,6 +43,9 @@ type actorCall struct {
 	requestID string
 	// forwarded marks a call another router sent here as the actor's owner: it runs here.
 	forwarded bool
+	// host is the Host whose route the call came by (Traffic.Host); empty for the function's
+	// main route (Traffic.Function).
+	host string
 }
 
 // turnResult is what a committed turn answers.
@@ -54,8 +57,9 @@ type turnResult struct {
 }
 
 // serveActor routes /v1/actors/{function}/{id}[/{action}]. Path segments are percent-decoded;
-// an id holding '/' must send it as %2F.
-func (r *Router) serveActor(ctx *fasthttp.RequestCtx, rest []byte) {
+// an id holding '/' must send it as %2F. host is the Host whose route the call came by, empty
+// for the function's main route.
+func (r *Router) serveActor(ctx *fasthttp.RequestCtx, rest []byte, host string) {
 	parts := bytes.Split(rest, []byte("/"))
 	if len(parts) < 2 || len(parts) > 3 {
 		writeError(ctx, errorf(404, CodeNotFound, "want /v1/actors/{function}/{id}[/{action}]; escape '/' in ids as %%2F"))
@@ -92,17 +96,17 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, rest []byte) {
 	action := string(parts[2])
 	switch {
 	case method == fasthttp.MethodGet && action == wsAction:
-		r.serveWebSocket(ctx, fn, key)
+		r.serveWebSocket(ctx, fn, key, host)
 	case method != fasthttp.MethodPost:
 		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s on an action: use POST (or GET .../ws for a WebSocket)", method))
 	case !validAction(action):
 		writeError(ctx, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", action, maxActionLen))
 	default:
-		r.serveInvoke(ctx, fn, key, action)
+		r.serveInvoke(ctx, fn, key, action, host)
 	}
 }
 
-func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key, action string) {
+func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key, action, host string) {
 	start := time.Now()
 	payload, err := r.readBody(ctx)
 	if err != nil {
@@ -111,7 +115,7 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecac
 		return
 	}
 	call := &actorCall{fn: fn, key: key, action: action, payload: payload, requestID: r.requestID(ctx),
-		forwarded: len(ctx.Request.Header.Peek(HeaderForwarded)) > 0}
+		forwarded: len(ctx.Request.Header.Peek(HeaderForwarded)) > 0, host: host}
 	ctx.Request.Header.VisitAll(func(k, v []byte) {
 		if name, ok := bytes.CutPrefix(k, []byte(metaHeaderPrefix)); ok && len(name) > 0 {
 			call.metadata = append(call.metadata, metaPair{string(bytes.ToLower(name)), string(v)})
@@ -145,13 +149,17 @@ func (r *Router) readBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 // conflict (another router wrote the actor) re-runs the turn on the fresh state. On any error
 // nothing was stored.
 func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, error) {
+	keyStr := call.key.String()
+	// The actor's target (revision) is its route's pick, the same on every router: a fixed hash
+	// of its key. Turns stay one at a time whichever target runs them, since the mailbox below
+	// is the actor's, not the target's.
+	call.fn = r.target(call.fn, call.host, func(rt *Route) *Split { return rt.ForActor(keyStr) })
 	timeout := call.fn.Timeout
 	if timeout <= 0 {
 		timeout = r.cfg.CallTimeout
 	}
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	keyStr := call.key.String()
 	if r.peers != nil && !call.forwarded {
 		if addr, remote := r.peers.Owner(keyStr); remote {
 			deadline, _ := ctx.Deadline()
@@ -161,7 +169,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			}
 		}
 	}
-	end := r.stats.Begin(call.fn.Name, call.key.ID)
+	end := r.stats.Begin(call.fn.backend(), call.key.ID)
 	defer end()
 
 	release, err := r.mailboxes.Acquire(ctx, keyStr)
@@ -203,7 +211,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			// The owner broke off or refused before answering: nothing committed, so the turn
 			// runs again, on the new owner if the pod has gone.
 			lostPods++
-			r.awaitPodGone(ctx, call.fn.Name, pod, err)
+			r.awaitPodGone(ctx, call.fn.backend(), pod, err)
 			continue
 		}
 		if err != nil {

@@ -17,6 +17,26 @@ type Function struct {
 	MaxStateBytes int
 	// ContainerConcurrency caps the calls one pod gets at once (Knative's field); 0 = no cap.
 	ContainerConcurrency int
+	// Target names the pods that serve the calls, for Backends.Ready and Changed, the activator
+	// and the statistics: in Kubernetes mode a revision of the function, each of which Knative
+	// scales on its own. Empty means Name (one set of pods per function, as in local mode).
+	Target string
+}
+
+// backend returns the name the function's pods go by in Backends.Ready and Changed.
+func (f *Function) backend() string {
+	if f.Target != "" {
+		return f.Target
+	}
+	return f.Name
+}
+
+// Targets is implemented by Backends whose functions have several targets, each with its own
+// settings and pods: Knative revisions (pods/kube.Watcher).
+type Targets interface {
+	// Target returns the function with the given target: its settings are the target's.
+	// It reports false when the function has no such target.
+	Target(function, target string) (Function, bool)
 }
 
 // Backends tells the router which functions exist and which of their pods are ready. The local
@@ -24,7 +44,8 @@ type Function struct {
 type Backends interface {
 	// Function returns the named function, or false when no such function is deployed.
 	Function(name string) (Function, bool)
-	// Ready returns the function's ready pods now. It is called on every call: keep it cheap
+	// Ready returns the ready pods of a function, or of a function's target (Function.Target),
+	// now. It is called on every call: keep it cheap
 	// (return a Set built when the pods changed) and never nil.
 	Ready(function string) *placement.Set
 	// Changed returns a channel that is closed the next time the function's ready pods change.

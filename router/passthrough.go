@@ -85,11 +85,11 @@ var (
 // servePassThrough proxies /v1/functions/{function}/{path...} to /{path...} on one of the
 // function's ready pods: method, query, headers and body as they came, streaming both ways.
 // The function's contract endpoints are not reachable this way, so callers cannot forge an
-// envelope.
-func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
+// envelope. host is the Host whose route the request came by, empty for the function's main
+// route; the route's split, drawn at random, picks the target (revision) and adds its headers.
+func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, fnName string, path []byte, host string) {
 	start := time.Now()
-	fnName, path, _ := bytes.Cut(rest, []byte("/"))
-	fn, ok := r.backends.Function(string(fnName))
+	fn, ok := r.backends.Function(fnName)
 	if !ok {
 		writeError(ctx, errorf(404, CodeUnknownFunction, "no function %q is deployed", fnName))
 		return
@@ -99,7 +99,9 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
 		writeError(ctx, errorf(400, CodeBadRequest, "/%s is the function contract's endpoint; call actors through /v1/actors", path))
 		return
 	}
-	end := r.stats.Begin(fn.Name, "")
+	var split *Split
+	fn = r.target(fn, host, func(rt *Route) *Split { split = rt.Random(); return split })
+	end := r.stats.Begin(fn.backend(), "")
 	defer end()
 	timeout := fn.Timeout
 	if timeout <= 0 {
@@ -122,6 +124,11 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, rest []byte) {
 	}
 	req.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
 	req.Header.SetBytesV("X-Forwarded-Host", ctx.Host())
+	if split != nil {
+		for k, v := range split.Headers {
+			req.Header.Set(k, v)
+		}
+	}
 	req.SetRequestURI("/")
 	req.URI().SetScheme("http")
 	req.URI().SetHost(pod.Addr)

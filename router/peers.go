@@ -29,6 +29,10 @@ type Peers interface {
 // momentarily disagree about an owner; the store's conditional writes keep such a moment safe.
 const HeaderForwarded = "X-Knactor-Forwarded"
 
+// HeaderRouteHost, on a forwarded call, names the Host whose route the call came by (a Knative
+// Service's URL or a tag's), so the owner picks the actor's target from the same route.
+const HeaderRouteHost = "X-Knactor-Route-Host"
+
 // forwardable errors: the peer could not be reached before the call was sent, so running the
 // turn here instead cannot run it twice.
 func forwardable(err error) bool {
@@ -63,6 +67,9 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentTypeBytes(contentJSON)
 	req.Header.Set(HeaderForwarded, "1")
+	if call.host != "" {
+		req.Header.Set(HeaderRouteHost, call.host)
+	}
 	req.Header.Set("X-Request-Id", call.requestID)
 	if len(r.tokens) > 0 {
 		req.Header.Set("Authorization", "Bearer "+string(r.tokens[0]))

@@ -62,9 +62,10 @@ type Options struct {
 	// Peers names each actor's owner router when several routers serve one actor system; nil
 	// runs every call here (one router).
 	Peers Peers
-	// Hosts maps a request's Host to a function whose every path the router passes through to
-	// it (the hosts of Knative Ingresses of knactor's class); nil serves no such host.
-	Hosts Hosts
+	// Traffic divides functions' calls between their targets and maps the hosts of Knative
+	// Services' URLs (the Ingresses of knactor's class) to their functions; nil sends every
+	// call to the target Backends.Function names and serves no such host.
+	Traffic Traffic
 	// Functions lists the deployed functions for GET /v1/functions; nil answers 404.
 	Functions FunctionLister
 	// Deployer deploys manifests for POST /v1/functions; nil answers 404.
@@ -89,7 +90,7 @@ type Router struct {
 	client     *fasthttp.Client // invocations: whole answers, bounded, re-sent on broken connections
 	passClient *fasthttp.Client // pass-through: streamed, never re-sent
 	peers      Peers            // nil with one router
-	hosts      Hosts            // nil without Knative ingress
+	traffic    Traffic          // nil without Knative ingress
 	peerClient *fasthttp.Client // forwards actor calls to their owner router; never re-sent
 	functions  FunctionLister   // nil: GET /v1/functions answers 404
 	deployer   Deployer         // nil: POST /v1/functions answers 404
@@ -169,7 +170,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		DisablePathNormalizing:    true,
 		MaxIdemponentCallAttempts: 1,
 	}
-	r.peers, r.peerClient, r.hosts = opts.Peers, newPeerClient(cfg), opts.Hosts
+	r.peers, r.peerClient, r.traffic = opts.Peers, newPeerClient(cfg), opts.Traffic
 	r.functions, r.deployer = opts.Functions, opts.Deployer
 	r.metrics = newMetrics(r, opts.Registerer)
 	for _, c := range opts.Collectors {
@@ -281,13 +282,13 @@ func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, p
 		return ctx
 	}
 	for {
-		set := r.backends.Ready(fn.Name)
+		set := r.backends.Ready(fn.backend())
 		if set.Len() == 0 {
 			if r.activator == nil {
 				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q has no ready pod", fn.Name)
 			}
 			var err error
-			if set, err = r.activator.AwaitReady(waitCtx(), fn.Name); err != nil {
+			if set, err = r.activator.AwaitReady(waitCtx(), fn.backend()); err != nil {
 				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q: %v", fn.Name, err)
 			}
 		}
@@ -297,7 +298,7 @@ func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, p
 		}
 		inflight := r.load.counter(pod.Addr)
 		inflight.Add(1)
-		if !r.backends.Ready(fn.Name).Contains(pod.Name) {
+		if !r.backends.Ready(fn.backend()).Contains(pod.Name) {
 			inflight.Add(-1) // left the ready set meanwhile: choose again
 			continue
 		}
@@ -348,17 +349,12 @@ var (
 	errClosing   = errorf(503, CodeShuttingDown, "the router is shutting down")
 )
 
-// Hosts maps a Host header to the function that serves it (Knative Ingress hosts).
-type Hosts interface {
-	Function(host string) (function string, ok bool)
-}
-
 func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.URI().PathOriginal()
-	if r.hosts != nil {
-		if fn, ok := r.hosts.Function(string(ctx.Host())); ok {
+	if r.traffic != nil {
+		if route, ok := r.traffic.Host(string(ctx.Host())); ok {
 			if r.authorized(ctx) {
-				r.servePassThrough(ctx, append([]byte(fn), path...))
+				r.serveHost(ctx, route, path)
 			}
 			return
 		}
@@ -382,11 +378,16 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case bytes.HasPrefix(path, prefixActors):
 		if r.authorized(ctx) {
-			r.serveActor(ctx, path[len(prefixActors):])
+			host := ""
+			if len(ctx.Request.Header.Peek(HeaderForwarded)) > 0 {
+				host = string(ctx.Request.Header.Peek(HeaderRouteHost))
+			}
+			r.serveActor(ctx, path[len(prefixActors):], host)
 		}
 	case bytes.HasPrefix(path, prefixFuncs):
 		if r.authorized(ctx) {
-			r.servePassThrough(ctx, path[len(prefixFuncs):])
+			fnName, rest, _ := bytes.Cut(path[len(prefixFuncs):], []byte("/"))
+			r.servePassThrough(ctx, string(fnName), rest, "")
 		}
 	default:
 		writeError(ctx, errNotFound)

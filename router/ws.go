@@ -102,14 +102,15 @@ func (h *hub) checkOrigin(req *http.Request) bool {
 type wsTarget struct {
 	fn        Function
 	key       statecache.Key
+	host      string // the Host whose route the session came by; empty for the main route
 	subscribe bool
 }
 
 type wsTargetKey struct{}
 
-func (r *Router) serveWebSocket(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key) {
+func (r *Router) serveWebSocket(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key, host string) {
 	sub := string(ctx.QueryArgs().Peek("subscribe"))
-	ctx.SetUserValue(wsTargetKey{}, &wsTarget{fn: fn, key: key, subscribe: sub == "1" || sub == "true"})
+	ctx.SetUserValue(wsTargetKey{}, &wsTarget{fn: fn, key: key, host: host, subscribe: sub == "1" || sub == "true"})
 	r.hub.handler(ctx)
 }
 
@@ -305,7 +306,7 @@ func (s *wsSession) invoke(data []byte) []byte {
 	if !isSet(m.Payload) {
 		payload = nil
 	}
-	call := &actorCall{fn: s.target.fn, key: s.target.key, action: m.Action, payload: payload,
+	call := &actorCall{fn: s.target.fn, key: s.target.key, action: m.Action, payload: payload, host: s.target.host,
 		requestID: r.newRequestID(), metadata: []metaPair{{"transport", "websocket"}}}
 	res, err := r.invoke(context.Background(), call)
 	if err != nil {

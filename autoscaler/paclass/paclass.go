@@ -8,10 +8,12 @@
 // ScaleTargetInitialized once the Deployment exists, Active while pods are wanted or running
 // (Inactive at zero, as Knative's KPA reports a revision scaled to zero), SKSReady (knactor
 // routes to pods itself; there is no ServerlessService), the service name, and the desired and
-// actual scale — and leaves every other class alone. Scaling itself is the autoscaler's, from
-// the same decider as every other function (cmd/knactor wires the two); the PodAutoscaler's
-// annotations are where Knative keeps a revision's autoscaling settings (it strips them from the
-// Deployment), so Annotations hands them to it.
+// actual scale — and leaves every other class alone. Scaling itself is the autoscaler's, one
+// decider per revision as for every other function (cmd/knactor wires the two); the
+// PodAutoscaler's annotations are where Knative keeps a revision's autoscaling settings (it
+// strips them from the Deployment), so Annotations hands them to it. A revision no route sends
+// traffic to (spec.reachability Unreachable, which Knative sets from the Route) is retired:
+// scaled to zero whatever its min-scale, as Knative's KPA does.
 package paclass
 
 import (
@@ -37,22 +39,20 @@ import (
 // Class is knactor's autoscaling.knative.dev/class.
 const Class = "actor.autoscaling.knactor.dev"
 
-// serviceLabel names a revision's Knative Service: the knactor function.
-const serviceLabel = "serving.knative.dev/service"
-
 // DefaultResync is how often every PodAutoscaler's status is recomputed even without an event:
 // desired and actual scale move with the autoscaler's decisions (every 2 s) and pods, which the
 // PodAutoscaler informer does not see.
 const DefaultResync = 2 * time.Second
 
-// Decisions is what the Reconciler reads from the autoscaler and the pod watcher.
+// Decisions is what the Reconciler reads from the autoscaler and the pod watcher, by revision
+// (Knative names a revision's PodAutoscaler after it).
 type Decisions interface {
-	// Status is the autoscaler's latest decision for a function.
-	Status(function string) (autoscaler.Status, bool)
-	// ReadyPods is the function's ready pods.
-	ReadyPods(function string) int
-	// Deployment names the function's Deployment, when it has one.
-	Deployment(function string) (string, bool)
+	// Status is the autoscaler's latest decision for a revision.
+	Status(revision string) (autoscaler.Status, bool)
+	// ReadyPods is the revision's ready pods.
+	ReadyPods(revision string) int
+	// Deployment names the revision's Deployment, when it has one.
+	Deployment(revision string) (string, bool)
 }
 
 // Reconciler keeps knactor-class PodAutoscalers' status true. Run's goroutine does every status
@@ -65,8 +65,7 @@ type Reconciler struct {
 	Clock     clock.WithTicker
 	Resync    time.Duration
 	Logger    *slog.Logger
-	// Retire scales a Deployment to zero: the Deployment of a function's older revision, which
-	// takes no traffic (knactor serves a function from its newest revision; see ComputeStatus).
+	// Retire scales a Deployment to zero: the Deployment of a revision no route sends traffic to.
 	Retire func(ctx context.Context, deployment string) error
 	// OnChange, when set, is called from Run's goroutine after a PodAutoscaler changed, before
 	// the statuses are recomputed: the autoscaler re-reads the functions' settings
@@ -162,6 +161,18 @@ func (r *Reconciler) Annotations(revision string) (map[string]string, int64, boo
 	return maps.Clone(pa.Annotations), pa.Spec.ContainerConcurrency, true
 }
 
+// Unreachable reports whether Knative marked the revision's PodAutoscaler (of Class)
+// unreachable: no route sends it traffic, so it is not autoscaled but retired.
+func (r *Reconciler) Unreachable(revision string) bool {
+	r.init()
+	obj, ok, err := r.inf.GetStore().GetByKey(r.Namespace + "/" + revision)
+	if err != nil || !ok {
+		return false
+	}
+	pa := obj.(*autoscalingv1alpha1.PodAutoscaler)
+	return pa.Class() == Class && pa.Spec.Reachability == autoscalingv1alpha1.ReachabilityUnreachable
+}
+
 // ReconcileAll brings every PodAutoscaler of Class up to date, logging failures.
 func (r *Reconciler) ReconcileAll(ctx context.Context) {
 	for _, pa := range r.mine() {
@@ -172,13 +183,14 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) {
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, pa *autoscalingv1alpha1.PodAutoscaler) error {
-	fn := pa.Labels[serviceLabel]
+	rev := pa.Name
 	want := pa.DeepCopy()
-	current, depOK := r.Decisions.Deployment(fn)
+	_, depOK := r.Decisions.Deployment(rev)
 	target := pa.Spec.ScaleTargetRef.Name
-	if depOK && target != "" && current != target {
-		// An older revision: its actors have moved to the newest one (their state is in the
-		// store, not in the revision), so it is scaled to zero and reported inactive.
+	if depOK && target != "" && pa.Spec.Reachability == autoscalingv1alpha1.ReachabilityUnreachable {
+		// No route sends it traffic: its actors run on the revisions that have it (their state
+		// is the function's, in the store, not the revision's), so it is scaled to zero and
+		// reported inactive.
 		if r.Retire != nil {
 			if err := r.Retire(ctx, target); err != nil {
 				return fmt.Errorf("retire %s: %w", target, err)
@@ -186,8 +198,8 @@ func (r *Reconciler) reconcile(ctx context.Context, pa *autoscalingv1alpha1.PodA
 		}
 		ComputeStatus(&want.Status, target, true, autoscaler.Status{}, true, 0, pa.Generation)
 	} else {
-		status, ok := r.Decisions.Status(fn)
-		ComputeStatus(&want.Status, target, depOK, status, ok, r.Decisions.ReadyPods(fn), pa.Generation)
+		status, ok := r.Decisions.Status(rev)
+		ComputeStatus(&want.Status, target, depOK, status, ok, r.Decisions.ReadyPods(rev), pa.Generation)
 	}
 	if equality.Semantic.DeepEqual(pa.Status, want.Status) {
 		return nil

@@ -67,7 +67,7 @@ func TestReconcileOnlyOurClass(t *testing.T) {
 	pa := func(name, class string) *autoscalingv1alpha1.PodAutoscaler {
 		return &autoscalingv1alpha1.PodAutoscaler{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Generation: 1,
-				Labels:      map[string]string{serviceLabel: "counter"},
+				Labels:      map[string]string{"serving.knative.dev/service": "counter"},
 				Annotations: map[string]string{"autoscaling.knative.dev/class": class, "autoscaling.knative.dev/target": "5"}},
 			Spec: autoscalingv1alpha1.PodAutoscalerSpec{ContainerConcurrency: 7},
 		}
@@ -94,5 +94,49 @@ func TestReconcileOnlyOurClass(t *testing.T) {
 	}
 	if _, _, ok := r.Annotations("other-00001"); ok {
 		t.Error("Annotations answered for another class")
+	}
+}
+
+// A revision no route sends traffic to is retired, whatever its decisions; a reachable one, or
+// one whose reachability Knative has not settled yet, is left to the autoscaler.
+func TestUnreachableRevisionsAreRetired(t *testing.T) {
+	tests := []struct {
+		reach   autoscalingv1alpha1.ReachabilityType
+		retired bool
+	}{
+		{autoscalingv1alpha1.ReachabilityUnreachable, true},
+		{autoscalingv1alpha1.ReachabilityReachable, false},
+		{autoscalingv1alpha1.ReachabilityUnknown, false},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.reach)+"_", func(t *testing.T) {
+			pa := &autoscalingv1alpha1.PodAutoscaler{
+				ObjectMeta: metav1.ObjectMeta{Name: "counter-00001", Namespace: "default", Generation: 1,
+					Annotations: map[string]string{"autoscaling.knative.dev/class": Class}},
+				Spec: autoscalingv1alpha1.PodAutoscalerSpec{Reachability: tc.reach,
+					ScaleTargetRef: corev1.ObjectReference{Name: "counter-00001-deployment"}},
+			}
+			client := servingfake.NewSimpleClientset(pa)
+			var retired []string
+			r := &Reconciler{Client: client, Namespace: "default", Decisions: decisions{ready: 1},
+				Retire: func(_ context.Context, dep string) error { retired = append(retired, dep); return nil }}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if err := r.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r.ReconcileAll(ctx)
+			if got := len(retired) > 0; got != tc.retired || r.Unreachable("counter-00001") != tc.retired {
+				t.Fatalf("retired %v (Unreachable %v), want %v", retired, r.Unreachable("counter-00001"), tc.retired)
+			}
+			got, _ := client.AutoscalingV1alpha1().PodAutoscalers("default").Get(ctx, "counter-00001", metav1.GetOptions{})
+			want := corev1.ConditionTrue
+			if tc.retired {
+				want = corev1.ConditionFalse
+			}
+			if c := got.Status.GetCondition("Active"); c == nil || c.Status != want {
+				t.Errorf("Active = %v, want %s", c, want)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 
 	"github.com/spf13/pflag"
@@ -13,7 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/knactor/knactor/manifest"
 )
@@ -51,6 +54,9 @@ func (c *clusterFlags) dynamicClient() (dynamic.Interface, string, error) {
 	if err != nil {
 		return nil, "", &explained{err: err, msg: "no cluster to talk to: set --kubeconfig or $KUBECONFIG, or drop --cluster to use a local knactor"}
 	}
+	// The API server's warnings (Knative's webhook flags insecure defaults) are printed as
+	// kubectl prints them, not as log lines.
+	cfg.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
 	ns, _, _ := cc.Namespace()
 	d, err := dynamic.NewForConfig(cfg)
 	return d, cmp.Or(ns, "default"), err
@@ -96,15 +102,21 @@ func deployToCluster(ctx context.Context, c *clusterFlags, data []byte, dir, ima
 		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 		client := dyn.Resource(knativeServices).Namespace(svc.Namespace)
 		result := "created"
-		cur, err := client.Get(ctx, svc.Name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			_, err = client.Create(ctx, u, metav1.CreateOptions{})
-		case err == nil:
-			result = "updated"
-			u.SetResourceVersion(cur.GetResourceVersion())
-			_, err = client.Update(ctx, u, metav1.UpdateOptions{})
-		}
+		// Knative's controller writes the Service's status while we update its spec, so a
+		// conflict means "read again", not "give up".
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := client.Get(ctx, svc.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				result = "created"
+				_, err = client.Create(ctx, u, metav1.CreateOptions{})
+			case err == nil:
+				result = "updated"
+				u.SetResourceVersion(cur.GetResourceVersion())
+				_, err = client.Update(ctx, u, metav1.UpdateOptions{})
+			}
+			return err
+		})
 		if err != nil {
 			return res, clusterError(err, "create or update Knative Service "+svc.Namespace+"/"+svc.Name)
 		}

@@ -110,7 +110,7 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/v1/functions", func(rw http.ResponseWriter, _ *http.Request) {
-		out := functionsStatus(a, stats)
+		out := functionsStatus(a, stats, w)
 		rw.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(rw).Encode(out)
 	})
@@ -178,12 +178,18 @@ func (k *kubeFunctions) sync() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	live := map[string]bool{}
-	for _, name := range k.watcher.Functions() {
+	// Each revision is scaled on its own, as Knative's autoscalers scale each PodAutoscaler:
+	// a traffic split sends each a share of the calls, and the router reports them apart.
+	for _, name := range k.watcher.Targets() {
+		if k.pas != nil && k.pas.Unreachable(name) {
+			continue // no route sends it traffic: the PodAutoscaler class retires it to zero
+		}
 		live[name] = true
 		dep, ok := k.watcher.Deployment(name)
 		if !ok {
 			continue
 		}
+		fnName, _ := k.watcher.FunctionOf(name)
 		d, err := k.kube.kube.AppsV1().Deployments(k.namespace).Get(ctx, dep, metav1.GetOptions{})
 		if err != nil {
 			slog.Warn("function: cannot read its Deployment", "function", name, "deployment", dep, "err", err)
@@ -194,16 +200,16 @@ func (k *kubeFunctions) sync() {
 		if k.pas != nil {
 			// Knative keeps a revision's autoscaling annotations on its PodAutoscaler, not on
 			// the Deployment.
-			if anns, cc, ok := k.pas.Annotations(d.Labels[kube.RevisionLabel]); ok {
+			if anns, cc, ok := k.pas.Annotations(name); ok {
 				tmpl = tmpl.DeepCopy()
 				tmpl.Annotations = anns
-				source = fmt.Sprintf("podautoscaler %s/%s", k.namespace, d.Labels[kube.RevisionLabel])
+				source = fmt.Sprintf("podautoscaler %s/%s", k.namespace, name)
 				if cc > 0 {
 					setContainerConcurrency(tmpl, cc)
 				}
 			}
 		}
-		fn, err := functionFromTemplate(name, source, tmpl)
+		fn, err := functionFromTemplate(fnName, source, tmpl)
 		var spec autoscaler.Spec
 		if err == nil {
 			spec, err = autoscalingSpec(fn, k.sys.Autoscaler.ScaleToZeroGracePeriod)
@@ -213,31 +219,32 @@ func (k *kubeFunctions) sync() {
 			err = spec.Validate()
 		}
 		if err != nil {
-			slog.Error("function: bad autoscaling settings; not scaled", "function", name, "err", err)
+			slog.Error("revision: bad autoscaling settings; not scaled", "function", fnName, "revision", name, "err", err)
 			continue
 		}
 		if old, ok := k.specs[name]; ok && old == spec {
 			continue
 		}
 		if err := k.scaler.Add(name, spec); err != nil {
-			slog.Error("function: cannot autoscale", "function", name, "err", err)
+			slog.Error("revision: cannot autoscale", "function", fnName, "revision", name, "err", err)
 			continue
 		}
 		k.specs[name] = spec
-		slog.Info("function autoscaled", "function", name, "deployment", dep)
+		slog.Info("revision autoscaled", "function", fnName, "revision", name, "deployment", dep)
 	}
 	for name := range k.specs {
 		if !live[name] {
 			k.scaler.Remove(name)
 			delete(k.specs, name)
-			slog.Info("function gone", "function", name)
+			slog.Info("revision no longer autoscaled", "revision", name)
 		}
 	}
 }
 
-// functionStatus is one function in /v1/functions.
+// functionStatus is one scaled revision of a function in /v1/functions.
 type functionStatus struct {
 	Function     string  `json:"function"`
+	Revision     string  `json:"revision,omitempty"`
 	DesiredPods  int32   `json:"desiredPods"`
 	ReadyPods    int     `json:"readyPods"`
 	Panicking    bool    `json:"panicking"`
@@ -252,14 +259,15 @@ type functionsReport struct {
 	Routers   []statserver.RouterStatus `json:"routers"`
 }
 
-func functionsStatus(a *autoscaler.Autoscaler, stats *statserver.Server) functionsReport {
+func functionsStatus(a *autoscaler.Autoscaler, stats *statserver.Server, w *kube.Watcher) functionsReport {
 	out := functionsReport{Functions: []functionStatus{}, Routers: stats.Routers()}
-	for _, fn := range a.Functions() {
-		s, ok := a.Status(fn)
+	for _, rev := range a.Functions() {
+		s, ok := a.Status(rev)
 		if !ok {
 			continue
 		}
-		out.Functions = append(out.Functions, functionStatus{Function: fn, DesiredPods: s.DesiredPods, ReadyPods: s.ReadyPods,
+		fn, _ := w.FunctionOf(rev)
+		out.Functions = append(out.Functions, functionStatus{Function: fn, Revision: rev, DesiredPods: s.DesiredPods, ReadyPods: s.ReadyPods,
 			Panicking: s.Panicking, StableValue: s.StableValue, ActiveActors: s.ActiveActors, ScaleError: s.ScaleError})
 	}
 	return out

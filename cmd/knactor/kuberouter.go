@@ -127,7 +127,8 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 		return err
 	}
 	// With Knative Serving installed, the router is also a Knative ingress class: it serves the
-	// hosts of the Ingresses of its class and marks them ready.
+	// hosts of the Ingresses of its class, splits calls between revisions as their Routes say,
+	// and marks them ready.
 	var ing *ingress.Reconciler
 	if _, err := c.kube.Discovery().ServerResourcesForGroupVersion("networking.internal.knative.dev/v1alpha1"); err == nil {
 		ing = &ingress.Reconciler{Client: networkingclient.NewForConfigOrDie(c.rest), Namespace: kf.kube.namespace, Address: kf.ingressAddress}
@@ -147,11 +148,11 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	if err != nil {
 		return err
 	}
-	var hosts router.Hosts
+	var traffic router.Traffic
 	if ing != nil {
-		hosts = ing
+		traffic = ing
 	}
-	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers, Hosts: hosts,
+	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers, Traffic: traffic,
 		Collectors: []prometheus.Collector{act.Collector()}})
 	if err != nil {
 		return errors.Join(err, st.Close(context.Background()))

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,10 +36,14 @@ const functionIndex = "function"
 // Watcher learns the functions of one namespace and their ready pods from the API server. It
 // implements router.Backends and tells the autoscaler which functions exist.
 //
-// A function's Deployment is the newest of the Deployments labelled with its name (by creation
-// time, the greater name breaking a tie: Knative numbers revisions upwards), not being deleted.
-// Only the pods of that Deployment's revision are ready pods: one revision serves a function
-// (traffic splits between revisions are not supported yet).
+// Every revision of a function is a target (router.Targets): a Deployment labelled with the
+// function's and the revision's names, its own settings and its own ready pods, scaled on its
+// own (Targets, Deployment, Annotations and ReadyPods take a revision's name). The function's
+// own name stands for its newest revision (by the Deployment's creation time, the greater name
+// breaking a tie: Knative numbers revisions upwards), which takes the calls no traffic split
+// (router.Traffic) sends elsewhere. Deployments being deleted are no revision's. Function and
+// revision names share one namespace, as they do in Knative, where both name Kubernetes
+// Services; a revision's name is looked up first.
 //
 // Goroutines and locks:
 //   - The informers' goroutines (client-go's) only run the event handlers, which add the
@@ -49,9 +54,9 @@ const functionIndex = "function"
 //     lock. It calls the OnFunctionsChanged callbacks, holding no lock.
 //   - One goroutine per probed pod dials it until it answers, then sets its probe's ok and
 //     queues its function; the worker cancels it when the pod changes or goes.
-//   - mu guards fns (the published state: each *function is immutable once published, so
-//     readers use it after unlocking), changed and onChange; it is held only briefly and never
-//     while calling out.
+//   - mu guards fns and targets (the published state: each *function and *target is immutable
+//     once published, so readers use it after unlocking), changed and onChange; it is held only
+//     briefly and never while calling out.
 //   - Every goroutine, client-go's included, ends when Start's context ends; wg counts knactor's.
 type Watcher struct {
 	client  kubernetes.Interface
@@ -76,6 +81,7 @@ type Watcher struct {
 
 	mu       sync.RWMutex
 	fns      map[string]*function
+	targets  map[string]*target       // revision → its target, of every function in fns
 	changed  map[string]chan struct{} // created by Changed, closed and removed at a change
 	onChange []func()
 	started  bool
@@ -83,12 +89,19 @@ type Watcher struct {
 	wg sync.WaitGroup
 }
 
-// function is the published state of one function. It is never modified once published.
+// function is the published state of one function: its revisions. It is never modified once
+// published.
 type function struct {
-	info        router.Function
+	newest  *target            // the revision of the newest Deployment
+	targets map[string]*target // revision → target
+}
+
+// target is the published state of one revision of a function. It is never modified once
+// published.
+type target struct {
+	info        router.Function // Name is the function's, Target the revision's
 	deployment  string
 	source      *appsv1.Deployment // the cached object info and annotations come from; read only
-	revision    string
 	annotations map[string]string
 	ready       *placement.Set
 }
@@ -103,6 +116,7 @@ type probe struct {
 
 var (
 	_ router.Backends = (*Watcher)(nil)
+	_ router.Targets  = (*Watcher)(nil)
 	// emptySet is the ready set of a function without ready pods.
 	emptySet = placement.NewSet(nil)
 )
@@ -125,6 +139,7 @@ func NewWatcher(client kubernetes.Interface, cfg Config) (*Watcher, error) {
 		probes:    make(map[string]map[string]*probe),
 		forbidden: make(chan struct{}),
 		fns:       make(map[string]*function),
+		targets:   make(map[string]*target),
 		changed:   make(map[string]chan struct{}),
 	}
 	w.pods = w.factory.Core().V1().Pods().Informer()
@@ -404,67 +419,87 @@ func (w *Watcher) run(ctx context.Context) {
 	}
 }
 
-// sync recomputes one function from the caches and publishes it. It reports whether the set of
-// functions, or the function's Deployment, settings or annotations, changed.
+// sync recomputes one function's revisions from the caches and publishes them. It reports
+// whether the set of functions or revisions, or a revision's Deployment, settings or
+// annotations, changed.
 func (w *Watcher) sync(ctx context.Context, name string) bool {
-	dep := w.newestDeployment(name)
-	if dep == nil {
+	deps := w.deployments(name)
+	if len(deps) == 0 {
 		w.keepProbes(name, nil)
 		return w.publish(name, nil)
 	}
 	w.mu.RLock()
 	old := w.fns[name]
 	w.mu.RUnlock()
-	next := &function{deployment: dep.Name, source: dep, revision: dep.Labels[RevisionLabel]}
-	// The informer replaces a cached object when it changes, so the same object means the same
-	// settings (and their parse errors are logged once).
-	if old != nil && old.source == dep {
-		next.info, next.annotations = old.info, old.annotations
-	} else {
-		next.info = w.functionInfo(name, dep)
-		next.annotations = maps.Clone(dep.Spec.Template.Annotations)
-	}
-
-	candidates := make(map[string]bool)
-	var ready []placement.Pod
+	podsOf := map[string][]*corev1.Pod{} // revision → its pods
 	objs, _ := w.pods.GetIndexer().ByIndex(functionIndex, name)
 	for _, obj := range objs {
-		pod, ok := obj.(*corev1.Pod)
-		if !ok || pod.Labels[RevisionLabel] != next.revision {
-			continue
+		if pod, ok := obj.(*corev1.Pod); ok {
+			podsOf[pod.Labels[RevisionLabel]] = append(podsOf[pod.Labels[RevisionLabel]], pod)
 		}
-		addr, ok := podAddr(pod)
-		if !ok {
-			continue
+	}
+	next := &function{targets: make(map[string]*target, len(deps))}
+	candidates := make(map[string]bool)
+	for _, dep := range deps {
+		rev := dep.Labels[RevisionLabel]
+		if _, dup := next.targets[rev]; dup {
+			continue // two Deployments claim one revision: the newer serves it
 		}
-		candidates[pod.Name] = true
-		if w.probeOf(ctx, name, pod, addr).ok.Load() {
-			ready = append(ready, placement.Pod{Name: pod.Name, Addr: addr})
+		t := &target{deployment: dep.Name, source: dep}
+		// The informer replaces a cached object when it changes, so the same object means the
+		// same settings (and their parse errors are logged once).
+		if o := old.target(rev); o != nil && o.source == dep {
+			t.info, t.annotations = o.info, o.annotations
+		} else {
+			t.info = w.functionInfo(name, dep)
+			t.info.Target = rev
+			t.annotations = maps.Clone(dep.Spec.Template.Annotations)
+		}
+		var ready []placement.Pod
+		for _, pod := range podsOf[rev] {
+			addr, ok := podAddr(pod)
+			if !ok {
+				continue
+			}
+			candidates[pod.Name] = true
+			if w.probeOf(ctx, name, pod, addr).ok.Load() {
+				ready = append(ready, placement.Pod{Name: pod.Name, Addr: addr})
+			}
+		}
+		t.ready = placement.NewSet(ready)
+		next.targets[rev] = t
+		if next.newest == nil {
+			next.newest = t
 		}
 	}
 	w.keepProbes(name, candidates)
-	next.ready = placement.NewSet(ready)
 	return w.publish(name, next)
 }
 
-// newestDeployment returns the function's Deployment, or nil when it has none.
-func (w *Watcher) newestDeployment(name string) *appsv1.Deployment {
+// target returns the function's target of revision, nil when f is nil or has no such revision.
+func (f *function) target(revision string) *target {
+	if f == nil {
+		return nil
+	}
+	return f.targets[revision]
+}
+
+// deployments returns the function's Deployments that are not being deleted, newest first.
+func (w *Watcher) deployments(name string) []*appsv1.Deployment {
 	objs, _ := w.deps.GetIndexer().ByIndex(functionIndex, name)
-	var newest *appsv1.Deployment
+	deps := make([]*appsv1.Deployment, 0, len(objs))
 	for _, obj := range objs {
-		d, ok := obj.(*appsv1.Deployment)
-		if !ok || d.DeletionTimestamp != nil {
-			continue
-		}
-		if newest == nil {
-			newest = d
-			continue
-		}
-		if c := d.CreationTimestamp.Compare(newest.CreationTimestamp.Time); c > 0 || c == 0 && d.Name > newest.Name {
-			newest = d
+		if d, ok := obj.(*appsv1.Deployment); ok && d.DeletionTimestamp == nil {
+			deps = append(deps, d)
 		}
 	}
-	return newest
+	slices.SortFunc(deps, func(a, b *appsv1.Deployment) int {
+		if c := b.CreationTimestamp.Compare(a.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Name, a.Name)
+	})
+	return deps
 }
 
 // podAddr returns where a pod takes calls, and whether the API reports it ready to: not being
@@ -610,34 +645,59 @@ func (w *Watcher) probe(ctx context.Context, function, pod string, p *probe) {
 }
 
 // publish makes next the function's state (nil: the function is gone) and wakes the waiters of
-// a change of its ready pods. It reports whether the set of functions, or the function's
-// Deployment, settings or annotations, changed.
+// a change of its revisions' ready pods (a waiter on the function's name waits on its newest
+// revision). It reports whether the set of functions or revisions, or a revision's Deployment,
+// settings or annotations, changed.
 func (w *Watcher) publish(name string, next *function) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	old := w.fns[name]
-	switch {
-	case old == nil && next == nil:
+	if old == nil && next == nil {
 		return false
-	case next == nil:
+	}
+	changed := false
+	if old != nil {
+		for rev := range old.targets {
+			if next.target(rev) == nil {
+				delete(w.targets, rev)
+				w.notifyLocked(rev)
+				changed = true
+			}
+		}
+	}
+	if next == nil {
 		delete(w.fns, name)
 		w.notifyLocked(name)
 		w.cfg.Logger.Info("kube: function gone", "function", name)
 		return true
-	case old == nil:
-		w.fns[name] = next
-		w.notifyLocked(name)
-		w.cfg.Logger.Info("kube: function found", "function", name, "deployment", next.deployment, "ready", next.ready.Len())
-		return true
 	}
-	if slices.Equal(old.ready.Pods(), next.ready.Pods()) {
-		next.ready = old.ready
-	} else {
+	if old == nil {
+		w.cfg.Logger.Info("kube: function found", "function", name, "revision", next.newest.info.Target,
+			"deployment", next.newest.deployment, "ready", next.newest.ready.Len())
+		changed = true
+	}
+	for rev, t := range next.targets {
+		o := old.target(rev)
+		if o != nil && slices.Equal(o.ready.Pods(), t.ready.Pods()) {
+			t.ready = o.ready
+		} else {
+			w.notifyLocked(rev)
+			if t == next.newest {
+				w.notifyLocked(name)
+			}
+			w.cfg.Logger.Debug("kube: ready pods changed", "function", name, "revision", rev, "ready", t.ready.Len())
+		}
+		if o == nil || o.deployment != t.deployment || o.info != t.info || !maps.Equal(o.annotations, t.annotations) {
+			changed = true
+		}
+		w.targets[rev] = t
+	}
+	if old != nil && old.newest.info.Target != next.newest.info.Target {
 		w.notifyLocked(name)
-		w.cfg.Logger.Debug("kube: ready pods changed", "function", name, "ready", next.ready.Len())
+		changed = true
 	}
 	w.fns[name] = next
-	return old.deployment != next.deployment || old.info != next.info || !maps.Equal(old.annotations, next.annotations)
+	return changed
 }
 
 func (w *Watcher) notifyLocked(name string) {
@@ -647,44 +707,69 @@ func (w *Watcher) notifyLocked(name string) {
 	}
 }
 
-// Function returns the named function (router.Backends): it exists while a Deployment carries
-// its ServiceLabel, even with no pods. Timeout and ContainerConcurrency are the revision's, as
-// Knative passes them to its queue-proxy; MaxStateBytes is the pod template's
-// knactor.dev/max-state-bytes.
+// lookupLocked returns the target a name stands for: a revision, else a function's newest
+// revision; nil for neither. Hold mu.
+func (w *Watcher) lookupLocked(name string) *target {
+	if t, ok := w.targets[name]; ok {
+		return t
+	}
+	if fn, ok := w.fns[name]; ok {
+		return fn.newest
+	}
+	return nil
+}
+
+// Function returns the named function (router.Backends) as its newest revision: it exists while
+// a Deployment carries its ServiceLabel, even with no pods. Timeout and ContainerConcurrency are
+// the revision's, as Knative passes them to its queue-proxy; MaxStateBytes is the pod template's
+// knactor.dev/max-state-bytes; Target is the revision.
 func (w *Watcher) Function(name string) (router.Function, bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if fn, ok := w.fns[name]; ok {
-		return fn.info, true
+		return fn.newest.info, true
 	}
 	return router.Function{}, false
 }
 
-// Ready returns the function's ready pods, sorted by name (router.Backends). It is never nil.
-func (w *Watcher) Ready(function string) *placement.Set {
+// Target returns the function as one of its revisions, with that revision's settings
+// (router.Targets).
+func (w *Watcher) Target(function, revision string) (router.Function, bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	if fn, ok := w.fns[function]; ok {
-		return fn.ready
+	if t := w.fns[function].target(revision); t != nil {
+		return t.info, true
+	}
+	return router.Function{}, false
+}
+
+// Ready returns the ready pods of a revision, or of a function's newest revision, sorted by
+// name (router.Backends). It is never nil.
+func (w *Watcher) Ready(name string) *placement.Set {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if t := w.lookupLocked(name); t != nil {
+		return t.ready
 	}
 	return emptySet
 }
 
-// Changed returns a channel closed at the function's next change of ready pods, or when it
+// Changed returns a channel closed at the next change of a revision's ready pods (for a
+// function's name: of its newest revision's, or of which revision is newest), or when it
 // appears or goes (router.Backends).
-func (w *Watcher) Changed(function string) <-chan struct{} {
+func (w *Watcher) Changed(name string) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	ch, ok := w.changed[function]
+	ch, ok := w.changed[name]
 	if !ok {
 		ch = make(chan struct{})
-		w.changed[function] = ch
+		w.changed[name] = ch
 	}
 	return ch
 }
 
-// ReadyPods returns how many of the function's pods are ready.
-func (w *Watcher) ReadyPods(function string) int { return w.Ready(function).Len() }
+// ReadyPods returns how many pods of a revision (or a function's newest) are ready.
+func (w *Watcher) ReadyPods(name string) int { return w.Ready(name).Len() }
 
 // Functions returns the names of the functions, sorted.
 func (w *Watcher) Functions() []string {
@@ -693,31 +778,50 @@ func (w *Watcher) Functions() []string {
 	return slices.Sorted(maps.Keys(w.fns))
 }
 
-// Deployment returns the name of the function's Deployment, or false when it has none.
-func (w *Watcher) Deployment(function string) (name string, ok bool) {
+// Targets returns the names of every function's revisions, sorted: what the autoscaler scales.
+func (w *Watcher) Targets() []string {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	if fn, ok := w.fns[function]; ok {
-		return fn.deployment, true
+	return slices.Sorted(maps.Keys(w.targets))
+}
+
+// FunctionOf returns the function a revision belongs to.
+func (w *Watcher) FunctionOf(revision string) (string, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if t, ok := w.targets[revision]; ok {
+		return t.info.Name, true
 	}
 	return "", false
 }
 
-// Annotations returns a copy of the annotations of the function's pod template, nil for an
-// unknown function. Knative copies a revision's annotations there, except its
-// autoscaling.knative.dev/ ones, which it keeps on the Revision and the PodAutoscaler.
-func (w *Watcher) Annotations(function string) map[string]string {
+// Deployment returns the name of a revision's (or a function's newest revision's) Deployment,
+// or false when there is none.
+func (w *Watcher) Deployment(name string) (deployment string, ok bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	if fn, ok := w.fns[function]; ok {
-		return maps.Clone(fn.annotations)
+	if t := w.lookupLocked(name); t != nil {
+		return t.deployment, true
+	}
+	return "", false
+}
+
+// Annotations returns a copy of the annotations of a revision's (or a function's newest
+// revision's) pod template, nil when there is none. Knative copies a revision's annotations
+// there, except its autoscaling.knative.dev/ ones, which it keeps on the Revision and the
+// PodAutoscaler.
+func (w *Watcher) Annotations(name string) map[string]string {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if t := w.lookupLocked(name); t != nil {
+		return maps.Clone(t.annotations)
 	}
 	return nil
 }
 
-// OnFunctionsChanged registers fn to be called when a function appears or goes, or its
-// Deployment (another revision's), settings or annotations change; fn then reads Functions and
-// Annotations. Calls come from the Watcher's
+// OnFunctionsChanged registers fn to be called when a function or a revision appears or goes,
+// or a revision's Deployment, settings or annotations change; fn then reads Functions, Targets
+// and Annotations. Calls come from the Watcher's
 // worker goroutine, one at a time and holding none of its locks; several changes may make one
 // call. Register before Start to hear of the functions Start finds.
 func (w *Watcher) OnFunctionsChanged(fn func()) {

@@ -362,6 +362,70 @@ func TestNewestDeployment(t *testing.T) {
 	}
 }
 
+// TestRevisionsAreTargets checks every revision of a function is a target with its own
+// settings and ready pods, which the router reaches by the revision's name (a traffic split),
+// while the function's name stands for its newest revision.
+func TestRevisionsAreTargets(t *testing.T) {
+	const fn = "counter"
+	old, cur := deployment(fn, "counter-00001", 0), deployment(fn, "counter-00002", 10)
+	old.Spec.Template.Spec.Containers[1].Env = []corev1.EnvVar{{Name: envTimeoutSeconds, Value: "30"}}
+	cur.Spec.Template.Spec.Containers[1].Env = []corev1.EnvVar{{Name: envTimeoutSeconds, Value: "90"}}
+	h := start(t, old, cur, pod(fn, "counter-00001", "old-pod", "127.1.0.1"), pod(fn, "counter-00002", "cur-pod", "127.1.0.2"))
+	h.waitReady("counter-00001", at("old-pod", "127.1.0.1"))
+	h.waitReady("counter-00002", at("cur-pod", "127.1.0.2"))
+	h.waitReady(fn, at("cur-pod", "127.1.0.2"))
+
+	tests := []struct {
+		name string
+		get  func() (router.Function, bool)
+		want router.Function
+	}{
+		{"the function is its newest revision", func() (router.Function, bool) { return h.w.Function(fn) },
+			router.Function{Name: fn, Target: "counter-00002", Timeout: 90 * time.Second}},
+		{"an older revision keeps its settings", func() (router.Function, bool) { return h.w.Target(fn, "counter-00001") },
+			router.Function{Name: fn, Target: "counter-00001", Timeout: 30 * time.Second}},
+		{"the newest by name", func() (router.Function, bool) { return h.w.Target(fn, "counter-00002") },
+			router.Function{Name: fn, Target: "counter-00002", Timeout: 90 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, ok := tt.get(); !ok || got != tt.want {
+				t.Errorf("got %+v, %v; want %+v", got, ok, tt.want)
+			}
+		})
+	}
+	if _, ok := h.w.Target(fn, "other-00001"); ok {
+		t.Error("Target answered for a revision the function does not have")
+	}
+	if _, ok := h.w.Target("other", "counter-00001"); ok {
+		t.Error("Target answered for a revision of another function")
+	}
+	if got, want := h.w.Targets(), []string{"counter-00001", "counter-00002"}; !slices.Equal(got, want) {
+		t.Errorf("Targets() = %v, want %v", got, want)
+	}
+	if got, ok := h.w.Deployment("counter-00001"); !ok || got != old.Name {
+		t.Errorf("Deployment(counter-00001) = %q, %v", got, ok)
+	}
+	if got, ok := h.w.FunctionOf("counter-00001"); !ok || got != fn {
+		t.Errorf("FunctionOf(counter-00001) = %q, %v", got, ok)
+	}
+
+	// The older revision goes (Knative deleted it): its waiters wake and it is no target.
+	gone := h.w.Changed("counter-00001")
+	h.deleteDeployment(old.Name)
+	select {
+	case <-gone:
+	case <-time.After(waitTimeout):
+		t.Fatal("no change signalled for a deleted revision")
+	}
+	if got, want := h.w.Targets(), []string{"counter-00002"}; !slices.Equal(got, want) {
+		t.Errorf("after the deletion Targets() = %v, want %v", got, want)
+	}
+	if n := h.w.ReadyPods("counter-00001"); n != 0 {
+		t.Errorf("a deleted revision has %d ready pods", n)
+	}
+}
+
 func TestFunctionLifecycle(t *testing.T) {
 	const fn, rev = "counter", "counter-00001"
 	h := start(t)
@@ -528,7 +592,7 @@ func TestFunctionInfoPublished(t *testing.T) {
 		{Name: envContainerConcurrency, Value: "2"}, {Name: envTimeoutSeconds, Value: "60"}}
 	h := start(t, d)
 	got, ok := h.w.Function("counter")
-	if want := (router.Function{Name: "counter", Timeout: time.Minute, ContainerConcurrency: 2}); !ok || got != want {
+	if want := (router.Function{Name: "counter", Timeout: time.Minute, ContainerConcurrency: 2, Target: "counter-00001"}); !ok || got != want {
 		t.Errorf("Function = %+v, %v; want %+v", got, ok, want)
 	}
 }

@@ -2,20 +2,26 @@
 // Knative's config-network as ingress-class).
 //
 // Knative's Route controller writes an Ingress (networking.internal.knative.dev) of the class
-// config-network names for every Route: the hosts of the Service's URL and where their traffic
-// goes. A Reconciler follows the Ingresses of Class in its namespace, serves their hosts (Hosts
-// maps a request's Host to the function, the Route's Service) and marks each Ingress ready with
-// the router's Service as its address, which is what Knative waits for before the Route, and so
-// the Knative Service, is Ready with its URL.
+// config-network names for every Route: the hosts of the Service's URLs (cluster-local and
+// public, and one more per traffic tag) and, for each, how its traffic splits between revisions.
+// A Reconciler follows the Ingresses of Class in its namespace and hands the router those routes
+// (router.Traffic): a stateless request takes a split drawn by its percentages, an actor's call
+// the split its fixed hash falls in, so an actor stays on one revision while the split stays.
+// Each split's revision brings its own timeout and containerConcurrency (pods/kube.Watcher
+// reads them from the revision's Deployment) and the headers Knative asks for
+// (appendHeaders). The Reconciler marks each Ingress ready with the router's Service as its
+// address, which is what Knative waits for before the Route, and so the Knative Service, is
+// Ready with its URL.
 //
-// This first version serves the Route's whole traffic through the function's newest ready
-// revision: traffic splits, tags and per-path timeouts are not applied yet.
+// Not served: paths matched on request headers (Knative's tag-header-based-routing, off by
+// default), path prefixes other than "/", rewriteHost (domain mappings) and TLS.
 package ingress
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +35,8 @@ import (
 	networkingv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
 	networkingclient "knative.dev/networking/pkg/client/clientset/versioned"
 	networkinginformers "knative.dev/networking/pkg/client/informers/externalversions"
+
+	"github.com/knactor/knactor/router"
 )
 
 // Class is knactor's ingress class.
@@ -57,9 +65,12 @@ type Reconciler struct {
 	inf     cache.SharedIndexInformer
 	wake    chan struct{}
 
-	mu    sync.RWMutex
-	hosts map[string]string // host (lower case, no port) → function
+	mu     sync.RWMutex
+	hosts  map[string]*router.Route // host (lower case, no port) → its route
+	routes map[string]*router.Route // function → the route of its main (untagged) URL
 }
+
+var _ router.Traffic = (*Reconciler)(nil)
 
 func (r *Reconciler) init() {
 	r.once.Do(func() {
@@ -127,34 +138,81 @@ func (r *Reconciler) mine() []*networkingv1alpha1.Ingress {
 	return out
 }
 
-// rebuild maps every host of every Ingress of Class to its Route's function.
+// rebuild maps every host of every Ingress of Class to its route, and every function to its
+// main route.
 func (r *Reconciler) rebuild() {
-	hosts := map[string]string{}
+	hosts, routes := map[string]*router.Route{}, map[string]*router.Route{}
 	for _, ing := range r.mine() {
 		fn := ing.Labels[routeLabel]
 		if fn == "" {
 			continue
 		}
 		for _, rule := range ing.Spec.Rules {
+			rt := routeOf(fn, rule)
+			if rt == nil {
+				continue
+			}
 			for _, h := range rule.Hosts {
-				hosts[strings.ToLower(h)] = fn
+				h = strings.ToLower(h)
+				hosts[h] = rt
+				// The main URL is {function}.{namespace}.…; a tag's is {tag}-{function}.….
+				if strings.HasPrefix(h, fn+"."+ing.Namespace+".") && routes[fn] == nil {
+					routes[fn] = rt
+				}
 			}
 		}
 	}
 	r.mu.Lock()
-	r.hosts = hosts
+	r.hosts, r.routes = hosts, routes
 	r.mu.Unlock()
 }
 
-// Function returns the function whose Ingress serves host (a Host header, port allowed).
-func (r *Reconciler) Function(host string) (string, bool) {
+// routeOf reads the splits of a rule's first path that matches every request (no header match,
+// the whole path space): nil when it has none.
+func routeOf(function string, rule networkingv1alpha1.IngressRule) *router.Route {
+	if rule.HTTP == nil {
+		return nil
+	}
+	for _, p := range rule.HTTP.Paths {
+		if len(p.Headers) > 0 || (p.Path != "" && p.Path != "/") {
+			continue
+		}
+		rt := &router.Route{Function: function}
+		for _, sp := range p.Splits {
+			headers := maps.Clone(p.AppendHeaders)
+			if len(sp.AppendHeaders) > 0 {
+				if headers == nil {
+					headers = map[string]string{}
+				}
+				maps.Copy(headers, sp.AppendHeaders)
+			}
+			rt.Splits = append(rt.Splits, router.Split{Target: sp.ServiceName, Percent: sp.Percent, Headers: headers})
+		}
+		if len(rt.Splits) == 0 {
+			return nil
+		}
+		return rt
+	}
+	return nil
+}
+
+// Host returns the route that serves host (a Host header, port allowed): router.Traffic.
+func (r *Reconciler) Host(host string) (*router.Route, bool) {
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		host = host[:i]
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	fn, ok := r.hosts[strings.ToLower(host)]
-	return fn, ok
+	rt, ok := r.hosts[strings.ToLower(host)]
+	return rt, ok
+}
+
+// Function returns the route of the function's main URL: router.Traffic.
+func (r *Reconciler) Function(function string) (*router.Route, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rt, ok := r.routes[function]
+	return rt, ok
 }
 
 // markReady reports the Ingress served through the router's address.

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/knactor/knactor/test/kubetest"
+	"github.com/knactor/knactor/test/miniotest"
 )
 
 var (
@@ -41,6 +41,19 @@ func TestKnativeIntegration(t *testing.T) {
 	e := install(t, installOptions{knative: true})
 	ctx := context.Background()
 	dyn := dynamic.NewForConfigOrDie(e.c.Config)
+	// docs/kubernetes.md's commands, run as a user runs them: its install steps again over what
+	// install did (they must agree: the re-apply changes nothing), then deploy, invoke, observe.
+	doc := newDocWalk(t, "docs/kubernetes.md",
+		"KUBECONFIG="+e.c.Kubeconfig,
+		"PATH="+userPath(t, map[string]string{"kubectl": e.c.Bin("kubectl"), "kn-actor": os.Getenv(envKnActorBin)})+":"+os.Getenv("PATH"),
+		"S3_ENDPOINT="+e.s3, "S3_BUCKET="+bucket, "S3_ACCESS_KEY="+miniotest.AccessKey, "S3_SECRET_KEY="+miniotest.SecretKey,
+		"KNACTOR_TOKEN="+token, "KNACTOR_URL="+e.routers[0], "IMAGE="+kubetest.KnativeImagePrefix+"knactor/counter")
+	t.Run("docs: knactor becomes Knative's ingress and is installed", func(t *testing.T) {
+		doc.run(t, "knative-ingress")
+		doc.run(t, "install")
+		doc.run(t, "actor-system")
+		doc.run(t, "ready")
+	})
 	svc := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "serving.knative.dev/v1", "kind": "Service",
 		"metadata": map[string]any{"name": "kcounter", "namespace": namespace},
@@ -128,26 +141,11 @@ func TestKnativeIntegration(t *testing.T) {
 		}
 	})
 
-	t.Run("kn-actor deploys a manifest as a Knative Service of knactor's class and lists it", func(t *testing.T) {
-		root, _ := filepath.Abs("../..")
-		knActor := func(args ...string) string {
-			cmd := exec.Command(os.Getenv(envKnActorBin), append(args, "--cluster", "--kubeconfig", e.c.Kubeconfig)...)
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("kn-actor %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-			return string(out)
-		}
+	t.Run("docs: kn-actor deploys the counter example as a Knative Service of knactor's class; invoke, observe", func(t *testing.T) {
+		// The counter's pods run the real counter, as the kubelet would run the image.
+		e.runCounter(t, "counter", os.Getenv(envCounterBin))
 		// The same file `knactor up` runs locally; the image is what ko would have resolved.
-		out := knActor("deploy", "-f", filepath.Join(root, "examples", "counter", "service.yaml"),
-			"--image", kubetest.KnativeImagePrefix+"knactor/counter")
-		if !strings.Contains(out, `function "counter" created`) {
-			t.Errorf("kn-actor deploy printed %q", out)
-		}
-		e.eventually(t, 60*time.Second, "revision counter-00001 created by Knative", func() (bool, string) {
-			_, err := dyn.Resource(podScalers).Namespace(namespace).Get(ctx, "counter-00001", metav1.GetOptions{})
-			return err == nil, fmt.Sprint(err)
-		})
+		doc.run(t, "deploy")
 		u, err := dyn.Resource(ksvcs).Namespace(namespace).Get(ctx, "counter", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -155,22 +153,29 @@ func TestKnativeIntegration(t *testing.T) {
 		if class, _, _ := unstructured.NestedString(u.Object, "spec", "template", "metadata", "annotations", "autoscaling.knative.dev/class"); class != "actor.autoscaling.knactor.dev" {
 			t.Errorf("deployed Service's class = %q, want knactor's", class)
 		}
+		doc.run(t, "invoke")
+		doc.run(t, "observe")
+		doc.done(t)
+
+		cmd := exec.Command(os.Getenv(envKnActorBin), "list", "-o", "json", "--cluster", "--kubeconfig", e.c.Kubeconfig)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kn-actor list: %v\n%s", err, out)
+		}
 		var list struct {
 			Functions []struct {
 				Function, Ready, URL string
 			} `json:"functions"`
 		}
-		if err := json.Unmarshal([]byte(knActor("list", "-o", "json")), &list); err != nil {
+		if err := json.Unmarshal(out, &list); err != nil {
 			t.Fatal(err)
 		}
-		found := false
+		ready := map[string]bool{}
 		for _, f := range list.Functions {
-			if f.Function == "kcounter" {
-				found = f.Ready == "True" && strings.HasPrefix(f.URL, "http://kcounter.")
-			}
+			ready[f.Function] = f.Ready == "True" && strings.HasPrefix(f.URL, "http://"+f.Function+".")
 		}
-		if !found {
-			t.Errorf("kn-actor list --cluster = %+v, want kcounter Ready with its URL", list.Functions)
+		if !ready["kcounter"] || !ready["counter"] {
+			t.Errorf("kn-actor list --cluster = %+v, want kcounter and counter Ready with their URLs", list.Functions)
 		}
 	})
 
@@ -217,6 +222,96 @@ func TestKnativeIntegration(t *testing.T) {
 			t.Fatalf("after the rollout alice = %s, want %s (every acknowledged add)", got, want)
 		}
 		t.Logf("%d adds acknowledged across the rollout", acked-10)
+	})
+
+	t.Run("traffic splits between revisions and tags, each actor on one revision", func(t *testing.T) {
+		// Half the traffic back to the first revision, tagged v1: Knative's Route controller
+		// writes the split and the tag's host into the Ingress; knactor's routers follow it and
+		// knactor's autoscaler brings the first revision back from zero.
+		patch := `{"spec":{"traffic":[{"revisionName":"kcounter-00001","percent":50,"tag":"v1"},{"latestRevision":true,"percent":50}]}}`
+		if _, err := dyn.Resource(ksvcs).Namespace(namespace).Patch(ctx, "kcounter", "application/merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		tagHost := ""
+		e.eventually(t, 60*time.Second, "the split and the v1 tag ready", func() (bool, string) {
+			u, err := dyn.Resource(ksvcs).Namespace(namespace).Get(ctx, "kcounter", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			traffic, _, _ := unstructured.NestedSlice(u.Object, "status", "traffic")
+			for _, tr := range traffic {
+				if m, _ := tr.(map[string]any); m["tag"] == "v1" {
+					tagHost = strings.TrimPrefix(fmt.Sprint(m["url"]), "http://")
+				}
+			}
+			return len(traffic) == 2 && tagHost != "" && condition(ksvcs, "kcounter", "Ready") == "True",
+				fmt.Sprintf("status.traffic %v, Ready %s", traffic, condition(ksvcs, "kcounter", "Ready"))
+		})
+		revisionOf := func(pod string) string { // kwok pods are named {revision}-deployment-…
+			rev, _, _ := strings.Cut(pod, "-deployment-")
+			return rev
+		}
+		const actors = 24
+		on := map[string]int{}
+		for i := range actors {
+			actor := fmt.Sprintf("split-%d", i)
+			first := ""
+			for call := 1; call <= 3; call++ {
+				got, pod, err := e.postVia(e.routers[call%2], "", actor, "add", `{"by":1}`)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := fmt.Sprintf(`{"value":%d}`, call); got != want {
+					t.Fatalf("%s call %d = %s, want %s", actor, call, got, want)
+				}
+				if call == 1 {
+					first = revisionOf(pod)
+					on[first]++
+				} else if rev := revisionOf(pod); rev != first {
+					t.Fatalf("%s ran on %s, then on %s: an actor stays on the revision the split picks for it", actor, first, rev)
+				}
+			}
+		}
+		if on["kcounter-00001"] < 4 || on["kcounter-00002"] < 4 {
+			t.Errorf("actors per revision %v, want both revisions to take about half", on)
+		}
+		for i := range 6 {
+			actor := fmt.Sprintf("split-%d", i)
+			got, pod, err := e.postVia(e.routers[i%2], tagHost, actor, "add", `{"by":1}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != `{"value":4}` || revisionOf(pod) != "kcounter-00001" {
+				t.Fatalf("by the v1 tag's host %s: %s on %s, want {\"value\":4} on kcounter-00001", tagHost, got, pod)
+			}
+		}
+		t.Logf("actors per revision at 50/50: %v; the v1 tag's host %s runs kcounter-00001", on, tagHost)
+
+		// Back to the latest revision: the first is unreachable again and retired.
+		patch = `{"spec":{"traffic":[{"latestRevision":true,"percent":100}]}}`
+		if _, err := dyn.Resource(ksvcs).Namespace(namespace).Patch(ctx, "kcounter", "application/merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.eventually(t, 60*time.Second, "kcounter-00001 retired", func() (bool, string) {
+			old, err := e.c.Client.AppsV1().Deployments(namespace).Get(ctx, "kcounter-00001-deployment", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return *old.Spec.Replicas == 0, fmt.Sprintf("00001 replicas %d", *old.Spec.Replicas)
+		})
+		for i := range actors {
+			want := 3
+			if i < 6 {
+				want = 4
+			}
+			got, pod, err := e.postVia(e.routers[0], "", fmt.Sprintf("split-%d", i), "get", `{}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != fmt.Sprintf(`{"value":%d}`, want) || revisionOf(pod) != "kcounter-00002" {
+				t.Fatalf("split-%d after the split ended: %s on %s, want {\"value\":%d} on kcounter-00002", i, got, pod, want)
+			}
+		}
 	})
 
 	t.Run("scales to zero and back, the PodAutoscaler following", func(t *testing.T) {

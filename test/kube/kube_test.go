@@ -73,6 +73,7 @@ const (
 	system    = "knactor-system"
 	namespace = "default"
 	token     = "kube-e2e-token-0123456789"
+	bucket    = "knactor-kube"
 	// counterLabels are the labels Knative puts on a revision's Deployment and pods.
 	revision = "counter-00001"
 )
@@ -114,6 +115,7 @@ type env struct {
 	autoscaler string   // base URL of the autoscaler pod
 	counter    *kubetest.Shim
 	function   string // the function post and call address ("counter" unless set)
+	s3         string // the MinIO endpoint (host:port) of the ActorSystem
 }
 
 func TestKubernetesMode(t *testing.T) {
@@ -259,9 +261,10 @@ func TestKubernetesMode(t *testing.T) {
 // and the counter's Deployment, and runs knactor's pods and the counter's through shims.
 // installOptions vary install.
 type installOptions struct {
-	// knative runs Knative Serving's controller (and CRDs) before knactor is installed, with
-	// knactor's ingress class. Knative's processes listen on all interfaces (health probes on
-	// :8080, metrics on :9090), so knactor's pods then listen on knactorPortWithKnative.
+	// knative runs Knative Serving (CRDs, controller, webhook) before knactor is installed,
+	// with Knative's default ingress class (the test switches it). Knative's processes listen on
+	// all interfaces (health probes on :8080, metrics on :9090), so knactor's pods then listen
+	// on knactorPortWithKnative.
 	knative bool
 }
 
@@ -276,10 +279,12 @@ func install(t *testing.T, opts installOptions) *env {
 	}
 	c := kubetest.Start(t)
 	minio := miniotest.Start(t)
-	e := &env{t: t, c: c}
+	e := &env{t: t, c: c, s3: minio.Endpoint}
 	port := "8080"
 	if opts.knative {
-		c.StartKnative(t, kubetest.KnativeOptions{IngressClass: "knactor.ingress.networking.knactor.dev"})
+		// Knative's default ingress class: the test makes knactor's router Knative's ingress
+		// with the command docs/kubernetes.md gives.
+		c.StartKnative(t, kubetest.KnativeOptions{})
 		port = knactorPortWithKnative
 	}
 	t.Cleanup(func() { // before the cluster stops: the shims' logs are in its directory
@@ -338,14 +343,14 @@ spec:
   store:
     s3:
       endpoint: %s
-      bucket: knactor-kube
-      prefix: e2e/
+      bucket: %s
+      prefix: actors/
       createBucket: true
       credentialsSecretRef: {name: minio-credentials}
   writeMode: write-through
   auth:
     tokensSecretRef: {name: knactor-tokens}
-`, namespace, minio.Endpoint)
+`, namespace, minio.Endpoint, bucket)
 	asFile := filepath.Join(t.TempDir(), "actorsystem.yaml")
 	if err := os.WriteFile(asFile, []byte(as), 0o600); err != nil {
 		t.Fatal(err)
@@ -542,26 +547,36 @@ func (e *env) functions(t *testing.T) autoscalerReport {
 
 // post calls an actor through a router and returns the reply body.
 func (e *env) post(router, actor, action, payload string) (string, error) {
+	body, _, err := e.postVia(router, "", actor, action, payload)
+	return body, err
+}
+
+// postVia calls an actor through a router, by host's route when host is set (a Knative
+// Service's URL or a tag's), and returns the reply body and the pod that ran the turn.
+func (e *env) postVia(router, host, actor, action, payload string) (body, pod string, err error) {
 	req, err := http.NewRequest(http.MethodPost, router+"/v1/actors/"+cmp.Or(e.function, "counter")+"/"+actor+"/"+action, strings.NewReader(payload))
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	if host != "" {
+		req.Host = host
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	client := &http.Client{Timeout: 60 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s %s: %s %s", router, actor, resp.Status, body)
+		return "", "", fmt.Errorf("%s %s: %s %s", router, actor, resp.Status, b)
 	}
-	return string(bytes.TrimSpace(body)), nil
+	return string(bytes.TrimSpace(b)), resp.Header.Get("X-Knactor-Pod"), nil
 }
 
 func (e *env) call(t *testing.T, router, actor, action, payload string) string {
