@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+	"knative.dev/pkg/apis"
 	"k8s.io/utils/clock"
 	autoscalingv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
 	servingclient "knative.dev/serving/pkg/client/clientset/versioned"
@@ -53,6 +54,9 @@ type Decisions interface {
 	ReadyPods(revision string) int
 	// Deployment names the revision's Deployment, when it has one.
 	Deployment(revision string) (string, bool)
+	// SettingsError says why knactor does not scale the revision (its autoscaling settings are
+	// not ones knactor's autoscaler takes); nil when it does.
+	SettingsError(revision string) error
 }
 
 // Reconciler keeps knactor-class PodAutoscalers' status true. Run's goroutine does every status
@@ -199,7 +203,14 @@ func (r *Reconciler) reconcile(ctx context.Context, pa *autoscalingv1alpha1.PodA
 		ComputeStatus(&want.Status, target, true, autoscaler.Status{}, true, 0, pa.Generation)
 	} else {
 		status, ok := r.Decisions.Status(rev)
-		ComputeStatus(&want.Status, target, depOK, status, ok, r.Decisions.ReadyPods(rev), pa.Generation)
+		if err := r.Decisions.SettingsError(rev); err != nil {
+			// Not scaled: nothing to say of its scale, and ScaleTargetInitialized is never
+			// marked True on the way, so an unchanged error writes nothing.
+			ComputeStatus(&want.Status, target, false, status, ok, 0, pa.Generation)
+			MarkInvalidSettings(&want.Status, err)
+		} else {
+			ComputeStatus(&want.Status, target, depOK, status, ok, r.Decisions.ReadyPods(rev), pa.Generation)
+		}
 	}
 	if equality.Semantic.DeepEqual(pa.Status, want.Status) {
 		return nil
@@ -209,6 +220,19 @@ func (r *Reconciler) reconcile(ctx context.Context, pa *autoscalingv1alpha1.PodA
 		return nil // the informer brings the newer object; the next pass recomputes
 	}
 	return err
+}
+
+// paConditions are a PodAutoscaler's conditions as Knative's lifecycle defines them (Ready
+// follows the other three), for the one transition its status type has no method for.
+var paConditions = apis.NewLivingConditionSet(autoscalingv1alpha1.PodAutoscalerConditionActive,
+	autoscalingv1alpha1.PodAutoscalerConditionScaleTargetInitialized, autoscalingv1alpha1.PodAutoscalerConditionSKSReady)
+
+// MarkInvalidSettings reports a revision knactor does not scale because of its settings:
+// ScaleTargetInitialized turns False with reason InvalidSettings and the error, so the Revision
+// and the Knative Service are not Ready and say why (kubectl get ksvc, kn-actor list).
+func MarkInvalidSettings(s *autoscalingv1alpha1.PodAutoscalerStatus, err error) {
+	paConditions.Manage(s).MarkFalse(autoscalingv1alpha1.PodAutoscalerConditionScaleTargetInitialized,
+		"InvalidSettings", "knactor does not scale this revision: %v", err)
 }
 
 // ComputeStatus sets a knactor-class PodAutoscaler's status from what knactor knows: whether

@@ -2,10 +2,14 @@ package paclass
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"knative.dev/pkg/apis"
 	autoscalingv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
 	servingfake "knative.dev/serving/pkg/client/clientset/versioned/fake"
@@ -54,7 +58,12 @@ func TestComputeStatus(t *testing.T) {
 	}
 }
 
-type decisions struct{ ready int }
+type decisions struct {
+	ready int
+	bad   error
+}
+
+func (d decisions) SettingsError(string) error { return d.bad }
 
 func (d decisions) Status(string) (autoscaler.Status, bool) {
 	return autoscaler.Status{DesiredPods: 1, AppliedPods: 1}, true
@@ -138,5 +147,44 @@ func TestUnreachableRevisionsAreRetired(t *testing.T) {
 				t.Errorf("Active = %v, want %s", c, want)
 			}
 		})
+	}
+}
+
+// A revision whose settings knactor refuses is not Ready, and its status says why.
+func TestInvalidSettingsAreReported(t *testing.T) {
+	pa := &autoscalingv1alpha1.PodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "counter-00001", Namespace: "default", Generation: 1,
+			Annotations: map[string]string{"autoscaling.knative.dev/class": Class}},
+		Spec: autoscalingv1alpha1.PodAutoscalerSpec{ScaleTargetRef: corev1.ObjectReference{Name: "counter-00001-deployment"}},
+	}
+	client := servingfake.NewSimpleClientset(pa)
+	r := &Reconciler{Client: client, Namespace: "default",
+		Decisions: decisions{ready: 1, bad: errors.New(`"cpu" is not concurrency or rps`)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.ReconcileAll(ctx)
+	got, _ := client.AutoscalingV1alpha1().PodAutoscalers("default").Get(ctx, "counter-00001", metav1.GetOptions{})
+	c := got.Status.GetCondition(autoscalingv1alpha1.PodAutoscalerConditionScaleTargetInitialized)
+	if got.IsReady() || c == nil || c.Status != corev1.ConditionFalse || c.Reason != "InvalidSettings" || !strings.Contains(c.Message, `"cpu" is not concurrency or rps`) {
+		t.Errorf("status %+v: want not Ready, ScaleTargetInitialized False (InvalidSettings) with the error", got.Status)
+	}
+	// The same error again writes nothing (no status churn at every resync).
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		obj, ok, _ := r.inf.GetStore().GetByKey("default/counter-00001")
+		if !ok {
+			return false, nil
+		}
+		c := obj.(*autoscalingv1alpha1.PodAutoscaler).Status.GetCondition("ScaleTargetInitialized")
+		return c != nil && c.Status == corev1.ConditionFalse, nil
+	}); err != nil {
+		t.Fatal("the informer never saw the status")
+	}
+	before := len(client.Actions())
+	r.ReconcileAll(ctx)
+	if n := len(client.Actions()) - before; n != 0 {
+		t.Errorf("a second reconcile of an unchanged error made %d API calls: %v", n, client.Actions()[before:])
 	}
 }

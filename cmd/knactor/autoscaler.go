@@ -91,7 +91,7 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	var pas *paclass.Reconciler
 	if knativeInstalled(c) {
 		pas = &paclass.Reconciler{Client: servingclient.NewForConfigOrDie(c.rest), Namespace: f.kube.namespace,
-			Decisions: kubeDecisions{a, w}, OnChange: fns.sync,
+			Decisions: kubeDecisions{a, w, fns}, OnChange: fns.sync,
 			Retire: func(ctx context.Context, dep string) error { return scaler.ScaleDeployment(ctx, dep, 0) }}
 		if err := pas.Start(watchCtx); err != nil {
 			return err
@@ -170,6 +170,14 @@ type kubeFunctions struct {
 
 	mu    sync.Mutex
 	specs map[string]autoscaler.Spec // guarded by mu: what was last given to scaler.Add
+	bad   map[string]error           // guarded by mu: revisions not scaled, and why
+}
+
+// settingsError returns why a revision is not autoscaled, nil when it is (or is unknown).
+func (k *kubeFunctions) settingsError(revision string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.bad[revision]
 }
 
 func (k *kubeFunctions) sync() {
@@ -178,6 +186,8 @@ func (k *kubeFunctions) sync() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	live := map[string]bool{}
+	prevBad := k.bad
+	k.bad = map[string]error{}
 	// Each revision is scaled on its own, as Knative's autoscalers scale each PodAutoscaler:
 	// a traffic split sends each a share of the calls, and the router reports them apart.
 	for _, name := range k.watcher.Targets() {
@@ -219,7 +229,10 @@ func (k *kubeFunctions) sync() {
 			err = spec.Validate()
 		}
 		if err != nil {
-			slog.Error("revision: bad autoscaling settings; not scaled", "function", fnName, "revision", name, "err", err)
+			if prev := prevBad[name]; prev == nil || prev.Error() != err.Error() { // said once, not at every sync
+				slog.Error("revision: bad autoscaling settings; not scaled", "function", fnName, "revision", name, "err", err)
+			}
+			k.bad[name] = err
 			continue
 		}
 		if old, ok := k.specs[name]; ok && old == spec {
@@ -227,6 +240,7 @@ func (k *kubeFunctions) sync() {
 		}
 		if err := k.scaler.Add(name, spec); err != nil {
 			slog.Error("revision: cannot autoscale", "function", fnName, "revision", name, "err", err)
+			k.bad[name] = err
 			continue
 		}
 		k.specs[name] = spec
@@ -273,12 +287,15 @@ func functionsStatus(a *autoscaler.Autoscaler, stats *statserver.Server, w *kube
 	return out
 }
 
-// kubeDecisions is what the PodAutoscaler class reads: the autoscaler's decisions and the
-// watcher's pods.
+// kubeDecisions is what the PodAutoscaler class reads: the autoscaler's decisions, the
+// watcher's pods and the revisions whose settings knactor refused.
 type kubeDecisions struct {
-	a *autoscaler.Autoscaler
-	w *kube.Watcher
+	a   *autoscaler.Autoscaler
+	w   *kube.Watcher
+	fns *kubeFunctions
 }
+
+func (d kubeDecisions) SettingsError(rev string) error { return d.fns.settingsError(rev) }
 
 func (d kubeDecisions) Status(fn string) (autoscaler.Status, bool) { return d.a.Status(fn) }
 func (d kubeDecisions) ReadyPods(fn string) int                    { return d.w.ReadyPods(fn) }

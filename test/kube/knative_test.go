@@ -314,6 +314,41 @@ func TestKnativeIntegration(t *testing.T) {
 		}
 	})
 
+	t.Run("a revision knactor will not scale is not Ready; its PodAutoscaler says why", func(t *testing.T) {
+		bad := svc.DeepCopy()
+		bad.SetName("badmetric")
+		bad.SetResourceVersion("")
+		if err := unstructured.SetNestedField(bad.Object, "cpu", "spec", "template", "metadata", "annotations", "autoscaling.knative.dev/metric"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dyn.Resource(ksvcs).Namespace(namespace).Create(ctx, bad, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		message := func(gvr schema.GroupVersionResource, name, typ string) string {
+			u, err := dyn.Resource(gvr).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err.Error()
+			}
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, _ := c.(map[string]any); m["type"] == typ {
+					return fmt.Sprint(m["status"], " ", m["reason"], ": ", m["message"])
+				}
+			}
+			return "absent"
+		}
+		e.eventually(t, 60*time.Second, "the revision not Ready, saying why", func() (bool, string) {
+			pa := message(podScalers, "badmetric-00001", "ScaleTargetInitialized")
+			rev := message(revisions, "badmetric-00001", "Ready")
+			return strings.HasPrefix(pa, "False InvalidSettings") && strings.Contains(pa, `"cpu" is not concurrency or rps`) &&
+				strings.HasPrefix(rev, "False"), "PodAutoscaler " + pa + "; Revision " + rev
+		})
+		t.Logf("Revision badmetric-00001 Ready: %s", message(revisions, "badmetric-00001", "Ready"))
+		if err := dyn.Resource(ksvcs).Namespace(namespace).Delete(ctx, "badmetric", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("scales to zero and back, the PodAutoscaler following", func(t *testing.T) {
 		e.eventually(t, 120*time.Second, "kcounter at zero", func() (bool, string) {
 			d, err := e.c.Client.AppsV1().Deployments(namespace).Get(ctx, "kcounter-00002-deployment", metav1.GetOptions{})
