@@ -103,7 +103,7 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	fns.sync()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newScalingCollector(a), stats.Collector(),
+	reg.MustRegister(newScalingCollector(a, w.FunctionOf), stats.Collector(),
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/stats", stats)

@@ -8,22 +8,27 @@ import (
 )
 
 // scalingCollector reports the autoscaler's latest decisions on /metrics, so a user (and the
-// tests) can watch a function scale.
+// tests) can watch a function scale. Series carry the function and, in Kubernetes mode, where
+// each revision is scaled on its own, the revision (empty in local mode).
 type scalingCollector struct {
 	a                                 *autoscaler.Autoscaler
+	functionOf                        func(revision string) (string, bool) // nil: keys are functions
 	desired, ready, panicking, stable *prometheus.Desc
 }
 
-func newScalingCollector(a *autoscaler.Autoscaler) *scalingCollector {
+// newScalingCollector reports a's decisions. functionOf, when set, names the function of each
+// key the autoscaler scales (Kubernetes mode's revisions).
+func newScalingCollector(a *autoscaler.Autoscaler, functionOf func(revision string) (string, bool)) *scalingCollector {
 	d := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc("knactor_autoscaler_"+name, help, []string{"function"}, nil)
+		return prometheus.NewDesc("knactor_autoscaler_"+name, help, []string{"function", "revision"}, nil)
 	}
 	return &scalingCollector{
-		a:         a,
-		desired:   d("desired_pods", "Pods the autoscaler last decided the function needs."),
-		ready:     d("ready_pods", "Ready pods of the function at the last decision."),
-		panicking: d("panic_mode", "1 while the function's autoscaler is in panic mode."),
-		stable:    d("stable_value", "The scaling metric averaged over the stable window."),
+		a:          a,
+		functionOf: functionOf,
+		desired:    d("desired_pods", "Pods the autoscaler last decided the function needs."),
+		ready:      d("ready_pods", "Ready pods of the function at the last decision."),
+		panicking:  d("panic_mode", "1 while the function's autoscaler is in panic mode."),
+		stable:     d("stable_value", "The scaling metric averaged over the stable window."),
 	}
 }
 
@@ -35,19 +40,25 @@ func (c *scalingCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *scalingCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, fn := range c.a.Functions() {
-		s, ok := c.a.Status(fn)
+	for _, key := range c.a.Functions() {
+		s, ok := c.a.Status(key)
 		if !ok {
 			continue
+		}
+		fn, rev := key, ""
+		if c.functionOf != nil {
+			if f, ok := c.functionOf(key); ok {
+				fn, rev = f, key
+			}
 		}
 		panicking := 0.0
 		if s.Panicking {
 			panicking = 1
 		}
-		ch <- prometheus.MustNewConstMetric(c.desired, prometheus.GaugeValue, float64(s.DesiredPods), fn)
-		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(s.ReadyPods), fn)
-		ch <- prometheus.MustNewConstMetric(c.panicking, prometheus.GaugeValue, panicking, fn)
-		ch <- prometheus.MustNewConstMetric(c.stable, prometheus.GaugeValue, s.StableValue, fn)
+		ch <- prometheus.MustNewConstMetric(c.desired, prometheus.GaugeValue, float64(s.DesiredPods), fn, rev)
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(s.ReadyPods), fn, rev)
+		ch <- prometheus.MustNewConstMetric(c.panicking, prometheus.GaugeValue, panicking, fn, rev)
+		ch <- prometheus.MustNewConstMetric(c.stable, prometheus.GaugeValue, s.StableValue, fn, rev)
 	}
 }
 
