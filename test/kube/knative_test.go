@@ -47,7 +47,8 @@ func TestKnativeIntegration(t *testing.T) {
 		"KUBECONFIG="+e.c.Kubeconfig,
 		"PATH="+userPath(t, map[string]string{"kubectl": e.c.Bin("kubectl"), "kn-actor": os.Getenv(envKnActorBin)})+":"+os.Getenv("PATH"),
 		"S3_ENDPOINT="+e.s3, "S3_BUCKET="+bucket, "S3_ACCESS_KEY="+miniotest.AccessKey, "S3_SECRET_KEY="+miniotest.SecretKey,
-		"KNACTOR_TOKEN="+token, "KNACTOR_URL="+e.routers[0], "IMAGE="+kubetest.KnativeImagePrefix+"knactor/counter")
+		"KNACTOR_TOKEN="+token, "KNACTOR_URL="+e.routers[0], "IMAGE="+kubetest.KnativeImagePrefix+"knactor/counter",
+		"HELLO_IMAGE="+kubetest.KnativeImagePrefix+"knactor/hello")
 	t.Run("docs: knactor becomes Knative's ingress and is installed", func(t *testing.T) {
 		doc.run(t, "knative-ingress")
 		doc.run(t, "install")
@@ -71,7 +72,7 @@ func TestKnativeIntegration(t *testing.T) {
 	if _, err := dyn.Resource(ksvcs).Namespace(namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e.counter = e.runCounter(t, "kcounter", os.Getenv(envCounterBin))
+	e.counter = e.runFunction(t, "kcounter", os.Getenv(envCounterBin))
 	e.function = "kcounter"
 
 	condition := func(gvr schema.GroupVersionResource, name, typ string) string {
@@ -143,7 +144,7 @@ func TestKnativeIntegration(t *testing.T) {
 
 	t.Run("docs: kn-actor deploys the counter example as a Knative Service of knactor's class; invoke, observe", func(t *testing.T) {
 		// The counter's pods run the real counter, as the kubelet would run the image.
-		e.runCounter(t, "counter", os.Getenv(envCounterBin))
+		e.runFunction(t, "counter", os.Getenv(envCounterBin))
 		// The same file `knactor up` runs locally; the image is what ko would have resolved.
 		doc.run(t, "deploy")
 		u, err := dyn.Resource(ksvcs).Namespace(namespace).Get(ctx, "counter", metav1.GetOptions{})
@@ -155,7 +156,6 @@ func TestKnativeIntegration(t *testing.T) {
 		}
 		doc.run(t, "invoke")
 		doc.run(t, "observe")
-		doc.done(t)
 
 		cmd := exec.Command(os.Getenv(envKnActorBin), "list", "-o", "json", "--cluster", "--kubeconfig", e.c.Kubeconfig)
 		out, err := cmd.CombinedOutput()
@@ -176,6 +176,20 @@ func TestKnativeIntegration(t *testing.T) {
 		}
 		if !ready["kcounter"] || !ready["counter"] {
 			t.Errorf("kn-actor list --cluster = %+v, want kcounter and counter Ready with their URLs", list.Functions)
+		}
+	})
+
+	t.Run("docs: with knactor as the default class, kubectl apply of a stateless example serves its URL", func(t *testing.T) {
+		e.runFunction(t, "hello", os.Getenv(envHelloBin))
+		doc.run(t, "default-class")
+		doc.run(t, "stateless")
+		doc.done(t)
+		u, err := dyn.Resource(podScalers).Namespace(namespace).Get(ctx, "hello-00001", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if class := u.GetAnnotations()["autoscaling.knative.dev/class"]; class != "actor.autoscaling.knactor.dev" {
+			t.Errorf("hello's PodAutoscaler has class %q, want knactor's (config-autoscaler's default)", class)
 		}
 	})
 

@@ -40,6 +40,7 @@ const (
 	envKnactorBin = "KNACTOR_TEST_KNACTOR_BIN"
 	envCounterBin = "KNACTOR_TEST_COUNTER_BIN"
 	envKnActorBin = "KNACTOR_TEST_KN_ACTOR_BIN"
+	envHelloBin   = "KNACTOR_TEST_HELLO_BIN"
 )
 
 func TestMain(m *testing.M) {
@@ -48,6 +49,7 @@ func TestMain(m *testing.M) {
 		func() error { return build(envKnactorBin, "./cmd/knactor") },
 		func() error { return build(envCounterBin, "./examples/counter") },
 		func() error { return build(envKnActorBin, "./cmd/kn-actor") },
+		func() error { return build(envHelloBin, "./examples/hello") },
 	)
 }
 
@@ -363,7 +365,7 @@ spec:
 			t.Fatal(err)
 		}
 		// The counter's pods run the real counter on their pod IP.
-		e.counter = e.runCounter(t, "counter", counterBin)
+		e.counter = e.runFunction(t, "counter", counterBin)
 	}
 
 	// knactor's own pods: the autoscaler first, so the routers can be pointed at its pod IP (no
@@ -415,9 +417,9 @@ spec:
 	return e
 }
 
-// runCounter runs the real counter on the pod IP and user port of every Running pod of the
-// function, as the kubelet would run its user container.
-func (e *env) runCounter(t *testing.T, function, counterBin string) *kubetest.Shim {
+// runFunction runs the function's real binary on the pod IP and user port of every Running pod
+// of the function, as the kubelet would run its user container.
+func (e *env) runFunction(t *testing.T, function, bin string) *kubetest.Shim {
 	return e.c.RunOnPods(t, namespace, "serving.knative.dev/service="+function, func(pod *corev1.Pod) *exec.Cmd {
 		port := "8080" // Knative's default user port
 		for _, c := range pod.Spec.Containers {
@@ -426,7 +428,7 @@ func (e *env) runCounter(t *testing.T, function, counterBin string) *kubetest.Sh
 				break
 			}
 		}
-		cmd := exec.Command(counterBin)
+		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), "HOST="+pod.Status.PodIP, "PORT="+port)
 		return cmd
 	})
