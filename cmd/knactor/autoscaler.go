@@ -191,8 +191,13 @@ func (k *kubeFunctions) sync() {
 	// Each revision is scaled on its own, as Knative's autoscalers scale each PodAutoscaler:
 	// a traffic split sends each a share of the calls, and the router reports them apart.
 	for _, name := range k.watcher.Targets() {
-		if k.pas != nil && k.pas.Unreachable(name) {
-			continue // no route sends it traffic: the PodAutoscaler class retires it to zero
+		if k.pas != nil {
+			// With Knative, a revision is knactor's to scale when its PodAutoscaler is of
+			// knactor's class (another class's autoscaler scales the rest) and a route sends it
+			// traffic (else the PodAutoscaler class retires it to zero).
+			if _, _, ours := k.pas.Annotations(name); !ours || k.pas.Unreachable(name) {
+				continue
+			}
 		}
 		live[name] = true
 		dep, ok := k.watcher.Deployment(name)
