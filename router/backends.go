@@ -31,6 +31,14 @@ func (f *Function) backend() string {
 	return f.Name
 }
 
+// targetNote names the target in an error message, when it is not the function itself.
+func (f *Function) targetNote() string {
+	if f.Target == "" || f.Target == f.Name {
+		return ""
+	}
+	return " (revision " + f.Target + ")"
+}
+
 // Targets is implemented by Backends whose functions have several targets, each with its own
 // settings and pods: Knative revisions (pods/kube.Watcher).
 type Targets interface {
@@ -48,7 +56,8 @@ type Backends interface {
 	// now. It is called on every call: keep it cheap
 	// (return a Set built when the pods changed) and never nil.
 	Ready(function string) *placement.Set
-	// Changed returns a channel that is closed the next time the function's ready pods change.
+	// Changed returns a channel that is closed the next time the ready pods of the function (or
+	// target) change.
 	// Take it before reading Ready, so no change between the two is missed.
 	Changed(function string) <-chan struct{}
 }

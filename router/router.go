@@ -285,11 +285,11 @@ func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, p
 		set := r.backends.Ready(fn.backend())
 		if set.Len() == 0 {
 			if r.activator == nil {
-				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q has no ready pod", fn.Name)
+				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q has no ready pod%s", fn.Name, fn.targetNote())
 			}
 			var err error
 			if set, err = r.activator.AwaitReady(waitCtx(), fn.backend()); err != nil {
-				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q: %v", fn.Name, err)
+				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q%s: %v", fn.Name, fn.targetNote(), err)
 			}
 		}
 		pod, ok := pickFrom(set)

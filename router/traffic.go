@@ -87,7 +87,10 @@ func (r *Router) route(function, host string) *Route {
 	)
 	if host != "" {
 		rt, ok = r.traffic.Host(host)
-	} else {
+	}
+	if !ok {
+		// Also when the host's route is gone (a tag removed while a WebSocket session or a
+		// forwarded call still names it): the main route, not whatever revision is newest.
 		rt, ok = r.traffic.Function(function)
 	}
 	if !ok || rt.Function != function {
@@ -96,11 +99,15 @@ func (r *Router) route(function, host string) *Route {
 	return rt
 }
 
-// target returns fn as the target its route's pick chooses, with that target's settings; fn
-// itself when the call has no route. A target the backends do not know yet (a revision whose
-// pods are still being created) keeps fn's settings: the activator holds its calls until its
-// pods are ready.
+// target returns fn as the target its route's pick chooses, with that target's settings; as
+// the backends know it now when the call has no route (a WebSocket session or a delayed effect
+// holds fn from before a rollout). A target the backends do not know yet (a revision whose pods
+// are still being created) keeps fn's settings: the activator holds its calls until its pods
+// are ready.
 func (r *Router) target(fn Function, host string, pick func(*Route) *Split) Function {
+	if cur, ok := r.backends.Function(fn.Name); ok {
+		fn = cur
+	}
 	rt := r.route(fn.Name, host)
 	if rt == nil {
 		return fn

@@ -185,6 +185,20 @@ func TestTrafficSplitsBetweenTargets(t *testing.T) {
 	h.do("GET", "/v1/functions/counter/hello", "").want(t, 200, "")
 	h.do("POST", "/v1/invoke", "{}", "Host", "counter.default.example.com").want(t, 400, "")
 
+	// A call that names a host whose route is gone (the tag was removed while the call was
+	// forwarded, or a WebSocket session was open) follows the main split, not the newest target.
+	traffic.mu.Lock()
+	delete(traffic.hosts, "v2-counter.default.example.com")
+	traffic.mu.Unlock()
+	for i := range 20 {
+		id := strconv.Itoa(i)
+		rp := h.do("POST", "/v1/actors/counter/"+id+"/add", `{"by":0}`, HeaderForwarded, "1", HeaderRouteHost, "v2-counter.default.example.com")
+		rp.want(t, 200, `{"value":4}`)
+		if pod := rp.header.Get(HeaderPod); pod != podOf[id] {
+			t.Fatalf("actor %s by a removed tag's host ran on %s, want its main-split pod %s", id, pod, podOf[id])
+		}
+	}
+
 	// The rollout completes: every actor moves to the new revision and keeps its count.
 	traffic.set("counter", &Route{Function: "counter", Splits: []Split{{Target: "counter-00002", Percent: 100}}})
 	for i := range actors {

@@ -158,8 +158,10 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	return err
 }
 
-// kubeFunctions keeps the autoscaler's functions equal to the watcher's: it is called from the
-// watcher's goroutine (OnFunctionsChanged) and once at start; mu serializes the two.
+// kubeFunctions keeps what the autoscaler scales equal to the watcher's revisions (with
+// Knative, those whose PodAutoscaler is knactor's and reachable): it is called from the
+// watcher's goroutine (OnFunctionsChanged), from the PodAutoscaler class's (OnChange) and once
+// at start; mu serializes them.
 type kubeFunctions struct {
 	kube      *kubeClients
 	namespace string
@@ -207,7 +209,10 @@ func (k *kubeFunctions) sync() {
 		fnName, _ := k.watcher.FunctionOf(name)
 		d, err := k.kube.kube.AppsV1().Deployments(k.namespace).Get(ctx, dep, metav1.GetOptions{})
 		if err != nil {
-			slog.Warn("function: cannot read its Deployment", "function", name, "deployment", dep, "err", err)
+			slog.Warn("revision: cannot read its Deployment", "revision", name, "deployment", dep, "err", err)
+			if prev, ok := prevBad[name]; ok {
+				k.bad[name] = prev // unknown now: keep what was said, the status does not flap
+			}
 			continue
 		}
 		source := fmt.Sprintf("deployment %s/%s", k.namespace, dep)
@@ -238,6 +243,10 @@ func (k *kubeFunctions) sync() {
 				slog.Error("revision: bad autoscaling settings; not scaled", "function", fnName, "revision", name, "err", err)
 			}
 			k.bad[name] = err
+			if _, scaled := k.specs[name]; scaled { // it was good before: stop scaling it, as its status says
+				k.scaler.Remove(name)
+				delete(k.specs, name)
+			}
 			continue
 		}
 		if old, ok := k.specs[name]; ok && old == spec {
