@@ -202,7 +202,8 @@ func TestScaleFromZeroPanicAndBackToZero(t *testing.T) {
 	burst := time.Now()
 	took := u.waitPods(t, "scale-up under a burst", panicWindow, func(n int) bool { return n >= 2 })
 	t.Logf("pods rose to ≥2 %v into the burst", took)
-	for u.metric(t, "knactor_autoscaler_panic_mode", `function="counter"`) != 1 {
+	// Local mode scales functions, not revisions: the revision label is empty.
+	for u.metric(t, "knactor_autoscaler_panic_mode", `function="counter",revision=""`) != 1 {
 		if time.Since(burst) > panicWindow {
 			t.Fatal("the autoscaler did not panic within the panic window of a burst")
 		}
