@@ -57,6 +57,7 @@ func (r *Router) runEffects(cause *actorCall, effects []effect) {
 
 func (r *Router) runEffect(call *actorCall) {
 	defer r.effects.Done()
+	call.fn = r.current(call.fn) // a delayed effect's function may have moved on meanwhile
 	if _, err := r.invoke(context.Background(), call); err != nil {
 		r.log.Warn("effect failed", "function", call.fn.Name, "actor", call.key.ID, "action", call.action,
 			"request_id", call.requestID, "err", err)

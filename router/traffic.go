@@ -99,15 +99,21 @@ func (r *Router) route(function, host string) *Route {
 	return rt
 }
 
-// target returns fn as the target its route's pick chooses, with that target's settings; as
-// the backends know it now when the call has no route (a WebSocket session or a delayed effect
-// holds fn from before a rollout). A target the backends do not know yet (a revision whose pods
-// are still being created) keeps fn's settings: the activator holds its calls until its pods
-// are ready.
-func (r *Router) target(fn Function, host string, pick func(*Route) *Split) Function {
+// current returns fn as the backends know it now: for calls made from a Function held since
+// earlier (a WebSocket session's, a delayed effect's), so they follow a rollout or a
+// redeployment. A call that has just looked its function up needs no second lookup.
+func (r *Router) current(fn Function) Function {
 	if cur, ok := r.backends.Function(fn.Name); ok {
-		fn = cur
+		return cur
 	}
+	return fn
+}
+
+// target returns fn as the target its route's pick chooses, with that target's settings; fn
+// itself when the call has no route. A target the backends do not know yet (a revision whose
+// pods are still being created) keeps fn's settings: the activator holds its calls until its
+// pods are ready.
+func (r *Router) target(fn Function, host string, pick func(*Route) *Split) Function {
 	rt := r.route(fn.Name, host)
 	if rt == nil {
 		return fn

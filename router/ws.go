@@ -306,7 +306,7 @@ func (s *wsSession) invoke(data []byte) []byte {
 	if !isSet(m.Payload) {
 		payload = nil
 	}
-	call := &actorCall{fn: s.target.fn, key: s.target.key, action: m.Action, payload: payload, host: s.target.host,
+	call := &actorCall{fn: r.current(s.target.fn), key: s.target.key, action: m.Action, payload: payload, host: s.target.host,
 		requestID: r.newRequestID(), metadata: []metaPair{{"transport", "websocket"}}}
 	res, err := r.invoke(context.Background(), call)
 	if err != nil {
