@@ -58,6 +58,19 @@ func TestComputeStatus(t *testing.T) {
 	}
 }
 
+// startReconciler runs a Reconciler of namespace default over client until the test ends, its
+// informer synced.
+func startReconciler(t *testing.T, client *servingfake.Clientset, d Decisions, retire func(context.Context, string) error) (*Reconciler, context.Context) {
+	t.Helper()
+	r := &Reconciler{Client: client, Namespace: "default", Decisions: d, Retire: retire}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r, ctx
+}
+
 type decisions struct {
 	ready int
 	bad   error
@@ -82,12 +95,7 @@ func TestReconcileOnlyOurClass(t *testing.T) {
 		}
 	}
 	client := servingfake.NewSimpleClientset(pa("counter-00001", Class), pa("other-00001", "kpa.autoscaling.knative.dev"))
-	r := &Reconciler{Client: client, Namespace: "default", Decisions: decisions{ready: 1}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r, ctx := startReconciler(t, client, decisions{ready: 1}, nil)
 	r.ReconcileAll(ctx)
 	ours, _ := client.AutoscalingV1alpha1().PodAutoscalers("default").Get(ctx, "counter-00001", metav1.GetOptions{})
 	if !ours.IsReady() || ours.Status.DesiredScale == nil || *ours.Status.DesiredScale != 1 {
@@ -127,13 +135,8 @@ func TestUnreachableRevisionsAreRetired(t *testing.T) {
 			}
 			client := servingfake.NewSimpleClientset(pa)
 			var retired []string
-			r := &Reconciler{Client: client, Namespace: "default", Decisions: decisions{ready: 1},
-				Retire: func(_ context.Context, dep string) error { retired = append(retired, dep); return nil }}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if err := r.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
+			r, ctx := startReconciler(t, client, decisions{ready: 1},
+				func(_ context.Context, dep string) error { retired = append(retired, dep); return nil })
 			r.ReconcileAll(ctx)
 			if got := len(retired) > 0; got != tc.retired || r.Unreachable("counter-00001") != tc.retired {
 				t.Fatalf("retired %v (Unreachable %v), want %v", retired, r.Unreachable("counter-00001"), tc.retired)
@@ -158,13 +161,7 @@ func TestInvalidSettingsAreReported(t *testing.T) {
 		Spec: autoscalingv1alpha1.PodAutoscalerSpec{ScaleTargetRef: corev1.ObjectReference{Name: "counter-00001-deployment"}},
 	}
 	client := servingfake.NewSimpleClientset(pa)
-	r := &Reconciler{Client: client, Namespace: "default",
-		Decisions: decisions{ready: 1, bad: errors.New(`"cpu" is not concurrency or rps`)}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r, ctx := startReconciler(t, client, decisions{ready: 1, bad: errors.New(`"cpu" is not concurrency or rps`)}, nil)
 	r.ReconcileAll(ctx)
 	got, _ := client.AutoscalingV1alpha1().PodAutoscalers("default").Get(ctx, "counter-00001", metav1.GetOptions{})
 	c := got.Status.GetCondition(autoscalingv1alpha1.PodAutoscalerConditionScaleTargetInitialized)

@@ -75,19 +75,26 @@ func TestKnativeIntegration(t *testing.T) {
 	e.counter = e.runFunction(t, "kcounter", os.Getenv(envCounterBin))
 	e.function = "kcounter"
 
-	condition := func(gvr schema.GroupVersionResource, name, typ string) string {
+	// conditionOf returns the condition typ of an object's status, or a note of why there is none.
+	conditionOf := func(gvr schema.GroupVersionResource, name, typ string) (map[string]any, string) {
 		u, err := dyn.Resource(gvr).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return err.Error()
+			return nil, err.Error()
 		}
 		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 		for _, c := range conds {
-			m, _ := c.(map[string]any)
-			if m["type"] == typ {
-				return fmt.Sprint(m["status"])
+			if m, _ := c.(map[string]any); m["type"] == typ {
+				return m, ""
 			}
 		}
-		return "absent"
+		return nil, "absent"
+	}
+	condition := func(gvr schema.GroupVersionResource, name, typ string) string {
+		c, missing := conditionOf(gvr, name, typ)
+		if c == nil {
+			return missing
+		}
+		return fmt.Sprint(c["status"])
 	}
 
 	t.Run("Knative marks the revision Ready through knactor's PodAutoscaler status", func(t *testing.T) {
@@ -339,17 +346,11 @@ func TestKnativeIntegration(t *testing.T) {
 			t.Fatal(err)
 		}
 		message := func(gvr schema.GroupVersionResource, name, typ string) string {
-			u, err := dyn.Resource(gvr).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err.Error()
+			c, missing := conditionOf(gvr, name, typ)
+			if c == nil {
+				return missing
 			}
-			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-			for _, c := range conds {
-				if m, _ := c.(map[string]any); m["type"] == typ {
-					return fmt.Sprint(m["status"], " ", m["reason"], ": ", m["message"])
-				}
-			}
-			return "absent"
+			return fmt.Sprint(c["status"], " ", c["reason"], ": ", c["message"])
 		}
 		e.eventually(t, 60*time.Second, "the revision not Ready, saying why", func() (bool, string) {
 			pa := message(podScalers, "badmetric-00001", "ScaleTargetInitialized")
