@@ -329,7 +329,8 @@ func (a *Autoscaler) handlePokes(ctx context.Context, now time.Time) {
 }
 
 // decideAndScale makes one decision for f (after poking it at pokedAt, unless zero) and calls
-// the Scaler when the decision differs from the last one applied, or the last call failed.
+// the Scaler when the decision differs from the last one applied, the last call failed, or
+// pods are wanted and none is ready.
 func (a *Autoscaler) decideAndScale(ctx context.Context, f *function, now, pokedAt time.Time) {
 	ready := a.scaler.ReadyPods(f.name)
 
@@ -350,7 +351,13 @@ func (a *Autoscaler) decideAndScale(ctx context.Context, f *function, now, poked
 	f.status.LastDecision = now
 	f.status.StableValue, f.status.PanicValue = dec.StableValue, dec.PanicValue
 	f.status.ActiveActors = dec.ActiveActors
-	apply := dec.DesiredPods != prev.AppliedPods || prev.ScaleError != ""
+	// Pods are wanted and none is ready: apply the decision even when it is the one applied,
+	// at every decision until one is, since something else may have scaled the target down
+	// behind this decider (Knative retiring a revision no route sent traffic to, kubectl
+	// scale). Scalers make an unchanged Scale cheap: the local runtime counts starting pods,
+	// the Kubernetes one reads the scale and writes nothing.
+	reapply := ready == 0 && dec.DesiredPods > 0
+	apply := dec.DesiredPods != prev.AppliedPods || prev.ScaleError != "" || reapply
 	f.mu.Unlock()
 
 	log := a.log.With("function", f.name)
@@ -381,6 +388,10 @@ func (a *Autoscaler) decideAndScale(ctx context.Context, f *function, now, poked
 	}
 	f.status.ScaleError = ""
 	f.status.AppliedPods = dec.DesiredPods
+	if dec.DesiredPods == prev.AppliedPods {
+		log.Debug("autoscaler: scale applied again: no pod is ready yet", "desired", dec.DesiredPods)
+		return
+	}
 	log.Info("autoscaler: scaled", "from", prev.AppliedPods, "to", dec.DesiredPods, "ready", ready,
 		"stable_value", dec.StableValue, "panic_value", dec.PanicValue, "active_actors", dec.ActiveActors,
 		"panicking", dec.Panicking, "poked", dec.Poked)

@@ -285,6 +285,43 @@ func TestAutoscalerScalesToZeroAndBack(t *testing.T) {
 	h.wantCalls("fn=1")
 }
 
+// Something else scales the target to zero behind the decider (Knative retiring a revision):
+// the next decision (a call's poke, or the next tick) applies the decision again although it is
+// the one applied, and keeps applying it until a pod is ready.
+func TestAutoscalerReappliesWhileNoPodIsReady(t *testing.T) {
+	h := newHarness(t)
+	if err := h.a.Add("fn", DefaultSpec()); err != nil {
+		t.Fatal(err)
+	}
+	h.src.set("fn", 1, 1)
+	h.step(1)
+	h.wantCalls("fn=1")
+	h.step(1)
+	h.wantCalls() // unchanged: nothing to apply
+
+	h.sc.mu.Lock()
+	h.sc.pods["fn"] = 0 // scaled down by someone else
+	h.sc.mu.Unlock()
+	h.a.Poke("fn")
+	h.waitLoop()
+	h.wantCalls("fn=1")
+	if st := h.status("fn"); st.AppliedPods != 1 || st.ReadyPods != 0 {
+		t.Fatalf("status = %+v", st)
+	}
+	// The pod is slow to come (or scaled away again): every decision applies the scale.
+	h.sc.mu.Lock()
+	h.sc.pods["fn"] = 0
+	h.sc.mu.Unlock()
+	h.step(2) // one decision (they come every 2 s)
+	h.wantCalls("fn=1")
+	// With the pod back, nothing is applied.
+	h.step(2)
+	h.wantCalls()
+	h.a.Poke("fn")
+	h.waitLoop()
+	h.wantCalls()
+}
+
 func TestAutoscalerAddUpdatesSpec(t *testing.T) {
 	h := newHarness(t)
 	if err := h.a.Add("fn", DefaultSpec()); err != nil {

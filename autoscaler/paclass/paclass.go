@@ -69,8 +69,9 @@ type Reconciler struct {
 	Clock     clock.WithTicker
 	Resync    time.Duration
 	Logger    *slog.Logger
-	// Retire scales a Deployment to zero: the Deployment of a revision no route sends traffic to.
-	Retire func(ctx context.Context, deployment string) error
+	// Retire stops scaling a revision no route sends traffic to and scales its Deployment to
+	// zero.
+	Retire func(ctx context.Context, revision, deployment string) error
 	// OnChange, when set, is called from Run's goroutine after a PodAutoscaler changed, before
 	// the statuses are recomputed: the autoscaler re-reads the functions' settings
 	// (Annotations).
@@ -196,7 +197,7 @@ func (r *Reconciler) reconcile(ctx context.Context, pa *autoscalingv1alpha1.PodA
 		// is the function's, in the store, not the revision's), so it is scaled to zero and
 		// reported inactive.
 		if r.Retire != nil {
-			if err := r.Retire(ctx, target); err != nil {
+			if err := r.Retire(ctx, rev, target); err != nil {
 				return fmt.Errorf("retire %s: %w", target, err)
 			}
 		}

@@ -60,7 +60,7 @@ func TestComputeStatus(t *testing.T) {
 
 // startReconciler runs a Reconciler of namespace default over client until the test ends, its
 // informer synced.
-func startReconciler(t *testing.T, client *servingfake.Clientset, d Decisions, retire func(context.Context, string) error) (*Reconciler, context.Context) {
+func startReconciler(t *testing.T, client *servingfake.Clientset, d Decisions, retire func(context.Context, string, string) error) (*Reconciler, context.Context) {
 	t.Helper()
 	r := &Reconciler{Client: client, Namespace: "default", Decisions: d, Retire: retire}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -136,10 +136,13 @@ func TestUnreachableRevisionsAreRetired(t *testing.T) {
 			client := servingfake.NewSimpleClientset(pa)
 			var retired []string
 			r, ctx := startReconciler(t, client, decisions{ready: 1},
-				func(_ context.Context, dep string) error { retired = append(retired, dep); return nil })
+				func(_ context.Context, rev, dep string) error { retired = append(retired, rev+" "+dep); return nil })
 			r.ReconcileAll(ctx)
 			if got := len(retired) > 0; got != tc.retired || r.Unreachable("counter-00001") != tc.retired {
 				t.Fatalf("retired %v (Unreachable %v), want %v", retired, r.Unreachable("counter-00001"), tc.retired)
+			}
+			if tc.retired && retired[0] != "counter-00001 counter-00001-deployment" {
+				t.Errorf("Retire(%q), want the revision and its Deployment", retired[0])
 			}
 			got, _ := client.AutoscalingV1alpha1().PodAutoscalers("default").Get(ctx, "counter-00001", metav1.GetOptions{})
 			want := corev1.ConditionTrue

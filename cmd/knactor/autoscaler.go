@@ -92,7 +92,10 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	if knativeInstalled(c) {
 		pas = &paclass.Reconciler{Client: servingclient.NewForConfigOrDie(c.rest), Namespace: f.kube.namespace,
 			Decisions: kubeDecisions{a, w, fns}, OnChange: fns.sync,
-			Retire: func(ctx context.Context, dep string) error { return scaler.ScaleDeployment(ctx, dep, 0) }}
+			Retire: func(ctx context.Context, rev, dep string) error {
+				fns.retire(rev)
+				return scaler.ScaleDeployment(ctx, dep, 0)
+			}}
 		if err := pas.Start(watchCtx); err != nil {
 			return err
 		}
@@ -173,6 +176,18 @@ type kubeFunctions struct {
 	mu    sync.Mutex
 	specs map[string]autoscaler.Spec // guarded by mu: what was last given to scaler.Add
 	bad   map[string]error           // guarded by mu: revisions not scaled, and why
+}
+
+// retire stops autoscaling a revision the PodAutoscaler class retires, at once: a decider left
+// running until the next sync would scale the revision up again while it has no ready pod.
+func (k *kubeFunctions) retire(revision string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.specs[revision]; ok {
+		k.scaler.Remove(revision)
+		delete(k.specs, revision)
+		slog.Info("revision retired: no route sends it traffic", "revision", revision)
+	}
 }
 
 // settingsError returns why a revision is not autoscaled, nil when it is (or is unknown).
