@@ -64,6 +64,14 @@ func (s *fakeScaler) ReadyPods(function string) int {
 	return s.pods[function]
 }
 
+// setPods makes the function run n ready pods, as if something other than the Autoscaler
+// scaled it.
+func (s *fakeScaler) setPods(function string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pods[function] = n
+}
+
 // takeCalls returns the Scale calls since the previous takeCalls.
 func (s *fakeScaler) takeCalls() []string {
 	s.mu.Lock()
@@ -299,9 +307,7 @@ func TestAutoscalerReappliesWhileNoPodIsReady(t *testing.T) {
 	h.step(1)
 	h.wantCalls() // unchanged: nothing to apply
 
-	h.sc.mu.Lock()
-	h.sc.pods["fn"] = 0 // scaled down by someone else
-	h.sc.mu.Unlock()
+	h.sc.setPods("fn", 0) // scaled down by someone else
 	h.a.Poke("fn")
 	h.waitLoop()
 	h.wantCalls("fn=1")
@@ -309,9 +315,7 @@ func TestAutoscalerReappliesWhileNoPodIsReady(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 	// The pod is slow to come (or scaled away again): every decision applies the scale.
-	h.sc.mu.Lock()
-	h.sc.pods["fn"] = 0
-	h.sc.mu.Unlock()
+	h.sc.setPods("fn", 0)
 	h.step(2) // one decision (they come every 2 s)
 	h.wantCalls("fn=1")
 	// With the pod back, nothing is applied.

@@ -183,10 +183,15 @@ type kubeFunctions struct {
 func (k *kubeFunctions) retire(revision string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.stopLocked(revision, "retired: no route sends it traffic")
+}
+
+// stopLocked stops autoscaling a revision, if it was, saying why. Hold mu.
+func (k *kubeFunctions) stopLocked(revision, why string) {
 	if _, ok := k.specs[revision]; ok {
 		k.scaler.Remove(revision)
 		delete(k.specs, revision)
-		slog.Info("revision retired: no route sends it traffic", "revision", revision)
+		slog.Info("revision no longer autoscaled", "revision", revision, "why", why)
 	}
 }
 
@@ -258,10 +263,7 @@ func (k *kubeFunctions) sync() {
 				slog.Error("revision: bad autoscaling settings; not scaled", "function", fnName, "revision", name, "err", err)
 			}
 			k.bad[name] = err
-			if _, scaled := k.specs[name]; scaled { // it was good before: stop scaling it, as its status says
-				k.scaler.Remove(name)
-				delete(k.specs, name)
-			}
+			k.stopLocked(name, "bad autoscaling settings") // if it was good before, as its status says
 			continue
 		}
 		if old, ok := k.specs[name]; ok && old == spec {
@@ -277,9 +279,7 @@ func (k *kubeFunctions) sync() {
 	}
 	for name := range k.specs {
 		if !live[name] {
-			k.scaler.Remove(name)
-			delete(k.specs, name)
-			slog.Info("revision no longer autoscaled", "revision", name)
+			k.stopLocked(name, "gone, another class's, or unreachable")
 		}
 	}
 }
