@@ -35,6 +35,10 @@ const (
 	KeyMaxQueuePerActor = "max-queue-per-actor"
 	KeyMaxPayloadBytes  = "max-payload-bytes"
 	KeyMaxStateBytes    = "max-state-bytes"
+	KeyStoreTimeout     = "store-timeout"
+	KeyIdempotencyKeys  = "idempotency-keys"
+	KeyIdempotencyTTL   = "idempotency-ttl"
+	KeyIdempotencyBytes = "idempotency-bytes"
 
 	KeyScrapeInterval                    = "scrape-interval"
 	KeyScaleTimeout                      = "scale-timeout"
@@ -68,6 +72,14 @@ type RouterDefaults struct {
 	// MaxStateBytes bounds an actor's state when its function sets no knactor.dev/max-state-bytes
 	// (max-state-bytes).
 	MaxStateBytes int
+	// StoreTimeout bounds each state read or write of a call while the store is unavailable,
+	// then the call answers 503 (store-timeout).
+	StoreTimeout time.Duration
+	// IdempotencyKeys, IdempotencyTTL and IdempotencyBytes bound the idempotency keys each
+	// actor remembers (idempotency-keys, idempotency-ttl, idempotency-bytes).
+	IdempotencyKeys  int
+	IdempotencyTTL   time.Duration
+	IdempotencyBytes int
 }
 
 // AutoscalerDefaults are the autoscaler's own settings (see autoscaler.Config) and the
@@ -112,6 +124,10 @@ func Defaults() Config {
 			MaxQueuePerActor: router.DefaultMaxQueuePerActor,
 			MaxPayloadBytes:  router.DefaultMaxPayloadBytes,
 			MaxStateBytes:    router.DefaultMaxStateBytes,
+			StoreTimeout:     router.DefaultStoreTimeout,
+			IdempotencyKeys:  router.DefaultIdempotencyKeys,
+			IdempotencyTTL:   router.DefaultIdempotencyTTL,
+			IdempotencyBytes: router.DefaultIdempotencyBytes,
 		},
 		Autoscaler: AutoscalerDefaults{
 			ScrapeInterval:                    autoscaler.DefaultScrapeInterval,
@@ -140,6 +156,10 @@ var settings = []setting{
 	intSetting(KeyMaxQueuePerActor, func(c *Config) *int { return &c.Router.MaxQueuePerActor }),
 	intSetting(KeyMaxPayloadBytes, func(c *Config) *int { return &c.Router.MaxPayloadBytes }),
 	intSetting(KeyMaxStateBytes, func(c *Config) *int { return &c.Router.MaxStateBytes }),
+	durationSetting(KeyStoreTimeout, func(c *Config) *time.Duration { return &c.Router.StoreTimeout }),
+	intSetting(KeyIdempotencyKeys, func(c *Config) *int { return &c.Router.IdempotencyKeys }),
+	durationSetting(KeyIdempotencyTTL, func(c *Config) *time.Duration { return &c.Router.IdempotencyTTL }),
+	intSetting(KeyIdempotencyBytes, func(c *Config) *int { return &c.Router.IdempotencyBytes }),
 
 	durationSetting(KeyScrapeInterval, func(c *Config) *time.Duration { return &c.Autoscaler.ScrapeInterval }),
 	durationSetting(KeyScaleTimeout, func(c *Config) *time.Duration { return &c.Autoscaler.ScaleTimeout }),
@@ -258,13 +278,19 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	r := c.Router
-	if r.CallTimeout <= 0 {
-		bad(KeyCallTimeout, "%v must be positive", r.CallTimeout)
+	for _, kv := range []struct {
+		key string
+		v   time.Duration
+	}{{KeyCallTimeout, r.CallTimeout}, {KeyStoreTimeout, r.StoreTimeout}, {KeyIdempotencyTTL, r.IdempotencyTTL}} {
+		if kv.v <= 0 {
+			bad(kv.key, "%v must be positive", kv.v)
+		}
 	}
 	for _, kv := range []struct {
 		key string
 		v   int
-	}{{KeyMaxQueuePerActor, r.MaxQueuePerActor}, {KeyMaxPayloadBytes, r.MaxPayloadBytes}, {KeyMaxStateBytes, r.MaxStateBytes}} {
+	}{{KeyMaxQueuePerActor, r.MaxQueuePerActor}, {KeyMaxPayloadBytes, r.MaxPayloadBytes}, {KeyMaxStateBytes, r.MaxStateBytes},
+		{KeyIdempotencyKeys, r.IdempotencyKeys}, {KeyIdempotencyBytes, r.IdempotencyBytes}} {
 		if kv.v < 1 {
 			bad(kv.key, "%d must be at least 1", kv.v)
 		}
@@ -309,6 +335,10 @@ func (c Config) ApplyRouter(rc *router.Config) {
 	rc.MaxQueuePerActor = c.Router.MaxQueuePerActor
 	rc.MaxPayloadBytes = c.Router.MaxPayloadBytes
 	rc.MaxStateBytes = c.Router.MaxStateBytes
+	rc.StoreTimeout = c.Router.StoreTimeout
+	rc.IdempotencyKeys = c.Router.IdempotencyKeys
+	rc.IdempotencyTTL = c.Router.IdempotencyTTL
+	rc.IdempotencyBytes = c.Router.IdempotencyBytes
 }
 
 // AutoscalerConfig is the autoscaler's own configuration.

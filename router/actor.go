@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -22,6 +23,8 @@ const (
 	HeaderStateVersion = "X-Knactor-State-Version"
 	// HeaderPod names the pod that ran the turn.
 	HeaderPod = "X-Knactor-Pod"
+	// HeaderRememberedKeys, on GET state, is how many idempotency keys the actor remembers.
+	HeaderRememberedKeys = "X-Knactor-Remembered-Keys"
 	// metaHeaderPrefix marks caller headers passed to the function as metadata.
 	metaHeaderPrefix = "X-Knactor-Meta-"
 )
@@ -46,6 +49,9 @@ type actorCall struct {
 	// host is the Host whose route the call came by (Traffic.Host); empty for the function's
 	// main route (Traffic.Function).
 	host string
+	// idemKey is the call's idempotency key ("" for none): a repeat is answered from the
+	// actor's record.
+	idemKey string
 }
 
 // turnResult is what a committed turn answers.
@@ -54,6 +60,7 @@ type turnResult struct {
 	replyIsRaw bool
 	version    statecache.Version
 	pod        string
+	replayed   bool // answered from the actor's record: the call had committed before
 }
 
 // serveActor routes /v1/actors/{function}/{id}[/{action}]. Path segments are percent-decoded;
@@ -114,8 +121,15 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecac
 		writeError(ctx, err)
 		return
 	}
+	idemKey := string(ctx.Request.Header.Peek(HeaderIdempotencyKey))
+	if idemKey != "" && !record.ValidKey(idemKey) {
+		err := errorf(400, CodeBadRequest, "%s must be 1-%d printable ASCII characters", HeaderIdempotencyKey, record.MaxKeyLen)
+		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
+		writeError(ctx, err)
+		return
+	}
 	call := &actorCall{fn: fn, key: key, action: action, payload: payload, requestID: r.requestID(ctx),
-		forwarded: len(ctx.Request.Header.Peek(HeaderForwarded)) > 0, host: host}
+		forwarded: len(ctx.Request.Header.Peek(HeaderForwarded)) > 0, host: host, idemKey: idemKey}
 	ctx.Request.Header.VisitAll(func(k, v []byte) {
 		if name, ok := bytes.CutPrefix(k, []byte(metaHeaderPrefix)); ok && len(name) > 0 {
 			call.metadata = append(call.metadata, metaPair{string(bytes.ToLower(name)), string(v)})
@@ -129,7 +143,12 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecac
 		return
 	}
 	ctx.Response.Header.Set(HeaderStateVersion, string(res.version))
-	ctx.Response.Header.Set(HeaderPod, res.pod)
+	if res.pod != "" {
+		ctx.Response.Header.Set(HeaderPod, res.pod)
+	}
+	if res.replayed {
+		ctx.Response.Header.Set(HeaderReplayed, "true")
+	}
 	if res.replyIsRaw {
 		ctx.Response.Header.SetContentTypeBytes(contentBinary)
 	} else {
@@ -142,116 +161,6 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecac
 // readBody reads the request body up to the payload limit: 413 beyond it.
 func (r *Router) readBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 	return readLimited(ctx, r.cfg.MaxPayloadBytes)
-}
-
-// invoke runs one call as a turn of its actor: wait for the actor's mailbox, load the state,
-// send the envelope to the owner pod, and commit the answer's state conditionally. A version
-// conflict (another router wrote the actor) re-runs the turn on the fresh state. On any error
-// nothing was stored.
-func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, error) {
-	keyStr := call.key.String()
-	// The actor's target (revision) is its route's pick, the same on every router: a fixed hash
-	// of its key. Turns stay one at a time whichever target runs them, since the mailbox below
-	// is the actor's, not the target's.
-	call.fn = r.target(call.fn, call.host, func(rt *Route) *Split { return rt.ForActor(keyStr) })
-	timeout := call.fn.Timeout
-	if timeout <= 0 {
-		timeout = r.cfg.CallTimeout
-	}
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	defer cancel()
-	if r.peers != nil && !call.forwarded {
-		if addr, remote := r.peers.Owner(keyStr); remote {
-			deadline, _ := ctx.Deadline()
-			// The owner counts the call in its statistics; counting it here too would double it.
-			if res, handled, err := r.forward(ctx, addr, call, deadline); handled {
-				return res, err
-			}
-		}
-	}
-	end := r.stats.Begin(call.fn.backend(), call.key.ID)
-	defer end()
-
-	release, err := r.mailboxes.Acquire(ctx, keyStr)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, errorf(504, CodeFunctionTimeout, "timed out after %v waiting for the actor's turn", timeout)
-		}
-		return nil, err
-	}
-	defer release()
-
-	maxState := call.fn.MaxStateBytes
-	if maxState <= 0 {
-		maxState = r.cfg.MaxStateBytes
-	}
-	deadline, _ := ctx.Deadline()
-	owner := func(set *placement.Set) (placement.Pod, bool) { return set.Owner(keyStr) }
-	lostPods := 0
-	for attempt := 1; ; attempt++ {
-		cur, err := r.state.Get(ctx, call.key)
-		if err != nil {
-			return nil, storeError(err)
-		}
-		pod, done, err := r.pick(ctx, deadline, call.fn, owner)
-		if err != nil {
-			return nil, err
-		}
-		env := envelope{
-			function: call.fn.Name, actor: call.key.ID, action: call.action, state: cur, payload: call.payload,
-			metadata: append([]metaPair{
-				{"request_id", call.requestID},
-				{"attempt", strconv.Itoa(attempt)},
-				{"deadline", deadline.UTC().Format(time.RFC3339Nano)},
-			}, call.metadata...),
-		}
-		out, err := r.send(pod.Addr, &env, deadline, maxState)
-		done()
-		if errors.Is(err, errUnreachable) && lostPods < maxLostPods {
-			// The owner broke off or refused before answering: nothing committed, so the turn
-			// runs again, on the new owner if the pod has gone.
-			lostPods++
-			r.awaitPodGone(ctx, call.fn.backend(), pod, err)
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, errUnreachable) {
-				r.log.Warn("function pod unreachable", "function", call.fn.Name, "pod", pod.Name, "followed", lostPods, "err", err)
-			}
-			return nil, err
-		}
-		if out.fnErr != nil {
-			return nil, out.fnErr
-		}
-		version := cur.Version
-		changed := true
-		switch {
-		case out.delete && cur.Exists:
-			version, err = r.state.Delete(ctx, call.key, cur.Version)
-		case out.newState != nil:
-			version, err = r.state.Put(ctx, call.key, out.newState, cur.Version)
-		default:
-			changed = false
-		}
-		if errors.Is(err, statecache.ErrConflict) {
-			r.metrics.conflict(call.fn.Name)
-			if attempt > r.cfg.ConflictRetries {
-				return nil, errorf(409, CodeVersionConflict, "actor state kept changing under %d attempts; retry", attempt)
-			}
-			continue
-		}
-		if err != nil {
-			return nil, storeError(err)
-		}
-		if changed {
-			r.hub.publish(keyStr, version, out.newState, out.delete)
-		}
-		r.runEffects(call, out.effects)
-		if !cur.Exists && !changed {
-			version = statecache.NoVersion
-		}
-		return &turnResult{reply: out.reply, replyIsRaw: out.replyIsRaw, version: version, pod: pod.Name}, nil
-	}
 }
 
 // send posts the envelope to a pod and validates its answer.
@@ -326,35 +235,26 @@ func (r *Router) awaitPodGone(ctx context.Context, function string, pod placemen
 	}
 }
 
-// storeError maps a state store failure to the caller's 503.
-func storeError(err error) error {
-	if errors.Is(err, statecache.ErrUnavailable) {
-		return errorf(503, CodeStoreUnavailable, "state store unavailable: %v", err)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errorf(504, CodeFunctionTimeout, "timed out reading or writing the actor's state")
-	}
-	return err
-}
-
 // serveGetState answers the actor's current state without calling the function.
 func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key) {
 	start := time.Now()
 	c, cancel := context.WithTimeout(context.Background(), r.cfg.CallTimeout)
 	defer cancel()
-	e, err := r.state.Get(c, key)
-	if err == nil && !e.Exists {
+	e, rec, err := r.loadRecord(c, key)
+	if err == nil && !rec.HasState {
 		err = errorf(404, CodeActorNotFound, "actor %q of function %q has no state", key.ID, key.Function)
 	}
 	if err != nil {
-		err = storeError(err)
 		r.metrics.observe(fn.Name, kindState, statusOf(err), start)
 		writeError(ctx, err)
 		return
 	}
 	ctx.Response.Header.Set(HeaderStateVersion, string(e.Version))
-	ctx.Response.Header.SetContentTypeBytes(contentTypeOf(e.Value))
-	ctx.SetBody(e.Value)
+	if n := rec.Keys(); n > 0 {
+		ctx.Response.Header.Set(HeaderRememberedKeys, strconv.Itoa(n))
+	}
+	ctx.Response.Header.SetContentTypeBytes(contentTypeOf(rec.State))
+	ctx.SetBody(rec.State)
 	r.metrics.observe(fn.Name, kindState, 200, start)
 }
 
@@ -390,15 +290,22 @@ func (r *Router) deleteActor(parent context.Context, fn Function, key statecache
 		return err
 	}
 	defer release()
+	turnID := r.newRequestID()
 	for attempt := 1; ; attempt++ {
-		cur, err := r.state.Get(ctx, key)
+		cur, _, err := r.loadRecord(ctx, key)
 		if err != nil {
-			return storeError(err)
+			return err
 		}
 		if !cur.Exists {
 			return nil
 		}
-		v, err := r.state.Delete(ctx, key, cur.Version)
+		// Deleting forgets the actor's idempotency keys too: a repeat of an old call runs anew.
+		commit := statecache.Commit(turnID + "." + strconv.Itoa(attempt))
+		var v statecache.Version
+		err = r.withStore(ctx, key.Function, "delete", func(ctx context.Context) (err error) {
+			v, err = r.state.Delete(ctx, key, cur.Version, commit)
+			return err
+		})
 		if errors.Is(err, statecache.ErrConflict) && attempt <= r.cfg.ConflictRetries {
 			continue
 		}
@@ -406,7 +313,7 @@ func (r *Router) deleteActor(parent context.Context, fn Function, key statecache
 			return errorf(409, CodeVersionConflict, "actor state kept changing; retry")
 		}
 		if err != nil {
-			return storeError(err)
+			return err
 		}
 		r.hub.publish(keyStr, v, nil, true)
 		return nil

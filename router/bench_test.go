@@ -15,8 +15,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,47 +120,6 @@ func (rig *benchRig) do(b *testing.B, req *fasthttp.Request, resp *fasthttp.Resp
 	}
 }
 
-// memState is the simplest StateCache: a locked map, so a benchmark on it measures the router
-// without statecache.
-type memState struct {
-	mu   sync.Mutex
-	seq  atomic.Uint64
-	data map[statecache.Key]statecache.Entry
-}
-
-func newMemState() *memState { return &memState{data: make(map[statecache.Key]statecache.Entry)} }
-
-func (m *memState) Get(_ context.Context, k statecache.Key) (statecache.Entry, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.data[k], nil
-}
-
-func (m *memState) Put(_ context.Context, k statecache.Key, v []byte, expect statecache.Version) (statecache.Version, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.data[k].Version != expect {
-		return statecache.NoVersion, statecache.ErrConflict
-	}
-	ver := statecache.Version(strconv.FormatUint(m.seq.Add(1), 36))
-	m.data[k] = statecache.Entry{Value: append([]byte(nil), v...), Version: ver, Exists: true}
-	return ver, nil
-}
-
-func (m *memState) Delete(_ context.Context, k statecache.Key, expect statecache.Version) (statecache.Version, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.data[k].Version != expect {
-		return statecache.NoVersion, statecache.ErrConflict
-	}
-	delete(m.data, k)
-	return statecache.NoVersion, nil
-}
-
-// memStore is a statecache.Store in memory, under a statecache.Cache in write-behind mode whose
-// flush never comes during a benchmark: the cache's own cost, without a store's.
-type memStore struct{ memState }
-
 // BenchmarkRouterActorCall measures cache-hit stateful calls, POST
 // /v1/actors/counter/bench-N/add {"by":1} over benchActors warm actors, on two kinds of state:
 // a locked map (the router alone) and a write-behind statecache.Cache over a memory store.
@@ -171,9 +128,9 @@ func BenchmarkRouterActorCall(b *testing.B) {
 		name string
 		make func(b *testing.B) StateCache
 	}{
-		{"state=map", func(*testing.B) StateCache { return newMemState() }},
+		{"state=map", func(*testing.B) StateCache { return &statecache.MemStore{} }},
 		{"state=statecache", func(b *testing.B) StateCache {
-			c, err := statecache.NewCache(&memStore{memState{data: make(map[statecache.Key]statecache.Entry)}},
+			c, err := statecache.NewCache(&statecache.MemStore{},
 				statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour, MaxBytes: 64 << 20})
 			if err != nil {
 				b.Fatal(err)
@@ -266,7 +223,7 @@ func BenchmarkStats(b *testing.B) {
 
 // BenchmarkMetricsObserve measures recording one request in the Prometheus metrics.
 func BenchmarkMetricsObserve(b *testing.B) {
-	r, err := New(Config{}, Options{Backends: NewStatic(), State: newMemState()})
+	r, err := New(Config{}, Options{Backends: NewStatic(), State: &statecache.MemStore{}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -280,7 +237,7 @@ func BenchmarkMetricsObserve(b *testing.B) {
 // BenchmarkStateCacheHit measures a cache-hit Get and a write-behind Put of statecache.Cache,
 // the state work of one turn.
 func BenchmarkStateCacheHit(b *testing.B) {
-	c, err := statecache.NewCache(&memStore{memState{data: make(map[statecache.Key]statecache.Entry)}},
+	c, err := statecache.NewCache(&statecache.MemStore{},
 		statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour, MaxBytes: 64 << 20})
 	if err != nil {
 		b.Fatal(err)
@@ -288,7 +245,7 @@ func BenchmarkStateCacheHit(b *testing.B) {
 	defer c.Close(context.Background())
 	ctx := context.Background()
 	key := statecache.Key{Function: "counter", ID: "bench-1"}
-	if _, err := c.Put(ctx, key, []byte(`{"value":1}`), statecache.NoVersion); err != nil {
+	if _, err := c.Put(ctx, key, []byte(`{"value":1}`), statecache.NoVersion, statecache.NoCommit); err != nil {
 		b.Fatal(err)
 	}
 	value := []byte(`{"value":2}`)
@@ -298,7 +255,7 @@ func BenchmarkStateCacheHit(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := c.Put(ctx, key, value, e.Version); err != nil {
+		if _, err := c.Put(ctx, key, value, e.Version, statecache.NoCommit); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -312,7 +269,7 @@ func BenchmarkStateCacheHit(b *testing.B) {
 func BenchmarkRouterPassThrough(b *testing.B) {
 	for _, par := range []int{1, 64} {
 		b.Run("callers="+strconv.Itoa(par), func(b *testing.B) {
-			rig := newBenchRig(b, newMemState())
+			rig := newBenchRig(b, &statecache.MemStore{})
 			b.ReportAllocs()
 			b.ResetTimer()
 			runCallers(b, par, func() {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/knactor/knactor/router/record"
 )
 
 // Defaults of Config. Each bounds what one caller can cost the router.
@@ -39,6 +41,16 @@ const (
 	DefaultIdleTimeout = 90 * time.Second
 	// DefaultMaxEffectsPerTurn bounds the follow-up invocations one turn may ask for.
 	DefaultMaxEffectsPerTurn = 64
+	// DefaultStoreTimeout bounds how long one state read or write of a call waits for a store
+	// that does not answer (down, frozen, failing) before the caller gets 503 store_unavailable:
+	// long enough to ride out a store restart (MinIO restarts in ~1-2 s), short enough that a
+	// client's own retry, with its idempotency key, takes over.
+	DefaultStoreTimeout = 10 * time.Second
+	// DefaultIdempotencyKeys, DefaultIdempotencyTTL and DefaultIdempotencyBytes bound the
+	// idempotency keys each actor remembers (see router/record).
+	DefaultIdempotencyKeys  = record.DefaultKeys
+	DefaultIdempotencyTTL   = record.DefaultTTL
+	DefaultIdempotencyBytes = record.DefaultKeyBytes
 )
 
 // Config configures a Router. The zero value plus defaults is a loopback-only router without auth.
@@ -62,9 +74,17 @@ type Config struct {
 	MaxEffectsPerTurn int
 	CallTimeout       time.Duration
 	ConflictRetries   int
-	ReadTimeout       time.Duration
-	WriteTimeout      time.Duration
-	IdleTimeout       time.Duration
+	// StoreTimeout bounds each state read or write of a call while the store is unavailable.
+	StoreTimeout time.Duration
+	// IdempotencyKeys, IdempotencyTTL and IdempotencyBytes bound the idempotency keys each
+	// actor remembers: the newest IdempotencyKeys, none older than IdempotencyTTL, and the
+	// newest whose replies fit in IdempotencyBytes. A key past them runs its call again.
+	IdempotencyKeys  int
+	IdempotencyTTL   time.Duration
+	IdempotencyBytes int
+	ReadTimeout      time.Duration
+	WriteTimeout     time.Duration
+	IdleTimeout      time.Duration
 }
 
 // SetDefaults fills every zero field with its default.
@@ -77,6 +97,10 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.MaxEffectsPerTurn, DefaultMaxEffectsPerTurn)
 	setDefault(&c.CallTimeout, DefaultCallTimeout)
 	setDefault(&c.ConflictRetries, DefaultConflictRetries)
+	setDefault(&c.StoreTimeout, DefaultStoreTimeout)
+	setDefault(&c.IdempotencyKeys, DefaultIdempotencyKeys)
+	setDefault(&c.IdempotencyTTL, DefaultIdempotencyTTL)
+	setDefault(&c.IdempotencyBytes, DefaultIdempotencyBytes)
 	setDefault(&c.ReadTimeout, DefaultReadTimeout)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
@@ -107,6 +131,7 @@ func (c *Config) Validate() error {
 		"max payload bytes": c.MaxPayloadBytes, "max state bytes": c.MaxStateBytes,
 		"max reply bytes": c.MaxReplyBytes, "max queue per actor": c.MaxQueuePerActor,
 		"max effects per turn": c.MaxEffectsPerTurn, "conflict retries": c.ConflictRetries,
+		"idempotency keys": c.IdempotencyKeys, "idempotency bytes": c.IdempotencyBytes,
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
@@ -115,6 +140,7 @@ func (c *Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"call timeout": c.CallTimeout, "read timeout": c.ReadTimeout,
 		"write timeout": c.WriteTimeout, "idle timeout": c.IdleTimeout,
+		"store timeout": c.StoreTimeout, "idempotency ttl": c.IdempotencyTTL,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))

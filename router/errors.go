@@ -19,16 +19,18 @@ const (
 	CodeActorNotFound    = "actor_not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeVersionConflict  = "version_conflict"
-	CodeConflict         = "conflict"
-	CodeTooLarge         = "too_large"
-	CodeActorBusy        = "actor_busy"
-	CodeFunctionFailed   = "function_failed"
-	CodeBadFunctionReply = "bad_function_reply"
-	CodeNoCapacity       = "no_capacity"
-	CodeStoreUnavailable = "store_unavailable"
-	CodeFunctionTimeout  = "function_timeout"
-	CodeShuttingDown     = "shutting_down"
-	CodeInternal         = "internal"
+	// CodeIdempotencyKeyReused (422): the key names another call of the actor.
+	CodeIdempotencyKeyReused = "idempotency_key_reused"
+	CodeConflict             = "conflict"
+	CodeTooLarge             = "too_large"
+	CodeActorBusy            = "actor_busy"
+	CodeFunctionFailed       = "function_failed"
+	CodeBadFunctionReply     = "bad_function_reply"
+	CodeNoCapacity           = "no_capacity"
+	CodeStoreUnavailable     = "store_unavailable"
+	CodeFunctionTimeout      = "function_timeout"
+	CodeShuttingDown         = "shutting_down"
+	CodeInternal             = "internal"
 )
 
 // retryAfterSeconds is the Retry-After of 429 and 503 answers: long enough for a queue to drain

@@ -27,6 +27,8 @@ type metrics struct {
 	duration  *prometheus.HistogramVec
 	conflicts *prometheus.CounterVec
 	effects   *prometheus.CounterVec
+	replays   *prometheus.CounterVec
+	storeTry  *prometheus.CounterVec
 	handler   fasthttp.RequestHandler
 
 	// children caches the label children observe uses, so the per-request cost is a map read
@@ -70,6 +72,14 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 			Name: "knactor_router_effects_total",
 			Help: "Effects run after committed turns, by function and result (ok, failed, dropped).",
 		}, []string{"function", "result"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "knactor_router_idempotent_replays_total",
+			Help: "Calls answered from an actor's record because their idempotency key had committed before.",
+		}, []string{"function"}),
+		storeTry: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "knactor_router_store_retries_total",
+			Help: "State reads and writes tried again because the store was unavailable, by function and operation.",
+		}, []string{"function", "op"}),
 	}
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "knactor_router_active_actors",
@@ -77,13 +87,13 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 	}, func() float64 { return float64(r.mailboxes.Active()) })
 	perFunction := &inflightCollector{r: r, desc: prometheus.NewDesc("knactor_router_inflight_requests",
 		"Requests in flight, by function.", []string{"function"}, nil)}
-	cs := []prometheus.Collector{m.requests, m.duration, m.conflicts, m.effects, inflight, perFunction,
+	cs := []prometheus.Collector{m.requests, m.duration, m.conflicts, m.effects, m.replays, m.storeTry, inflight, perFunction,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
 	for _, c := range cs {
 		m.registry.MustRegister(c)
 	}
 	if extra != nil {
-		for _, c := range cs[:6] {
+		for _, c := range cs[:8] {
 			extra.MustRegister(c)
 		}
 	}
@@ -114,6 +124,10 @@ func (m *metrics) observe(function, kind string, status int, start time.Time) {
 func (m *metrics) conflict(function string) { m.conflicts.WithLabelValues(function).Inc() }
 
 func (m *metrics) effect(function, result string) { m.effects.WithLabelValues(function, result).Inc() }
+
+func (m *metrics) replay(function string) { m.replays.WithLabelValues(function).Inc() }
+
+func (m *metrics) storeRetry(function, op string) { m.storeTry.WithLabelValues(function, op).Inc() }
 
 // inflightCollector reports the stats recorder's in-flight counts at scrape time.
 type inflightCollector struct {

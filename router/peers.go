@@ -71,6 +71,11 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 		req.Header.Set(HeaderRouteHost, call.host)
 	}
 	req.Header.Set("X-Request-Id", call.requestID)
+	if call.idemKey != "" {
+		// With a key, a forward whose answer was lost is safe to send again: the owner answers
+		// the repeat from the actor's record.
+		req.Header.Set(HeaderIdempotencyKey, call.idemKey)
+	}
 	if len(r.tokens) > 0 {
 		req.Header.Set("Authorization", "Bearer "+string(r.tokens[0]))
 	}
@@ -102,5 +107,6 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 		replyIsRaw: string(resp.Header.ContentType()) == string(contentBinary),
 		version:    statecache.Version(resp.Header.Peek(HeaderStateVersion)),
 		pod:        string(resp.Header.Peek(HeaderPod)),
+		replayed:   len(resp.Header.Peek(HeaderReplayed)) > 0,
 	}, true, nil
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/router/stats"
 	"github.com/knactor/knactor/statecache"
 )
@@ -29,8 +30,8 @@ import (
 // StateCache is the state the router reads and writes: statecache.Cache satisfies it.
 type StateCache interface {
 	Get(ctx context.Context, key statecache.Key) (statecache.Entry, error)
-	Put(ctx context.Context, key statecache.Key, value []byte, expect statecache.Version) (statecache.Version, error)
-	Delete(ctx context.Context, key statecache.Key, expect statecache.Version) (statecache.Version, error)
+	Put(ctx context.Context, key statecache.Key, value []byte, expect statecache.Version, commit statecache.Commit) (statecache.Version, error)
+	Delete(ctx context.Context, key statecache.Key, expect statecache.Version, commit statecache.Commit) (statecache.Version, error)
 }
 
 // Activator holds calls for functions that have no ready pod (scale from zero) and bounds
@@ -105,9 +106,13 @@ type Router struct {
 	reqPrefix string
 	reqSeq    atomic.Uint64
 
+	idemLimits record.Limits // from cfg: the idempotency keys each actor remembers
+
 	effects  sync.WaitGroup
 	timersMu sync.Mutex
 	timers   map[clock.Timer]struct{}
+	stopping chan struct{} // closed when Shutdown starts: effect retries stop waiting
+	stopOnce sync.Once
 }
 
 // New returns a Router; call Serve to start it.
@@ -138,6 +143,10 @@ func New(cfg Config, opts Options) (*Router, error) {
 		stats:     stats.NewRecorder(opts.Clock),
 		reqPrefix: hex.EncodeToString(prefix[:]),
 		timers:    make(map[clock.Timer]struct{}),
+		stopping:  make(chan struct{}),
+		idemLimits: record.Limits{
+			Keys: cfg.IdempotencyKeys, TTL: cfg.IdempotencyTTL, Bytes: cfg.IdempotencyBytes,
+		},
 	}
 	for _, t := range cfg.AuthTokens {
 		r.tokens = append(r.tokens, []byte(t))
@@ -234,6 +243,7 @@ func (r *Router) ListenAndServe() error {
 // for running ones. The caller closes the state cache afterwards, which flushes write-behind.
 func (r *Router) Shutdown(ctx context.Context) error {
 	r.closing.Store(true)
+	r.stopOnce.Do(func() { close(r.stopping) })
 	done := make(chan error, 1)
 	go func() { done <- r.server.ShutdownWithContext(ctx) }()
 	r.hub.closeAll()

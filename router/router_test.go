@@ -192,7 +192,7 @@ func TestPodDownAndStoreDown(t *testing.T) {
 	}
 
 	// The store fails: its calls come back unavailable.
-	h2 := newHarnessOn(t, Config{}, failingStore{})
+	h2 := newHarnessOn(t, Config{StoreTimeout: 200 * time.Millisecond}, failingStore{})
 	h2.deploy(counterFn, newTestActor())
 	rp = h2.do("POST", "/v1/actors/counter/a/add", `{"by":1}`)
 	if rp.status != 503 || !strings.Contains(rp.body, CodeStoreUnavailable) || rp.header.Get("Retry-After") == "" {
@@ -205,10 +205,10 @@ type failingStore struct{}
 func (failingStore) Get(context.Context, statecache.Key) (statecache.Entry, error) {
 	return statecache.Entry{}, fmt.Errorf("test: %w", statecache.ErrUnavailable)
 }
-func (failingStore) Put(context.Context, statecache.Key, []byte, statecache.Version) (statecache.Version, error) {
+func (failingStore) Put(context.Context, statecache.Key, []byte, statecache.Version, statecache.Commit) (statecache.Version, error) {
 	return "", fmt.Errorf("test: %w", statecache.ErrUnavailable)
 }
-func (failingStore) Delete(context.Context, statecache.Key, statecache.Version) (statecache.Version, error) {
+func (failingStore) Delete(context.Context, statecache.Key, statecache.Version, statecache.Commit) (statecache.Version, error) {
 	return "", fmt.Errorf("test: %w", statecache.ErrUnavailable)
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -44,6 +45,9 @@ type wsRequest struct {
 	ID      json.RawMessage `json:"id"`
 	Action  string          `json:"action"`
 	Payload json.RawMessage `json:"payload"`
+	// IdempotencyKey is the message's Idempotency-Key: a repeat is answered "replayed":true
+	// from the actor's record, also on another connection or router.
+	IdempotencyKey string `json:"idempotency_key"`
 }
 
 // hub tracks WebSocket sessions and which actors they subscribe to.
@@ -302,12 +306,15 @@ func (s *wsSession) invoke(data []byte) []byte {
 	if !validAction(m.Action) {
 		return wsError(m.ID, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", m.Action, maxActionLen))
 	}
+	if m.IdempotencyKey != "" && !record.ValidKey(m.IdempotencyKey) {
+		return wsError(m.ID, errorf(400, CodeBadRequest, "idempotency_key must be 1-%d printable ASCII characters", record.MaxKeyLen))
+	}
 	payload := []byte(m.Payload)
 	if !isSet(m.Payload) {
 		payload = nil
 	}
 	call := &actorCall{fn: r.current(s.target.fn), key: s.target.key, action: m.Action, payload: payload, host: s.target.host,
-		requestID: r.newRequestID(), metadata: []metaPair{{"transport", "websocket"}}}
+		requestID: r.newRequestID(), idemKey: m.IdempotencyKey, metadata: []metaPair{{"transport", "websocket"}}}
 	res, err := r.invoke(context.Background(), call)
 	if err != nil {
 		r.metrics.observe(s.target.fn.Name, kindWebSocket, statusOf(err), start)
@@ -318,6 +325,9 @@ func (s *wsSession) invoke(data []byte) []byte {
 	msg = appendID(msg, m.ID)
 	msg = append(msg, `,"version":`...)
 	msg = appendJSONString(msg, string(res.version))
+	if res.replayed {
+		msg = append(msg, `,"replayed":true`...)
+	}
 	if res.replyIsRaw {
 		msg = append(msg, `,"reply_b64":"`...)
 		msg = base64.StdEncoding.AppendEncode(msg, res.reply)

@@ -3,7 +3,6 @@ package statecache_test
 import (
 	"context"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/knactor/knactor/statecache"
@@ -22,7 +21,7 @@ func benchKey(i int) statecache.Key {
 func BenchmarkCacheGetHit(b *testing.B) {
 	c := newCacheB(b, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: 1 << 62})
 	for i := range benchKeys {
-		if _, err := c.Put(bg, benchKey(i), state1K, ""); err != nil {
+		if _, err := c.Put(bg, benchKey(i), state1K, "", statecache.NoCommit); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -59,7 +58,7 @@ func BenchmarkCachePutWriteBehind(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		k := i % benchKeys
-		v, err := c.Put(bg, benchKey(k), state1K, versions[k])
+		v, err := c.Put(bg, benchKey(k), state1K, versions[k], statecache.NoCommit)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -76,7 +75,7 @@ func BenchmarkCachePutWriteThroughDir(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = c.Close(bg) })
 	benchPuts(b, c, func(k statecache.Key, expect statecache.Version) (statecache.Version, error) {
-		return c.Put(bg, k, state1K, expect)
+		return c.Put(bg, k, state1K, expect, statecache.NoCommit)
 	})
 }
 
@@ -98,7 +97,7 @@ func BenchmarkS3Store(b *testing.B) {
 func benchStore(b *testing.B, s statecache.Store) {
 	b.Run("Put1KiB", func(b *testing.B) {
 		benchPuts(b, s, func(k statecache.Key, expect statecache.Version) (statecache.Version, error) {
-			return s.Put(bg, k, state1K, expect)
+			return s.Put(bg, k, state1K, expect, statecache.NoCommit)
 		})
 	})
 	b.Run("Get1KiB", func(b *testing.B) {
@@ -107,7 +106,7 @@ func benchStore(b *testing.B, s statecache.Store) {
 			k := statecache.Key{Function: "bench-get", ID: strconv.Itoa(i)}
 			e, err := s.Get(bg, k)
 			if err == nil {
-				_, err = s.Put(bg, k, state1K, e.Version)
+				_, err = s.Put(bg, k, state1K, e.Version, statecache.NoCommit)
 			}
 			if err != nil {
 				b.Fatal(err)
@@ -147,43 +146,9 @@ func benchPuts(b *testing.B, s interface {
 	}
 }
 
-// memStore is a map behind a mutex: a store that costs next to nothing, so the cache benchmarks
-// measure the cache (and their set-up and final flush take no disk time).
-type memStore struct {
-	mu  sync.Mutex
-	seq int
-	m   map[statecache.Key]statecache.Entry
-}
-
-func (s *memStore) Get(_ context.Context, k statecache.Key) (statecache.Entry, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[k], nil
-}
-
-func (s *memStore) Put(_ context.Context, k statecache.Key, v []byte, expect statecache.Version) (statecache.Version, error) {
-	return s.set(k, statecache.Entry{Value: v, Exists: true}, expect)
-}
-
-func (s *memStore) Delete(_ context.Context, k statecache.Key, expect statecache.Version) (statecache.Version, error) {
-	return s.set(k, statecache.Entry{}, expect)
-}
-
-func (s *memStore) set(k statecache.Key, e statecache.Entry, expect statecache.Version) (statecache.Version, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m[k].Version != expect {
-		return "", statecache.ErrConflict
-	}
-	s.seq++
-	e.Version = statecache.Version(strconv.Itoa(s.seq))
-	s.m[k] = e
-	return e.Version, nil
-}
-
 // newCacheB returns a cache over an in-memory store, closed after the timed part.
 func newCacheB(b *testing.B, cfg statecache.Config) *statecache.Cache {
-	c, err := statecache.NewCache(&memStore{m: make(map[statecache.Key]statecache.Entry)}, cfg)
+	c, err := statecache.NewCache(&statecache.MemStore{}, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

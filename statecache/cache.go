@@ -2,13 +2,11 @@ package statecache
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,41 +14,6 @@ import (
 	"github.com/allegro/bigcache/v3"
 	"k8s.io/utils/clock"
 )
-
-// WriteMode says when a Cache makes a write durable.
-type WriteMode int
-
-const (
-	// WriteThrough returns from Put only after the Store has the value. A crash loses nothing
-	// that was acknowledged, and several caches (routers) may share one Store.
-	WriteThrough WriteMode = iota
-	// WriteBehind returns from Put at once and writes to the Store later, coalescing repeated
-	// writes of one key. Faster, but a crash loses up to FlushInterval of writes, and the Cache
-	// must be the Store's only writer for the keys it holds.
-	WriteBehind
-)
-
-// String returns the mode's name as used in flags and annotations.
-func (m WriteMode) String() string {
-	switch m {
-	case WriteThrough:
-		return "write-through"
-	case WriteBehind:
-		return "write-behind"
-	}
-	return "WriteMode(" + strconv.Itoa(int(m)) + ")"
-}
-
-// ParseWriteMode parses "write-through" or "write-behind".
-func ParseWriteMode(s string) (WriteMode, error) {
-	switch s {
-	case "write-through", "":
-		return WriteThrough, nil
-	case "write-behind":
-		return WriteBehind, nil
-	}
-	return 0, fmt.Errorf("unknown write mode %q: want write-through or write-behind", s)
-}
 
 // Defaults of Config.
 const (
@@ -189,20 +152,6 @@ type Cache struct {
 	once sync.Once
 }
 
-type accessShard struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-// dirtyWrite is one buffered write-behind change of a key.
-type dirtyWrite struct {
-	key     Key
-	value   []byte
-	exists  bool    // false: a buffered delete
-	base    Version // the store's version this change applies to
-	version Version // the version callers were given for it
-}
-
 // cached is the in-memory form of a key: what callers see, plus the store's version underneath.
 // With write-through both versions are the same.
 type cached struct {
@@ -303,17 +252,18 @@ func (c *Cache) revalidate(ctx context.Context, key Key, id string) (Entry, erro
 // Put stores value for key if the key's current version is expect, and returns the new
 // version. With WriteThrough it returns after the store has the value; with WriteBehind at once.
 // A stale expect returns ErrConflict, and the cache then holds the current value, so a Get and
-// retry settle it.
-func (c *Cache) Put(ctx context.Context, key Key, value []byte, expect Version) (Version, error) {
-	return c.write(ctx, key, value, true, expect)
+// retry settle it. commit names the write (see Store): retrying a Put that failed with
+// ErrUnavailable with the same commit succeeds if the earlier try landed.
+func (c *Cache) Put(ctx context.Context, key Key, value []byte, expect Version, commit Commit) (Version, error) {
+	return c.write(ctx, key, value, true, expect, commit)
 }
 
 // Delete removes key's value if its current version is expect, like Put.
-func (c *Cache) Delete(ctx context.Context, key Key, expect Version) (Version, error) {
-	return c.write(ctx, key, nil, false, expect)
+func (c *Cache) Delete(ctx context.Context, key Key, expect Version, commit Commit) (Version, error) {
+	return c.write(ctx, key, nil, false, expect, commit)
 }
 
-func (c *Cache) write(ctx context.Context, key Key, value []byte, exists bool, expect Version) (Version, error) {
+func (c *Cache) write(ctx context.Context, key Key, value []byte, exists bool, expect Version, commit Commit) (Version, error) {
 	if err := key.Validate(); err != nil {
 		return NoVersion, err
 	}
@@ -321,20 +271,27 @@ func (c *Cache) write(ctx context.Context, key Key, value []byte, exists bool, e
 	mu := c.stripe(id)
 	mu.Lock()
 	defer mu.Unlock()
+	if err := commit.Validate(); err != nil {
+		return NoVersion, err
+	}
 	if c.cfg.Mode == WriteBehind {
-		return c.writeBehind(ctx, key, id, value, exists, expect)
+		return c.writeBehind(ctx, key, id, value, exists, expect, commit)
 	}
 	if e, ok := c.fromMemory(id); ok && e.Version != expect {
 		// The cache already holds a newer version than the caller read (cached versions only
-		// move forward), so the store would refuse too: save the round trip.
-		return NoVersion, fmt.Errorf("put %s: %w", key, ErrConflict)
+		// move forward), so the store would refuse too: save the round trip. It may be this
+		// very write, landed by an earlier try and loaded since by a read.
+		if sameCommit(e.Commit, commit) {
+			return e.Version, nil
+		}
+		return NoVersion, &ConflictError{Key: key, Current: e.Version, Commit: e.Commit}
 	}
 	var v Version
 	var err error
 	if exists {
-		v, err = c.store.Put(ctx, key, value, expect)
+		v, err = c.store.Put(ctx, key, value, expect, commit)
 	} else {
-		v, err = c.store.Delete(ctx, key, expect)
+		v, err = c.store.Delete(ctx, key, expect, commit)
 	}
 	if errors.Is(err, ErrConflict) {
 		c.mem.Delete(id)
@@ -349,24 +306,7 @@ func (c *Cache) write(ctx context.Context, key Key, value []byte, exists bool, e
 		c.mem.Delete(id)
 		return NoVersion, err
 	}
-	c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists}, durable: v})
-	return v, nil
-}
-
-func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byte, exists bool, expect Version) (Version, error) {
-	cur, err := c.load(ctx, key, id)
-	if err != nil {
-		return NoVersion, err
-	}
-	if cur.Version != expect {
-		return NoVersion, fmt.Errorf("put %s: %w", key, ErrConflict)
-	}
-	v := Version("wb-" + c.localTag + "-" + strconv.FormatUint(c.localSeq.Add(1), 36))
-	value = append([]byte(nil), value...) // the caller may reuse its buffer once Put returns
-	c.dirtyMu.Lock()
-	c.dirty[id] = &dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v}
-	c.dirtyMu.Unlock()
-	c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists}, durable: cur.durable})
+	c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists, Commit: commit}, durable: v})
 	return v, nil
 }
 
@@ -413,239 +353,6 @@ func (c *Cache) stripe(id string) *sync.Mutex {
 	return &c.stripes[maphash.String(c.seed, id)%cacheLockStripes]
 }
 
-// Entry encoding in bigcache: flags(1) | len(version)(2) | version | len(durable)(2) | durable | value.
-const flagExists = 1
-
-func (c *Cache) remember(id string, e cached) {
-	buf := make([]byte, 0, 5+len(e.Version)+len(e.durable)+len(e.Value))
-	var flags byte
-	if e.Exists {
-		flags = flagExists
-	}
-	buf = append(buf, flags)
-	buf = binary.BigEndian.AppendUint16(buf, uint16(len(e.Version)))
-	buf = append(buf, e.Version...)
-	buf = binary.BigEndian.AppendUint16(buf, uint16(len(e.durable)))
-	buf = append(buf, e.durable...)
-	buf = append(buf, e.Value...)
-	if err := c.mem.Set(id, buf); err != nil {
-		// Too large for a shard: serve it from the store (or the dirty set) instead, and make
-		// sure no older copy survives.
-		c.mem.Delete(id)
-		return
-	}
-	c.touch(id)
-}
-
-func (c *Cache) fromMemory(id string) (cached, bool) {
-	b, err := c.mem.Get(id)
-	if err != nil {
-		return cached{}, false
-	}
-	var e cached
-	e.Exists = b[0]&flagExists != 0
-	n := int(binary.BigEndian.Uint16(b[1:]))
-	e.Version = Version(b[3 : 3+n])
-	b = b[3+n:]
-	n = int(binary.BigEndian.Uint16(b))
-	e.durable = Version(b[2 : 2+n])
-	if e.Exists {
-		e.Value = b[2+n:]
-	}
-	return e, true
-}
-
-// touch records that id was used now, for passivation.
-func (c *Cache) touch(id string) {
-	if c.cfg.IdleAfter == 0 {
-		return
-	}
-	now := c.cfg.Clock.Now()
-	s := &c.access[maphash.String(c.seed, id)%accessShards]
-	s.mu.Lock()
-	s.last[id] = now
-	s.mu.Unlock()
-}
-
-// onEvict is bigcache's removal callback; it runs under a bigcache shard lock, so it only
-// touches the access map.
-func (c *Cache) onEvict(id string, _ []byte, _ bigcache.RemoveReason) {
-	if c.cfg.IdleAfter == 0 {
-		return
-	}
-	s := &c.access[maphash.String(c.seed, id)%accessShards]
-	s.mu.Lock()
-	delete(s.last, id)
-	s.mu.Unlock()
-}
-
-// Passivate drops from memory every entry idle for at least IdleAfter whose state is durable,
-// and returns how many it dropped. Dirty entries stay until a flush makes them durable. The
-// background goroutine calls it on every tick; tests call it directly.
-func (c *Cache) Passivate() int {
-	if c.cfg.IdleAfter == 0 {
-		return 0
-	}
-	cutoff := c.cfg.Clock.Now().Add(-c.cfg.IdleAfter)
-	var idle []string
-	for i := range c.access {
-		s := &c.access[i]
-		s.mu.Lock()
-		for id, t := range s.last {
-			if !t.After(cutoff) {
-				idle = append(idle, id)
-			}
-		}
-		s.mu.Unlock()
-	}
-	dropped := 0
-	for _, id := range idle {
-		if c.passivate(id, cutoff) {
-			dropped++
-		}
-	}
-	c.passivated.Add(uint64(dropped))
-	return dropped
-}
-
-func (c *Cache) passivate(id string, cutoff time.Time) bool {
-	mu := c.stripe(id)
-	mu.Lock()
-	defer mu.Unlock()
-	s := &c.access[maphash.String(c.seed, id)%accessShards]
-	s.mu.Lock()
-	t, ok := s.last[id]
-	s.mu.Unlock()
-	if !ok || t.After(cutoff) {
-		return false // used again since it was found idle
-	}
-	if c.isDirty(id) {
-		return false
-	}
-	s.mu.Lock()
-	delete(s.last, id)
-	s.mu.Unlock()
-	return c.mem.Delete(id) == nil
-}
-
-func (c *Cache) isDirty(id string) bool {
-	c.dirtyMu.Lock()
-	_, dirty := c.dirty[id]
-	c.dirtyMu.Unlock()
-	return dirty
-}
-
-// Flush writes every buffered write-behind change to the store and returns the errors of those
-// that failed (they stay buffered, except conflicts). Only one flush runs at a time.
-func (c *Cache) Flush(ctx context.Context) error {
-	c.flushMu.Lock()
-	defer c.flushMu.Unlock()
-	c.dirtyMu.Lock()
-	ids := make([]string, 0, len(c.dirty))
-	for id := range c.dirty {
-		ids = append(ids, id)
-	}
-	c.dirtyMu.Unlock()
-
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, c.cfg.FlushConcurrency)
-	)
-	for _, id := range ids {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := c.flushKey(ctx, id); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// flushKey makes one key's buffered change durable. The store write runs without the key's
-// stripe, so turns on the key go on meanwhile; a change buffered during the write is rebased on
-// the version the write produced.
-func (c *Cache) flushKey(ctx context.Context, id string) error {
-	c.dirtyMu.Lock()
-	d, ok := c.dirty[id]
-	c.dirtyMu.Unlock()
-	if !ok {
-		return nil
-	}
-	key := d.key
-	var v Version
-	var err error
-	if d.exists {
-		v, err = c.store.Put(ctx, key, d.value, d.base)
-	} else {
-		v, err = c.store.Delete(ctx, key, d.base)
-	}
-	mu := c.stripe(id)
-	mu.Lock()
-	defer mu.Unlock()
-	c.dirtyMu.Lock()
-	defer c.dirtyMu.Unlock()
-	cur := c.dirty[id]
-	switch {
-	case errors.Is(err, ErrConflict):
-		// Another writer changed the key: this cache was not its only writer. Drop the buffered
-		// change loudly and let the next read load what the store has.
-		if cur == d {
-			delete(c.dirty, id)
-			c.mem.Delete(id)
-		}
-		c.lostConflicts.Add(1)
-		c.reportFlush(key, err)
-		return fmt.Errorf("flush %s: write-behind change lost to another writer: %w", key, err)
-	case err != nil:
-		c.reportFlush(key, err)
-		return fmt.Errorf("flush %s: %w", key, err)
-	}
-	c.flushed.Add(1)
-	if cur == d {
-		delete(c.dirty, id)
-	} else {
-		cur.base = v // a newer change was buffered meanwhile; it now applies on top of v
-	}
-	// The cached entry, whichever change it shows, now sits on store version v.
-	if e, ok := c.fromMemory(id); ok {
-		e.durable = v
-		c.remember(id, e)
-	}
-	return nil
-}
-
-func (c *Cache) reportFlush(key Key, err error) {
-	c.flushErrors.Add(1)
-	if c.cfg.OnFlushError != nil {
-		c.cfg.OnFlushError(key, err)
-	}
-}
-
-func (c *Cache) loop() {
-	defer close(c.done)
-	t := c.cfg.Clock.NewTicker(c.cfg.FlushInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C():
-			if c.cfg.Mode == WriteBehind {
-				_ = c.Flush(context.Background()) // failures are reported per key and retried next tick
-			}
-			c.Passivate()
-		}
-	}
-}
-
 // Close stops the background goroutine, flushes buffered writes (bounded by ctx) and releases
 // memory. It returns the flush's errors: writes it names were not made durable.
 func (c *Cache) Close(ctx context.Context) error {
@@ -659,23 +366,4 @@ func (c *Cache) Close(ctx context.Context) error {
 		c.mem.Close()
 	})
 	return err
-}
-
-// WarmIDs returns the ids of function's actors that are in memory and were used since the last
-// passivation: the actors a scale-down should move as few of as it can. It needs IdleAfter
-// (without passivation the cache does not track use) and returns nil otherwise.
-func (c *Cache) WarmIDs(function string) []string {
-	prefix := function + "/"
-	var ids []string
-	for i := range c.access {
-		s := &c.access[i]
-		s.mu.Lock()
-		for id := range s.last {
-			if actor, ok := strings.CutPrefix(id, prefix); ok {
-				ids = append(ids, actor)
-			}
-		}
-		s.mu.Unlock()
-	}
-	return ids
 }

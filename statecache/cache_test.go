@@ -28,18 +28,18 @@ func (s *spyStore) Get(ctx context.Context, k statecache.Key) (statecache.Entry,
 	return s.Store.Get(ctx, k)
 }
 
-func (s *spyStore) Put(ctx context.Context, k statecache.Key, v []byte, expect statecache.Version) (statecache.Version, error) {
+func (s *spyStore) Put(ctx context.Context, k statecache.Key, v []byte, expect statecache.Version, commit statecache.Commit) (statecache.Version, error) {
 	s.puts.Add(1)
 	if s.failPuts.Add(-1) >= 0 {
 		return "", fmt.Errorf("spy: %w", statecache.ErrUnavailable)
 	}
 	s.failPuts.Store(0)
-	return s.Store.Put(ctx, k, v, expect)
+	return s.Store.Put(ctx, k, v, expect, commit)
 }
 
-func (s *spyStore) Delete(ctx context.Context, k statecache.Key, expect statecache.Version) (statecache.Version, error) {
+func (s *spyStore) Delete(ctx context.Context, k statecache.Key, expect statecache.Version, commit statecache.Commit) (statecache.Version, error) {
 	s.deletes.Add(1)
-	return s.Store.Delete(ctx, k, expect)
+	return s.Store.Delete(ctx, k, expect, commit)
 }
 
 var bg = context.Background()
@@ -65,7 +65,7 @@ func mustGet(t *testing.T, c *statecache.Cache, k statecache.Key) statecache.Ent
 
 func mustPut(t *testing.T, c *statecache.Cache, k statecache.Key, v string, expect statecache.Version) statecache.Version {
 	t.Helper()
-	ver, err := c.Put(bg, k, []byte(v), expect)
+	ver, err := c.Put(bg, k, []byte(v), expect, statecache.NoCommit)
 	if err != nil {
 		t.Fatalf("Put(%s, %q): %v", k, v, err)
 	}
@@ -127,7 +127,7 @@ func TestWriteThroughIsDurableWhenPutReturns(t *testing.T) {
 	if got := storeValue(t, store, alice); got != "1" {
 		t.Fatalf("store holds %q right after Put, want 1", got)
 	}
-	v2, err := c.Delete(bg, alice, v)
+	v2, err := c.Delete(bg, alice, v, statecache.NoCommit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestConflictReachesCallerAndRefreshesCache(t *testing.T) {
 		t.Fatalf("b reads %q", stale.Value)
 	}
 	mustPut(t, a, alice, "2", v)
-	_, err := b.Put(bg, alice, []byte("from-b"), stale.Version)
+	_, err := b.Put(bg, alice, []byte("from-b"), stale.Version, statecache.NoCommit)
 	if !errors.Is(err, statecache.ErrConflict) {
 		t.Fatalf("stale put: err = %v, want ErrConflict", err)
 	}
@@ -170,7 +170,7 @@ func TestFailedWriteChangesNothing(t *testing.T) {
 	c := newCache(t, spy, statecache.Config{})
 	v := mustPut(t, c, alice, "1", "")
 	spy.failPuts.Store(1)
-	if _, err := c.Put(bg, alice, []byte("2"), v); !errors.Is(err, statecache.ErrUnavailable) {
+	if _, err := c.Put(bg, alice, []byte("2"), v, statecache.NoCommit); !errors.Is(err, statecache.ErrUnavailable) {
 		t.Fatalf("put with store down: err = %v, want ErrUnavailable", err)
 	}
 	if e := mustGet(t, c, alice); string(e.Value) != "1" || e.Version != v {
@@ -217,7 +217,7 @@ func TestWriteBehindCloseFlushes(t *testing.T) {
 	}
 	bob := statecache.Key{Function: "counter", ID: "bob"}
 	bv := mustPut(t, c, bob, "x", "")
-	if _, err := c.Delete(bg, bob, bv); err != nil {
+	if _, err := c.Delete(bg, bob, bv, statecache.NoCommit); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Close(bg); err != nil {
@@ -276,7 +276,7 @@ func TestWriteBehindConflictOnFlushIsReportedNotSilent(t *testing.T) {
 			}
 		}})
 	mustPut(t, c, alice, "mine", "")
-	if _, err := store.Put(bg, alice, []byte("theirs"), ""); err != nil { // a second writer
+	if _, err := store.Put(bg, alice, []byte("theirs"), "", statecache.NoCommit); err != nil { // a second writer
 		t.Fatal(err)
 	}
 	if err := c.Flush(bg); !errors.Is(err, statecache.ErrConflict) {
@@ -378,7 +378,7 @@ func increments(t *testing.T, store statecache.Store, caches []*statecache.Cache
 					return
 				}
 				n, _ := strconv.Atoi(string(e.Value))
-				_, err = c.Put(bg, k, []byte(strconv.Itoa(n+1)), e.Version)
+				_, err = c.Put(bg, k, []byte(strconv.Itoa(n+1)), e.Version, statecache.NoCommit)
 				switch {
 				case errors.Is(err, statecache.ErrConflict):
 				case err != nil:
@@ -435,14 +435,14 @@ func TestRevalidatedReadsThroughTwoCachesOnMinIO(t *testing.T) {
 			k.ID += strconv.Itoa(i)
 			a := newCache(t, store, statecache.Config{Revalidate: tc.revalidate})
 			b := newCache(t, store, statecache.Config{Revalidate: tc.revalidate})
-			v1, err := a.Put(bg, k, []byte("1"), statecache.NoVersion)
+			v1, err := a.Put(bg, k, []byte("1"), statecache.NoVersion, statecache.NoCommit)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if e, err := b.Get(bg, k); err != nil || string(e.Value) != "1" {
 				t.Fatalf("b's first read = %q, %v", e.Value, err)
 			}
-			if _, err := a.Put(bg, k, []byte("2"), v1); err != nil {
+			if _, err := a.Put(bg, k, []byte("2"), v1, statecache.NoCommit); err != nil {
 				t.Fatal(err)
 			}
 			e, err := b.Get(bg, k)
@@ -459,7 +459,7 @@ func TestRevalidatedReadsThroughTwoCachesOnMinIO(t *testing.T) {
 			if after := b.Stats(); after.Revalidated != before.Revalidated+1 {
 				t.Errorf("an unchanged entry was not confirmed by a conditional read: stats %+v → %+v", before, after)
 			}
-			if _, err := a.Delete(bg, k, mustVersion(t, a, k)); err != nil {
+			if _, err := a.Delete(bg, k, mustVersion(t, a, k), statecache.NoCommit); err != nil {
 				t.Fatal(err)
 			}
 			if e, err := b.Get(bg, k); err != nil || e.Exists {

@@ -1,6 +1,7 @@
 package statecache
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -23,6 +24,9 @@ const dirLockStripes = 256
 // It is knactor's embedded default: no server, durable across restarts, with the same
 // conditional semantics as S3Store. A write goes to a temporary file that is fsynced and then
 // renamed over the old one, so a crash leaves either the old or the new value, never a torn one.
+//
+// Each file records the commit that wrote it beside the value, and a delete leaves a tombstone
+// file, so a retried write recognises its own earlier try (see Store).
 //
 // Writers of one key are serialised by a striped mutex; readers take no lock (rename is atomic).
 // One process owns a directory at a time: OpenDirStore takes an exclusive flock on
@@ -71,29 +75,24 @@ func (s *DirStore) Get(_ context.Context, key Key) (Entry, error) {
 }
 
 // Put implements Store.
-func (s *DirStore) Put(_ context.Context, key Key, value []byte, expect Version) (Version, error) {
-	path, err := s.path(key)
-	if err != nil {
-		return NoVersion, err
-	}
-	mu := s.stripe(path)
-	mu.Lock()
-	defer mu.Unlock()
-	cur, err := s.read(key, path)
-	if err != nil {
-		return NoVersion, err
-	}
-	if cur.Version != expect {
-		return NoVersion, fmt.Errorf("put %s: %w", key, ErrConflict)
-	}
-	if err := writeFileAtomic(path, value); err != nil {
-		return NoVersion, fmt.Errorf("dir store: put %s: %w: %w", key, ErrUnavailable, err)
-	}
-	return contentVersion(value), nil
+func (s *DirStore) Put(_ context.Context, key Key, value []byte, expect Version, commit Commit) (Version, error) {
+	return s.write(key, value, true, expect, commit)
 }
 
-// Delete implements Store.
-func (s *DirStore) Delete(_ context.Context, key Key, expect Version) (Version, error) {
+// Delete implements Store. It replaces the value with a tombstone file that records commit; a
+// later create is conditional on the tombstone's version, as with S3Store.
+func (s *DirStore) Delete(_ context.Context, key Key, expect Version, commit Commit) (Version, error) {
+	return s.write(key, nil, false, expect, commit)
+}
+
+func (s *DirStore) write(key Key, value []byte, exists bool, expect Version, commit Commit) (Version, error) {
+	op := "put"
+	if !exists {
+		op = "delete"
+	}
+	if err := commit.Validate(); err != nil {
+		return NoVersion, fmt.Errorf("dir store: %s %s: %w", op, key, err)
+	}
 	path, err := s.path(key)
 	if err != nil {
 		return NoVersion, err
@@ -106,18 +105,19 @@ func (s *DirStore) Delete(_ context.Context, key Key, expect Version) (Version, 
 		return NoVersion, err
 	}
 	if cur.Version != expect {
-		return NoVersion, fmt.Errorf("delete %s: %w", key, ErrConflict)
+		if sameCommit(cur.Commit, commit) {
+			return cur.Version, nil // an earlier try of this write landed
+		}
+		return NoVersion, &ConflictError{Key: key, Current: cur.Version, Commit: cur.Commit}
 	}
-	if !cur.Exists {
-		return NoVersion, nil
+	if !exists && !cur.Exists {
+		return cur.Version, nil
 	}
-	if err := os.Remove(path); err != nil {
-		return NoVersion, fmt.Errorf("dir store: delete %s: %w: %w", key, ErrUnavailable, err)
+	file := encodeDirFile(value, exists, commit)
+	if err := writeFileAtomic(path, file); err != nil {
+		return NoVersion, fmt.Errorf("dir store: %s %s: %w: %w", op, key, ErrUnavailable, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return NoVersion, fmt.Errorf("dir store: delete %s: %w: %w", key, ErrUnavailable, err)
-	}
-	return NoVersion, nil
+	return contentVersion(file), nil
 }
 
 func (s *DirStore) path(key Key) (string, error) {
@@ -140,7 +140,45 @@ func (s *DirStore) read(key Key, path string) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("dir store: get %s: %w: %w", key, ErrUnavailable, err)
 	}
-	return Entry{Value: b, Version: contentVersion(b), Exists: true}, nil
+	e := decodeDirFile(b)
+	e.Version = contentVersion(b)
+	return e, nil
+}
+
+// A DirStore file is a header and the value:
+//
+//	magic "\x00KD1" | flags (1 byte: 1 = holds a value, 0 = tombstone) | commit length (1 byte) | commit | value
+//
+// Files written before commits were recorded hold the bare value; a file without the magic is
+// read as such (a value starting with the magic is always written with a header, so the two
+// never mix up).
+var dirFileMagic = []byte("\x00KD1")
+
+const dirFileExists = 1
+
+func encodeDirFile(value []byte, exists bool, commit Commit) []byte {
+	b := make([]byte, 0, len(dirFileMagic)+2+len(commit)+len(value))
+	b = append(b, dirFileMagic...)
+	var flags byte
+	if exists {
+		flags = dirFileExists
+	}
+	b = append(b, flags, byte(len(commit)))
+	b = append(b, commit...)
+	return append(b, value...)
+}
+
+func decodeDirFile(b []byte) Entry {
+	rest, ok := bytes.CutPrefix(b, dirFileMagic)
+	if !ok || len(rest) < 2 || len(rest) < 2+int(rest[1]) {
+		return Entry{Value: b, Exists: true} // a bare value from before headers
+	}
+	n := int(rest[1])
+	e := Entry{Exists: rest[0]&dirFileExists != 0, Commit: Commit(rest[2 : 2+n])}
+	if e.Exists {
+		e.Value = rest[2+n:]
+	}
+	return e
 }
 
 // contentVersion names a value by its SHA-256 (first 128 bits). Two writes of equal bytes share a

@@ -31,6 +31,10 @@ const (
 // keeps the version chain, and a later create is conditional on the tombstone's ETag.
 const tombstoneMeta = "Knactor-Deleted"
 
+// commitMeta is the user metadata that records the commit id of the write that made an object,
+// written atomically with its value.
+const commitMeta = "Knactor-Commit"
+
 // S3Config configures an S3Store. Credentials come from the caller (env or a Kubernetes Secret);
 // they are never logged or put into errors.
 type S3Config struct {
@@ -111,6 +115,8 @@ func (c *S3Config) validate() error {
 
 // S3Store keeps state in an S3 bucket (AWS S3, MinIO or another implementation that honours
 // If-Match and If-None-Match on PUT). Versions are ETags; deletes leave a small tombstone object.
+// Every object records the commit that wrote it in its user metadata (Knactor-Commit), so a
+// write retried after a lost answer recognises its own landed try (see Store).
 type S3Store struct {
 	cfg    S3Config
 	client *minio.Client
@@ -210,10 +216,7 @@ func (s *S3Store) GetIfChanged(ctx context.Context, key Key, v Version) (Entry, 
 		if err != nil {
 			return err
 		}
-		e = Entry{Version: Version(info.ETag)}
-		if info.Metadata.Get("X-Amz-Meta-"+tombstoneMeta) == "" {
-			e.Value, e.Exists = value, true
-		}
+		e = entryOf(info, value)
 		return nil
 	})
 	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
@@ -242,10 +245,7 @@ func (s *S3Store) Get(ctx context.Context, key Key) (Entry, error) {
 		if err != nil {
 			return err
 		}
-		e = Entry{Version: Version(info.ETag)}
-		if info.Metadata.Get("X-Amz-Meta-"+tombstoneMeta) == "" {
-			e.Value, e.Exists = value, true
-		}
+		e = entryOf(info, value)
 		return nil
 	})
 	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
@@ -258,19 +258,29 @@ func (s *S3Store) Get(ctx context.Context, key Key) (Entry, error) {
 }
 
 // Put implements Store.
-func (s *S3Store) Put(ctx context.Context, key Key, value []byte, expect Version) (Version, error) {
-	return s.put(ctx, "put", key, value, expect, nil)
+func (s *S3Store) Put(ctx context.Context, key Key, value []byte, expect Version, commit Commit) (Version, error) {
+	return s.put(ctx, "put", key, value, expect, commit, nil)
 }
 
 // Delete implements Store. It writes a tombstone conditional on expect and returns its version.
-func (s *S3Store) Delete(ctx context.Context, key Key, expect Version) (Version, error) {
-	return s.put(ctx, "delete", key, nil, expect, map[string]string{tombstoneMeta: "true"})
+func (s *S3Store) Delete(ctx context.Context, key Key, expect Version, commit Commit) (Version, error) {
+	return s.put(ctx, "delete", key, nil, expect, commit, map[string]string{tombstoneMeta: "true"})
 }
 
-func (s *S3Store) put(ctx context.Context, op string, key Key, value []byte, expect Version, meta map[string]string) (Version, error) {
+func (s *S3Store) put(ctx context.Context, op string, key Key, value []byte, expect Version, commit Commit, meta map[string]string) (Version, error) {
 	name, err := s.objectName(key)
 	if err != nil {
 		return NoVersion, err
+	}
+	if err := commit.Validate(); err != nil {
+		return NoVersion, fmt.Errorf("s3 store: %s %s: %w", op, key, err)
+	}
+	if commit != NoCommit {
+		m := map[string]string{commitMeta: string(commit)}
+		for k, v := range meta {
+			m[k] = v
+		}
+		meta = m
 	}
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", UserMetadata: meta}
 	if expect == NoVersion {
@@ -285,12 +295,44 @@ func (s *S3Store) put(ctx context.Context, op string, key Key, value []byte, exp
 		return err
 	})
 	if isConflict(err) {
-		return NoVersion, fmt.Errorf("%s %s: %w", op, key, ErrConflict)
+		// An earlier attempt may have landed and only its answer been lost (a timeout, a
+		// connection broken after the request was sent): then the object holds this commit.
+		return s.resolveConflict(ctx, op, key, name, commit)
 	}
 	if err != nil {
 		return NoVersion, s.explain(op, key.String(), err)
 	}
 	return version, nil
+}
+
+// resolveConflict reads the metadata of an object whose conditional write was refused: the
+// write succeeded when the object holds this commit; otherwise it is another writer's conflict.
+func (s *S3Store) resolveConflict(ctx context.Context, op string, key Key, name string, commit Commit) (Version, error) {
+	var info minio.ObjectInfo
+	err := s.retry(ctx, func(ctx context.Context) (err error) {
+		info, err = s.client.StatObject(ctx, s.cfg.Bucket, name, minio.StatObjectOptions{})
+		return err
+	})
+	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+		return NoVersion, &ConflictError{Key: key}
+	}
+	if err != nil {
+		return NoVersion, s.explain(op+" (checking a refused write)", key.String(), err)
+	}
+	cur := entryOf(info, nil)
+	if sameCommit(cur.Commit, commit) {
+		return cur.Version, nil
+	}
+	return NoVersion, &ConflictError{Key: key, Current: cur.Version, Commit: cur.Commit}
+}
+
+// entryOf builds the entry of an object from its info and value.
+func entryOf(info minio.ObjectInfo, value []byte) Entry {
+	e := Entry{Version: Version(info.ETag), Commit: Commit(info.Metadata.Get("X-Amz-Meta-" + commitMeta))}
+	if info.Metadata.Get("X-Amz-Meta-"+tombstoneMeta) == "" {
+		e.Value, e.Exists = value, true
+	}
+	return e
 }
 
 func (s *S3Store) objectName(key Key) (string, error) {

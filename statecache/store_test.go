@@ -29,6 +29,10 @@ func TestDirStoreContract(t *testing.T) {
 	storetest.Run(t, openDir)
 }
 
+func TestMemStoreContract(t *testing.T) {
+	storetest.Run(t, func(*testing.T) statecache.Store { return &statecache.MemStore{} })
+}
+
 // s3Config returns a config for the test server with a prefix of its own, so subtests share a
 // bucket without seeing each other.
 func s3Config(srv *miniotest.Server, prefix string) statecache.S3Config {
@@ -59,7 +63,7 @@ func TestDirStoreStaysInsideItsDirectory(t *testing.T) {
 	}
 	defer s.Close()
 	for _, id := range storetest.TrickyIDs {
-		if _, err := s.Put(context.Background(), statecache.Key{Function: "fn", ID: id}, []byte("x"), ""); err != nil {
+		if _, err := s.Put(context.Background(), statecache.Key{Function: "fn", ID: id}, []byte("x"), "", statecache.NoCommit); err != nil {
 			t.Fatalf("Put(%q): %v", id, err)
 		}
 	}
@@ -112,7 +116,7 @@ func TestDirStoreSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := s.Put(context.Background(), k, []byte("42"), "")
+	v, err := s.Put(context.Background(), k, []byte("42"), "", statecache.NoCommit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +175,7 @@ func TestS3StoreReportsStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := statecache.Key{Function: "counter", ID: "a"}
-	v, err := s.Put(ctx, k, []byte("1"), "")
+	v, err := s.Put(ctx, k, []byte("1"), "", statecache.NoCommit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +185,7 @@ func TestS3StoreReportsStoreDown(t *testing.T) {
 	if _, err := s.Get(ctx, k); !errors.Is(err, statecache.ErrUnavailable) {
 		t.Fatalf("Get with MinIO down: err = %v, want ErrUnavailable", err)
 	}
-	if _, err := s.Put(ctx, k, []byte("2"), v); !errors.Is(err, statecache.ErrUnavailable) {
+	if _, err := s.Put(ctx, k, []byte("2"), v, statecache.NoCommit); !errors.Is(err, statecache.ErrUnavailable) {
 		t.Fatalf("Put with MinIO down: err = %v, want ErrUnavailable", err)
 	}
 	if err := srv.Restart(); err != nil {

@@ -174,6 +174,8 @@ func TestArgumentErrors(t *testing.T) {
 		{[]string{"invoke", "counter", "a", "add/x"}, `action "add/x": use 1-128 characters`},
 		{[]string{"invoke", "counter", "", "add"}, `actor ID "": use 1-1024 bytes`},
 		{[]string{"invoke", "counter", "a", "get", "-o", "wide"}, `-o "wide": use -o json or -o yaml`},
+		{[]string{"invoke", "counter", "a", "add", "--retry", "3"}, "--retry needs --idempotency-key: without a key a retried call may run twice"},
+		{[]string{"invoke", "counter", "a", "add", "--idempotency-key", strings.Repeat("k", 256)}, "use 1-255 printable ASCII characters"},
 		{[]string{"state"}, "kn-actor state wants a subcommand: get or delete"},
 		{[]string{"state", "get", "counter"}, "kn-actor state get wants FUNCTION ID, got 1"},
 		{[]string{"state", "delete"}, "kn-actor state delete wants FUNCTION ID, got no arguments"},

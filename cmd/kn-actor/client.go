@@ -197,6 +197,7 @@ var routerCodes = map[string]bool{
 	"version_conflict": true, "conflict": true, "too_large": true, "actor_busy": true,
 	"function_failed": true, "bad_function_reply": true, "no_capacity": true,
 	"store_unavailable": true, "function_timeout": true, "shutting_down": true, "internal": true,
+	"idempotency_key_reused": true,
 }
 
 // explain turns an error of a call about function into one that says what to do next.
@@ -227,6 +228,8 @@ func (c *client) explain(err error, function string) error {
 		msg = fmt.Sprintf("function %q timed out: %s; %s", function, ae.Message, logsHint)
 	case ae.Code == "no_capacity":
 		msg = fmt.Sprintf("function %q has no pod to run the call: %s; retry, and if it persists %s", function, ae.Message, logsHint)
+	case ae.Code == "idempotency_key_reused":
+		msg = fmt.Sprintf("%s: the key already names another call of this actor; pick a new key for a new call", ae.Message)
 	case ae.Code == "store_unavailable":
 		msg = fmt.Sprintf("%s: the state store is down; retry once it is back", ae.Message)
 	case ae.Code == "shutting_down":

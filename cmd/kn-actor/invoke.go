@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -18,7 +19,10 @@ import (
 var validAction = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 func newInvokeCommand(g *globals) *cobra.Command {
-	var file, output string
+	var (
+		file, output, idemKey string
+		retries               int
+	)
 	cmd := &cobra.Command{
 		Use:   "invoke FUNCTION ID ACTION [JSON]",
 		Short: "Call one action of an actor and print its reply",
@@ -27,9 +31,16 @@ func newInvokeCommand(g *globals) *cobra.Command {
 The payload is the JSON argument, or the contents of -f FILE (-f - reads standard input; a
 file that is not JSON is sent as bytes). Without either, the call has no payload.
 
--o json or -o yaml print {"reply", "version", "pod"}: the reply ("reply_b64" when it is not
-JSON), the actor's state version after the turn, and the pod that ran it.`,
+--idempotency-key names the call: the actor remembers the key with the call's reply, and a
+repeat of the same key (from this CLI, curl or any router) gets that reply again instead of
+running the call twice. With a key, --retry N retries a call that failed for a reason that
+may pass (no answer, 429, 502, 503, 504) up to N times, safely.
+
+-o json or -o yaml print {"reply", "version", "pod", "replayed"}: the reply ("reply_b64" when
+it is not JSON), the actor's state version after the turn, the pod that ran it, and whether
+the answer is a replay of an earlier call with the same key.`,
 		Example: `  kn-actor invoke counter alice add '{"by":2}'
+  kn-actor invoke counter alice add '{"by":2}' --idempotency-key order-1234 --retry 5
   kn-actor invoke counter alice get -o json
   echo '{"by":2}' | kn-actor invoke counter alice add -f -`,
 		Args: argsBetween(3, 4, "FUNCTION ID ACTION [JSON]"),
@@ -45,6 +56,12 @@ JSON), the actor's state version after the turn, and the pod that ran it.`,
 			if !validAction.MatchString(action) {
 				return fmt.Errorf("action %q: use 1-128 characters of A-Z a-z 0-9 _ . -", action)
 			}
+			if idemKey != "" && !validIdempotencyKey(idemKey) {
+				return fmt.Errorf("--idempotency-key %q: use 1-255 printable ASCII characters", idemKey)
+			}
+			if retries < 0 || (retries > 0 && idemKey == "") {
+				return errors.New("--retry needs --idempotency-key: without a key a retried call may run twice")
+			}
 			payload, err := invokePayload(args[3:], file, g.stdin)
 			if err != nil {
 				return err
@@ -57,7 +74,22 @@ JSON), the actor's state version after the turn, and the pod that ran it.`,
 			if len(payload) > 0 {
 				header.Set("Content-Type", contentTypeOf(payload))
 			}
-			ans, err := c.do(cmd.Context(), http.MethodPost, actorPath(fn, id, action), bytes.NewReader(payload), header)
+			if idemKey != "" {
+				header.Set("Idempotency-Key", idemKey)
+			}
+			var ans *answer
+			for attempt := 0; ; attempt++ {
+				ans, err = c.do(cmd.Context(), http.MethodPost, actorPath(fn, id, action), bytes.NewReader(payload), header)
+				if err == nil || attempt >= retries || !mayPass(err) {
+					break
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "retrying (%d of %d): %v\n", attempt+1, retries, err)
+				select {
+				case <-time.After(retryPause):
+				case <-cmd.Context().Done():
+					return cmd.Context().Err()
+				}
+			}
 			if err != nil {
 				return c.explain(err, fn)
 			}
@@ -65,6 +97,8 @@ JSON), the actor's state version after the turn, and the pod that ran it.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "read the payload from FILE (- for standard input)")
+	cmd.Flags().StringVar(&idemKey, "idempotency-key", "", "name the call so a repeat is answered from the actor's record, never run twice (1-255 printable ASCII)")
+	cmd.Flags().IntVar(&retries, "retry", 0, "with --idempotency-key: retry a call that failed for a reason that may pass up to N times")
 	addOutputFlag(cmd, &output, "the reply as it came")
 	return cmd
 }
@@ -116,12 +150,43 @@ func contentTypeOf(v []byte) string {
 	return "application/octet-stream"
 }
 
+// validIdempotencyKey is the router's rule for Idempotency-Key: 1-255 printable ASCII.
+func validIdempotencyKey(k string) bool {
+	if k == "" || len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// mayPass reports a failed call worth retrying with its key: no answer at all, or a status that
+// says to come back (busy actor, no pod or store yet, a timeout, a broken hop).
+func mayPass(err error) bool {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		return true // no answer: the call may or may not have run, and the key settles which
+	}
+	switch ae.Status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// retryPause is the wait before a retry: the router's Retry-After for 429 and 503.
+const retryPause = time.Second
+
 // invokeResult is invoke's -o json|yaml output.
 type invokeResult struct {
 	Reply    json.RawMessage `json:"reply,omitempty"`
 	ReplyB64 []byte          `json:"reply_b64,omitempty"`
 	Version  string          `json:"version"`
 	Pod      string          `json:"pod"`
+	Replayed bool            `json:"replayed,omitempty"`
 }
 
 // printReply prints an actor call's answer.
@@ -130,7 +195,8 @@ func printReply(w io.Writer, f format, ans *answer) error {
 	if f == formatHuman {
 		return printValue(w, ans.body, isJSON)
 	}
-	res := invokeResult{Version: ans.header.Get("X-Knactor-State-Version"), Pod: ans.header.Get("X-Knactor-Pod")}
+	res := invokeResult{Version: ans.header.Get("X-Knactor-State-Version"), Pod: ans.header.Get("X-Knactor-Pod"),
+		Replayed: ans.header.Get("Idempotent-Replayed") == "true"}
 	if isJSON {
 		res.Reply, res.ReplyB64 = jsonOrBase64(ans.body)
 	} else {

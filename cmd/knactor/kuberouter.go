@@ -82,6 +82,10 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 		"max-queue-per-actor": func() { cfg.MaxQueuePerActor = fromFlags.MaxQueuePerActor },
 		"max-payload-bytes":   func() { cfg.MaxPayloadBytes = fromFlags.MaxPayloadBytes },
 		"max-state-bytes":     func() { cfg.MaxStateBytes = fromFlags.MaxStateBytes },
+		"store-timeout":       func() { cfg.StoreTimeout = fromFlags.StoreTimeout },
+		"idempotency-keys":    func() { cfg.IdempotencyKeys = fromFlags.IdempotencyKeys },
+		"idempotency-ttl":     func() { cfg.IdempotencyTTL = fromFlags.IdempotencyTTL },
+		"idempotency-bytes":   func() { cfg.IdempotencyBytes = fromFlags.IdempotencyBytes },
 	} {
 		if fs.Changed(flag) {
 			apply()

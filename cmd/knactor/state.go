@@ -45,6 +45,8 @@ func (f *stateFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.s3.Region, "s3-region", "", "S3 region (empty: discover)")
 	fs.BoolVar(&f.s3.TLS, "s3-tls", false, "use https for S3")
 	fs.BoolVar(&f.s3.CreateBucket, "s3-create-bucket", false, "create the bucket if it does not exist")
+	fs.DurationVar(&f.s3.Timeout, "s3-timeout", statecache.DefaultS3Timeout, "deadline of one S3 request; a timed-out write is retried under the same commit id")
+	fs.IntVar(&f.s3.Attempts, "s3-attempts", statecache.DefaultS3Attempts, "tries of one S3 request that fails transiently, before the router's own --store-timeout retries")
 	fs.StringVar(&f.writeMode, "write-mode", "write-through", "write-through (reply after the write is durable) or write-behind (coalesced, flushed every --flush-interval)")
 	fs.IntVar(&f.cacheMB, "cache-mb", statecache.DefaultMaxBytes>>20, "memory for cached state, MiB")
 	fs.DurationVar(&f.idleAfter, "passivate-after", 10*time.Minute, "drop an actor's state from memory after this long unused (0: never)")
@@ -162,12 +164,12 @@ func (s *state) Get(ctx context.Context, k statecache.Key) (statecache.Entry, er
 	return s.of(k.Function).Get(ctx, k)
 }
 
-func (s *state) Put(ctx context.Context, k statecache.Key, v []byte, expect statecache.Version) (statecache.Version, error) {
-	return s.of(k.Function).Put(ctx, k, v, expect)
+func (s *state) Put(ctx context.Context, k statecache.Key, v []byte, expect statecache.Version, c statecache.Commit) (statecache.Version, error) {
+	return s.of(k.Function).Put(ctx, k, v, expect, c)
 }
 
-func (s *state) Delete(ctx context.Context, k statecache.Key, expect statecache.Version) (statecache.Version, error) {
-	return s.of(k.Function).Delete(ctx, k, expect)
+func (s *state) Delete(ctx context.Context, k statecache.Key, expect statecache.Version, c statecache.Commit) (statecache.Version, error) {
+	return s.of(k.Function).Delete(ctx, k, expect, c)
 }
 
 // WarmIDs implements local.WarmActors.

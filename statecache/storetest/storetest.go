@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/knactor/knactor/statecache"
@@ -42,6 +44,9 @@ func Run(t *testing.T, open func(t *testing.T) statecache.Store) {
 		{"InvalidKeys", testInvalid},
 		{"ConcurrentCreateOneWins", testConcurrentCreate},
 		{"ConcurrentUpdateOneWins", testConcurrentUpdate},
+		{"EntriesNameTheirCommit", testCommitRecorded},
+		{"RetriedWriteOfItsOwnCommitSucceeds", testRetriedWrite},
+		{"ConflictNamesTheOtherCommit", testConflictNamesCommit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -49,6 +54,13 @@ func Run(t *testing.T, open func(t *testing.T) statecache.Store) {
 }
 
 var ctx = context.Background()
+
+var commits atomic.Uint64
+
+// commit returns a new commit id: every write the suite makes is its own, unless a test retries.
+func commit() statecache.Commit {
+	return statecache.Commit("storetest-" + strconv.FormatUint(commits.Add(1), 10))
+}
 
 func get(t *testing.T, s statecache.Store, k statecache.Key) statecache.Entry {
 	t.Helper()
@@ -61,7 +73,7 @@ func get(t *testing.T, s statecache.Store, k statecache.Key) statecache.Entry {
 
 func put(t *testing.T, s statecache.Store, k statecache.Key, v []byte, expect statecache.Version) statecache.Version {
 	t.Helper()
-	ver, err := s.Put(ctx, k, v, expect)
+	ver, err := s.Put(ctx, k, v, expect, commit())
 	if err != nil {
 		t.Fatalf("Put(%q, expect %q): %v", k, expect, err)
 	}
@@ -100,7 +112,7 @@ func testCreate(t *testing.T, s statecache.Store) {
 	k := statecache.Key{Function: "counter", ID: "alice"}
 	absent := get(t, s, k).Version
 	v1 := put(t, s, k, []byte(`{"value":1}`), absent)
-	_, err := s.Put(ctx, k, []byte(`{"value":99}`), absent)
+	_, err := s.Put(ctx, k, []byte(`{"value":99}`), absent, commit())
 	wantConflict(t, err, "second create")
 	wantValue(t, s, k, []byte(`{"value":1}`), v1)
 }
@@ -112,9 +124,9 @@ func testUpdate(t *testing.T, s statecache.Store) {
 	if v2 == v1 {
 		t.Fatalf("update kept version %q", v1)
 	}
-	_, err := s.Put(ctx, k, []byte("stale"), v1)
+	_, err := s.Put(ctx, k, []byte("stale"), v1, commit())
 	wantConflict(t, err, "update with stale version")
-	_, err = s.Put(ctx, k, []byte("made-up"), "not-a-version")
+	_, err = s.Put(ctx, k, []byte("made-up"), "not-a-version", commit())
 	wantConflict(t, err, "update with unknown version")
 	wantValue(t, s, k, []byte("2"), v2)
 }
@@ -122,17 +134,17 @@ func testUpdate(t *testing.T, s statecache.Store) {
 func testDelete(t *testing.T, s statecache.Store) {
 	k := statecache.Key{Function: "counter", ID: "carol"}
 	absent := get(t, s, k).Version
-	if _, err := s.Delete(ctx, k, absent); err != nil {
+	if _, err := s.Delete(ctx, k, absent, commit()); err != nil {
 		t.Fatalf("delete of an absent key with its version: %v", err)
 	}
 	absent = get(t, s, k).Version
 	v1 := put(t, s, k, []byte("1"), absent)
 	v2 := put(t, s, k, []byte("2"), v1)
-	_, err := s.Delete(ctx, k, v1)
+	_, err := s.Delete(ctx, k, v1, commit())
 	wantConflict(t, err, "delete with stale version")
 	wantValue(t, s, k, []byte("2"), v2)
 
-	gone, err := s.Delete(ctx, k, v2)
+	gone, err := s.Delete(ctx, k, v2, commit())
 	if err != nil {
 		t.Fatalf("delete: %v", err)
 	}
@@ -140,7 +152,7 @@ func testDelete(t *testing.T, s statecache.Store) {
 	if e.Exists || e.Version != gone {
 		t.Fatalf("after delete: got %+v, want absent with version %q", e, gone)
 	}
-	_, err = s.Put(ctx, k, []byte("late"), v2)
+	_, err = s.Put(ctx, k, []byte("late"), v2, commit())
 	wantConflict(t, err, "update of a deleted key")
 	put(t, s, k, []byte("again"), gone)
 	wantValue(t, s, k, []byte("again"), "")
@@ -199,10 +211,10 @@ func testInvalid(t *testing.T, s statecache.Store) {
 		if _, err := s.Get(ctx, k); !errors.Is(err, statecache.ErrInvalidKey) {
 			t.Errorf("Get(%q): err = %v, want ErrInvalidKey", k, err)
 		}
-		if _, err := s.Put(ctx, k, []byte("x"), ""); !errors.Is(err, statecache.ErrInvalidKey) {
+		if _, err := s.Put(ctx, k, []byte("x"), "", commit()); !errors.Is(err, statecache.ErrInvalidKey) {
 			t.Errorf("Put(%q): err = %v, want ErrInvalidKey", k, err)
 		}
-		if _, err := s.Delete(ctx, k, ""); !errors.Is(err, statecache.ErrInvalidKey) {
+		if _, err := s.Delete(ctx, k, "", commit()); !errors.Is(err, statecache.ErrInvalidKey) {
 			t.Errorf("Delete(%q): err = %v, want ErrInvalidKey", k, err)
 		}
 	}
@@ -253,7 +265,7 @@ func testConcurrentCreate(t *testing.T, s statecache.Store) {
 	k := statecache.Key{Function: "race", ID: "create"}
 	absent := get(t, s, k).Version
 	race(t, func(i int) error {
-		_, err := s.Put(ctx, k, []byte(fmt.Sprint(i)), absent)
+		_, err := s.Put(ctx, k, []byte(fmt.Sprint(i)), absent, commit())
 		return err
 	})
 }
@@ -262,7 +274,88 @@ func testConcurrentUpdate(t *testing.T, s statecache.Store) {
 	k := statecache.Key{Function: "race", ID: "update"}
 	v := put(t, s, k, []byte("base"), get(t, s, k).Version)
 	race(t, func(i int) error {
-		_, err := s.Put(ctx, k, []byte(fmt.Sprint(i)), v)
+		_, err := s.Put(ctx, k, []byte(fmt.Sprint(i)), v, commit())
 		return err
 	})
+}
+
+func testCommitRecorded(t *testing.T, s statecache.Store) {
+	k := statecache.Key{Function: "commits", ID: "recorded"}
+	c1 := commit()
+	v1, err := s.Put(ctx, k, []byte("1"), get(t, s, k).Version, c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := get(t, s, k); e.Commit != c1 || e.Version != v1 {
+		t.Fatalf("after put: commit %q version %q, want %q %q", e.Commit, e.Version, c1, v1)
+	}
+	c2 := commit()
+	gone, err := s.Delete(ctx, k, v1, c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := get(t, s, k); e.Exists || e.Commit != c2 || e.Version != gone {
+		t.Fatalf("after delete: %+v, want absent, commit %q, version %q", e, c2, gone)
+	}
+}
+
+// testRetriedWrite is the ambiguous write: the first try landed but its answer was lost, and
+// the writer retries the same write (same expected version, same commit).
+func testRetriedWrite(t *testing.T, s statecache.Store) {
+	k := statecache.Key{Function: "commits", ID: "retried"}
+	absent := get(t, s, k).Version
+	c1 := commit()
+	v1 := mustWrite(t, "create", func() (statecache.Version, error) { return s.Put(ctx, k, []byte("1"), absent, c1) })
+	again := mustWrite(t, "retried create", func() (statecache.Version, error) { return s.Put(ctx, k, []byte("1"), absent, c1) })
+	if again != v1 {
+		t.Fatalf("retried create returned version %q, want the landed %q", again, v1)
+	}
+	c2 := commit()
+	v2 := mustWrite(t, "update", func() (statecache.Version, error) { return s.Put(ctx, k, []byte("2"), v1, c2) })
+	if got := mustWrite(t, "retried update", func() (statecache.Version, error) { return s.Put(ctx, k, []byte("2"), v1, c2) }); got != v2 {
+		t.Fatalf("retried update returned %q, want %q", got, v2)
+	}
+	wantValue(t, s, k, []byte("2"), v2)
+	c3 := commit()
+	gone := mustWrite(t, "delete", func() (statecache.Version, error) { return s.Delete(ctx, k, v2, c3) })
+	if got := mustWrite(t, "retried delete", func() (statecache.Version, error) { return s.Delete(ctx, k, v2, c3) }); got != gone {
+		t.Fatalf("retried delete returned %q, want %q", got, gone)
+	}
+	// An older commit is not this write's: the key has moved on.
+	if _, err := s.Put(ctx, k, []byte("2"), v1, c2); !errors.Is(err, statecache.ErrConflict) {
+		t.Fatalf("a retry after the key moved on: err = %v, want ErrConflict", err)
+	}
+	// Without a commit id nothing is ever recognised as a repeat.
+	v4 := mustWrite(t, "put without commit", func() (statecache.Version, error) { return s.Put(ctx, k, []byte("4"), gone, statecache.NoCommit) })
+	if _, err := s.Put(ctx, k, []byte("4"), gone, statecache.NoCommit); !errors.Is(err, statecache.ErrConflict) {
+		t.Fatalf("a repeated write without commit: err = %v, want ErrConflict", err)
+	}
+	wantValue(t, s, k, []byte("4"), v4)
+}
+
+func testConflictNamesCommit(t *testing.T, s statecache.Store) {
+	k := statecache.Key{Function: "commits", ID: "conflict"}
+	absent := get(t, s, k).Version
+	mine := commit()
+	v1 := mustWrite(t, "create", func() (statecache.Version, error) { return s.Put(ctx, k, []byte("1"), absent, mine) })
+	_, err := s.Put(ctx, k, []byte("other"), absent, commit())
+	var ce *statecache.ConflictError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a *ConflictError", err)
+	}
+	if ce.Current != v1 || ce.Commit != mine {
+		t.Fatalf("conflict names version %q commit %q, want %q %q", ce.Current, ce.Commit, v1, mine)
+	}
+	if _, err := s.Put(ctx, k, []byte("x"), v1, "bad commit"); err == nil || errors.Is(err, statecache.ErrConflict) {
+		t.Fatalf("a commit id with a space: err = %v, want a validation error", err)
+	}
+}
+
+func mustWrite(t *testing.T, what string, write func() (statecache.Version, error)) statecache.Version {
+	t.Helper()
+	v, err := write()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
 }

@@ -2,7 +2,8 @@
 //
 // The server binary is the pinned build that hack/install-minio.sh installs into the project's
 // bin/ (built through the Go toolchain the first time, reused afterwards). Each Start gets a free
-// port and a fresh data directory and is stopped when the test ends. Under `go test -short` the
+// port and a fresh data directory and is stopped when the test ends; Freeze and Thaw make it hang
+// and resume, as a stuck store does (Linux only, like the rest). Under `go test -short` the
 // tests that need MinIO are skipped; otherwise a MinIO that cannot start fails the test.
 package miniotest
 
@@ -33,6 +34,9 @@ const (
 	readyTimeout = 30 * time.Second
 	// stopGrace is how long a SIGTERM gets before SIGKILL; MinIO stops in ~2 s.
 	stopGrace = 10 * time.Second
+	// signalTimeout bounds how long Freeze and Thaw wait for the process's threads to stop or
+	// resume, which takes well under a millisecond.
+	signalTimeout = 5 * time.Second
 )
 
 // Server is one running MinIO.
@@ -45,9 +49,10 @@ type Server struct {
 	bin     string
 	logPath string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	exit chan struct{}
+	mu     sync.Mutex    // guards cmd, exit and frozen
+	cmd    *exec.Cmd     // the running server; nil after Stop or Kill
+	exit   chan struct{} // closed when cmd has exited
+	frozen bool          // cmd is stopped by Freeze
 }
 
 var (
@@ -171,11 +176,110 @@ func (s *Server) startLocked() error {
 	return nil
 }
 
-// Stop ends the server with SIGTERM (SIGKILL after a grace period) and waits for it.
+// Stop ends the server with SIGTERM (SIGKILL after a grace period) and waits for it. A frozen
+// server is resumed to handle the SIGTERM.
 func (s *Server) Stop() error { return s.signal(syscall.SIGTERM) }
 
-// Kill ends the server with SIGKILL, as a crash would, and waits for it.
+// Kill ends the server with SIGKILL, as a crash would, and waits for it. It works on a frozen
+// server too.
 func (s *Server) Kill() error { return s.signal(syscall.SIGKILL) }
+
+// Freeze stops the server process with SIGSTOP: it keeps its sockets but answers nothing, as a
+// hung store does. Thaw resumes it. Freeze returns once every thread of the process has stopped
+// (the signal itself takes effect asynchronously). Stop, Kill and the test's cleanup work on a
+// frozen server. Freeze fails when the server is not running; freezing a frozen server does
+// nothing.
+func (s *Server) Freeze() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return errors.New("minio is not running")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("freeze minio: %w", err)
+	}
+	s.frozen = true
+	return s.waitStoppedLocked(true)
+}
+
+// Thaw resumes a server stopped by Freeze with SIGCONT, and returns once no thread of it is
+// stopped any more; it does nothing to a server that is not frozen. Requests that reached the
+// server while it was frozen are processed now.
+func (s *Server) Thaw() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || !s.frozen {
+		return nil
+	}
+	if err := s.contLocked(); err != nil {
+		return err
+	}
+	return s.waitStoppedLocked(false)
+}
+
+// contLocked sends SIGCONT to a frozen server. s.mu must be held and s.cmd set.
+func (s *Server) contLocked() error {
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("thaw minio: %w", err)
+	}
+	s.frozen = false
+	return nil
+}
+
+// waitStoppedLocked waits until every thread of the server is stopped (stopped true) or none is
+// (stopped false), as /proc/PID/task/TID/stat shows (state T). s.mu must be held and s.cmd set.
+func (s *Server) waitStoppedLocked(stopped bool) error {
+	pid := s.cmd.Process.Pid
+	deadline := time.Now().Add(signalTimeout)
+	for {
+		select {
+		case <-s.exit:
+			return errors.New("minio exited")
+		default:
+		}
+		all, some, err := threadsStopped(pid)
+		if err != nil {
+			return err
+		}
+		if stopped && all || !stopped && !some {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if stopped {
+				return fmt.Errorf("minio (pid %d) not stopped within %v of SIGSTOP", pid, signalTimeout)
+			}
+			return fmt.Errorf("minio (pid %d) not resumed within %v of SIGCONT", pid, signalTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// threadsStopped reports whether all and whether some of the threads of process pid are stopped.
+func threadsStopped(pid int) (all, some bool, err error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return false, false, err
+	}
+	all = true
+	for _, task := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread has exited
+		} else if err != nil {
+			return false, false, err
+		}
+		// "TID (COMM) STATE ...": COMM may contain anything, ")" included.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return false, false, fmt.Errorf("cannot parse %s/%s/stat: %q", dir, task.Name(), stat)
+		}
+		state := stat[i+2]
+		isStopped := state == 'T' || state == 't'
+		all, some = all && isStopped, some || isStopped
+	}
+	return all, some, nil
+}
 
 func (s *Server) signal(sig syscall.Signal) error {
 	s.mu.Lock()
@@ -183,9 +287,15 @@ func (s *Server) signal(sig syscall.Signal) error {
 	if s.cmd == nil {
 		return nil
 	}
-	defer func() { s.cmd = nil }()
+	defer func() { s.cmd, s.frozen = nil, false }()
 	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
+	}
+	// A stopped process keeps SIGTERM pending until it continues (SIGKILL needs no help). The
+	// signal goes first, so a frozen server does not serve the requests it has buffered before
+	// it sees it. Should SIGCONT fail, the SIGKILL after stopGrace still ends the process.
+	if s.frozen {
+		_ = s.contLocked()
 	}
 	select {
 	case <-s.exit:

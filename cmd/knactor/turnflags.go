@@ -1,0 +1,21 @@
+package main
+
+import (
+	"github.com/spf13/pflag"
+
+	"github.com/knactor/knactor/router"
+)
+
+// registerTurnFlags registers the router's settings of a turn's durable write: how long a call
+// waits for a store that does not answer, and the idempotency keys each actor remembers. `knactor
+// router` and `knactor up` share them; in Kubernetes mode config-knactor sets their defaults.
+func registerTurnFlags(fs *pflag.FlagSet, cfg *router.Config) {
+	fs.DurationVar(&cfg.StoreTimeout, "store-timeout", router.DefaultStoreTimeout,
+		"how long one state read or write of a call waits for an unavailable store before 503 store_unavailable")
+	fs.IntVar(&cfg.IdempotencyKeys, "idempotency-keys", router.DefaultIdempotencyKeys,
+		"idempotency keys each actor remembers (newest first)")
+	fs.DurationVar(&cfg.IdempotencyTTL, "idempotency-ttl", router.DefaultIdempotencyTTL,
+		"how long an actor remembers an idempotency key")
+	fs.IntVar(&cfg.IdempotencyBytes, "idempotency-bytes", router.DefaultIdempotencyBytes,
+		"most bytes of remembered keys and replies per actor (oldest dropped first)")
+}

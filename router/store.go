@@ -1,0 +1,59 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/knactor/knactor/statecache"
+)
+
+// Back-off between tries of a state read or write that found the store unavailable: quick
+// enough to catch a store that comes back from a restart, slow enough not to hammer one that is
+// down. The store's own client retries within each try as well.
+const (
+	storeRetryBackoff    = 50 * time.Millisecond
+	storeRetryBackoffMax = time.Second
+)
+
+// withStore runs one state read or write, trying again while the store is unavailable, for up
+// to Config.StoreTimeout (and never past ctx). A write is retried with its commit unchanged, so
+// a try that landed although its answer was lost is recognised, not applied twice. When the
+// store stays away, the caller gets 503 store_unavailable with Retry-After.
+func (r *Router) withStore(ctx context.Context, function, op string, do func(context.Context) error) error {
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	backoff := storeRetryBackoff
+	for {
+		err := do(sctx)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, statecache.ErrUnavailable) || sctx.Err() != nil {
+			return storeError(err, r.cfg.StoreTimeout)
+		}
+		r.metrics.storeRetry(function, op)
+		select {
+		case <-r.clock.After(backoff):
+		case <-sctx.Done():
+			return storeError(err, r.cfg.StoreTimeout)
+		}
+		backoff = min(2*backoff, storeRetryBackoffMax)
+	}
+}
+
+// storeError maps a state store failure to the caller's error: 503 while the store is
+// unavailable (the client may retry; with an idempotency key the retry is safe even when the
+// write landed), 504 when the call's own deadline ran out.
+func storeError(err error, waited time.Duration) error {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return err
+	case errors.Is(err, statecache.ErrUnavailable):
+		return errorf(503, CodeStoreUnavailable, "state store unavailable (waited up to %v): %v", waited, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return errorf(504, CodeFunctionTimeout, "timed out reading or writing the actor's state")
+	}
+	return err
+}

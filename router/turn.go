@@ -1,0 +1,226 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/record"
+	"github.com/knactor/knactor/statecache"
+)
+
+// Headers of idempotent calls (docs/api.md, "Idempotency keys").
+const (
+	// HeaderIdempotencyKey names a call so that a repeat of it is answered from the actor's
+	// record instead of running again.
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// HeaderReplayed marks an answer that repeats a committed call's, without running it.
+	HeaderReplayed = "Idempotent-Replayed"
+)
+
+// invoke runs one call as a turn of its actor: wait for the actor's mailbox, load the actor's
+// record, answer a remembered idempotency key from it, else send the envelope to the owner pod
+// and commit the answer's state (and the key) conditionally, in one write. A version conflict
+// (another router wrote the actor) re-runs the turn on the fresh record, which may then hold the
+// key and answer the call as a replay. On any error nothing was stored, except when the store
+// could not say: then a retry with the same key finds out.
+func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, error) {
+	keyStr := call.key.String()
+	// The actor's target (revision) is its route's pick, the same on every router: a fixed hash
+	// of its key. Turns stay one at a time whichever target runs them, since the mailbox below
+	// is the actor's, not the target's.
+	call.fn = r.target(call.fn, call.host, func(rt *Route) *Split { return rt.ForActor(keyStr) })
+	timeout := call.fn.Timeout
+	if timeout <= 0 {
+		timeout = r.cfg.CallTimeout
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	if r.peers != nil && !call.forwarded {
+		if addr, remote := r.peers.Owner(keyStr); remote {
+			deadline, _ := ctx.Deadline()
+			// The owner counts the call in its statistics; counting it here too would double it.
+			if res, handled, err := r.forward(ctx, addr, call, deadline); handled {
+				return res, err
+			}
+		}
+	}
+	end := r.stats.Begin(call.fn.backend(), call.key.ID)
+	defer end()
+
+	release, err := r.mailboxes.Acquire(ctx, keyStr)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, errorf(504, CodeFunctionTimeout, "timed out after %v waiting for the actor's turn", timeout)
+		}
+		return nil, err
+	}
+	defer release()
+
+	maxState := call.fn.MaxStateBytes
+	if maxState <= 0 {
+		maxState = r.cfg.MaxStateBytes
+	}
+	var digest record.Digest
+	if call.idemKey != "" {
+		digest = record.DigestOf(call.action, call.payload)
+	}
+	// Every write this turn makes is named by turnID and the attempt: unique to this router
+	// process, and the same when one write is retried after the store failed to answer.
+	turnID := r.newRequestID()
+	deadline, _ := ctx.Deadline()
+	owner := func(set *placement.Set) (placement.Pod, bool) { return set.Owner(keyStr) }
+	lostPods := 0
+	for attempt := 1; ; attempt++ {
+		cur, rec, err := r.loadRecord(ctx, call.key)
+		if err != nil {
+			return nil, err
+		}
+		if call.idemKey != "" {
+			if res, err := r.replay(call, &rec, digest, cur.Version); res != nil || err != nil {
+				return res, err
+			}
+		}
+		pod, done, err := r.pick(ctx, deadline, call.fn, owner)
+		if err != nil {
+			return nil, err
+		}
+		env := envelope{
+			function: call.fn.Name, actor: call.key.ID, action: call.action, payload: call.payload,
+			state:    statecache.Entry{Value: rec.State, Exists: rec.HasState, Version: cur.Version},
+			metadata: r.turnMetadata(call, attempt, deadline),
+		}
+		out, err := r.send(pod.Addr, &env, deadline, maxState)
+		done()
+		if errors.Is(err, errUnreachable) && lostPods < maxLostPods {
+			// The owner broke off or refused before answering: nothing committed, so the turn
+			// runs again, on the new owner if the pod has gone.
+			lostPods++
+			r.awaitPodGone(ctx, call.fn.backend(), pod, err)
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, errUnreachable) {
+				r.log.Warn("function pod unreachable", "function", call.fn.Name, "pod", pod.Name, "followed", lostPods, "err", err)
+			}
+			return nil, err
+		}
+		if out.fnErr != nil {
+			return nil, out.fnErr
+		}
+		commit := statecache.Commit(turnID + "." + strconv.Itoa(attempt))
+		version, changed, err := r.commit(ctx, call, cur, rec, &out, commit, digest)
+		if errors.Is(err, statecache.ErrConflict) {
+			r.metrics.conflict(call.fn.Name)
+			if attempt > r.cfg.ConflictRetries {
+				return nil, errorf(409, CodeVersionConflict, "actor state kept changing under %d attempts; retry", attempt)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			r.hub.publish(keyStr, version, out.newState, out.delete)
+		}
+		r.runEffects(call, commit, out.effects)
+		if !rec.HasState && !changed {
+			version = statecache.NoVersion
+		}
+		return &turnResult{reply: out.reply, replyIsRaw: out.replyIsRaw, version: version, pod: pod.Name}, nil
+	}
+}
+
+// turnMetadata is the envelope's metadata: the router's keys first, then the caller's.
+func (r *Router) turnMetadata(call *actorCall, attempt int, deadline time.Time) []metaPair {
+	md := make([]metaPair, 0, 4+len(call.metadata))
+	md = append(md,
+		metaPair{"request_id", call.requestID},
+		metaPair{"attempt", strconv.Itoa(attempt)},
+		metaPair{"deadline", deadline.UTC().Format(time.RFC3339Nano)})
+	if call.idemKey != "" {
+		md = append(md, metaPair{"idempotency_key", call.idemKey})
+	}
+	return append(md, call.metadata...)
+}
+
+// loadRecord reads the actor's stored value and decodes its record, waiting out a store that does not
+// answer for up to Config.StoreTimeout.
+func (r *Router) loadRecord(ctx context.Context, key statecache.Key) (statecache.Entry, record.Record, error) {
+	var cur statecache.Entry
+	err := r.withStore(ctx, key.Function, "get", func(ctx context.Context) (err error) {
+		cur, err = r.state.Get(ctx, key)
+		return err
+	})
+	if err != nil {
+		return cur, record.Record{}, err
+	}
+	rec, err := record.Decode(cur.Value, cur.Exists)
+	if err != nil {
+		return cur, rec, errorf(500, CodeInternal, "actor %q of function %q: stored state is unreadable: %v", key.ID, key.Function, err)
+	}
+	return cur, rec, nil
+}
+
+// replay answers a call whose idempotency key the actor's record remembers: the committed
+// call's reply, or 422 when the key was used for a different call. It returns nil, nil for a key
+// the record does not hold (or holds expired).
+func (r *Router) replay(call *actorCall, rec *record.Record, digest record.Digest, version statecache.Version) (*turnResult, error) {
+	e, ok := rec.Find(call.idemKey, r.clock.Now(), r.cfg.IdempotencyTTL)
+	if !ok {
+		return nil, nil
+	}
+	if e.Digest != digest {
+		return nil, errorf(422, CodeIdempotencyKeyReused,
+			"idempotency key %q was already used for a different call of actor %q (another action or payload); use a new key for a new call",
+			call.idemKey, call.key.ID)
+	}
+	r.metrics.replay(call.fn.Name)
+	return &turnResult{reply: e.Reply, replyIsRaw: e.RawReply, version: version, replayed: true}, nil
+}
+
+// commit makes a turn's outcome durable: the new state, and the call's idempotency key with its
+// reply, in one conditional write named by commit. A turn that changes nothing and carries no
+// key writes nothing. It reports the actor's version afterwards and whether the state changed.
+func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Entry, rec record.Record, out *outcome,
+	commit statecache.Commit, digest record.Digest) (statecache.Version, bool, error) {
+	changed := out.newState != nil || (out.delete && rec.HasState)
+	if !changed && call.idemKey == "" {
+		return cur.Version, false, nil
+	}
+	next := rec
+	switch {
+	case out.newState != nil:
+		next.State, next.HasState = out.newState, true
+	case out.delete:
+		next.State, next.HasState = nil, false
+	}
+	now := r.clock.Now()
+	if call.idemKey != "" {
+		next.Remember(record.Entry{Key: call.idemKey, Digest: digest, At: now, Status: 200,
+			Reply: out.reply, RawReply: out.replyIsRaw, Commit: string(commit)}, r.idemLimits)
+	} else {
+		next.Prune(now, r.idemLimits)
+	}
+	if next.Empty() && !cur.Exists {
+		return cur.Version, changed, nil
+	}
+	var value []byte
+	if !next.Empty() {
+		value = next.Append(make([]byte, 0, len(next.State)+64))
+	}
+	var version statecache.Version
+	err := r.withStore(ctx, call.key.Function, "put", func(ctx context.Context) (err error) {
+		// A retry repeats the same write under the same commit: the store recognises it if an
+		// earlier try landed.
+		if value == nil {
+			version, err = r.state.Delete(ctx, call.key, cur.Version, commit)
+		} else {
+			version, err = r.state.Put(ctx, call.key, value, cur.Version, commit)
+		}
+		return err
+	})
+	return version, changed, err
+}

@@ -1,0 +1,207 @@
+package statecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+)
+
+// maxMaybeLanded bounds the commits a buffered change remembers of earlier flushes whose outcome
+// is unknown: each failed flush of a store that is down adds one, and a handful covers an outage.
+const maxMaybeLanded = 16
+
+// dirtyWrite is one buffered write-behind change of a key.
+type dirtyWrite struct {
+	key     Key
+	value   []byte
+	exists  bool    // false: a buffered delete
+	base    Version // the store's version this change applies to
+	version Version // the version callers were given for it
+	commit  Commit  // the commit of the turn that made the change
+	// maybeLanded are commits of older changes of this key whose flush failed ambiguously: the
+	// store may hold one of them instead of base. Finding one there is no conflict; the change
+	// then applies on top of it.
+	maybeLanded []Commit
+}
+
+// writeBehind buffers a change of key. The caller holds id's stripe.
+func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byte, exists bool, expect Version, commit Commit) (Version, error) {
+	cur, err := c.load(ctx, key, id)
+	if err != nil {
+		return NoVersion, err
+	}
+	if cur.Version != expect {
+		return NoVersion, &ConflictError{Key: key, Current: cur.Version, Commit: cur.Commit}
+	}
+	v := Version("wb-" + c.localTag + "-" + strconv.FormatUint(c.localSeq.Add(1), 36))
+	value = append([]byte(nil), value...) // the caller may reuse its buffer once Put returns
+	c.dirtyMu.Lock()
+	var maybe []Commit
+	if prev, ok := c.dirty[id]; ok {
+		maybe = prev.maybeLanded
+	}
+	c.dirty[id] = &dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v, commit: commit, maybeLanded: maybe}
+	c.dirtyMu.Unlock()
+	c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists, Commit: commit}, durable: cur.durable})
+	return v, nil
+}
+
+// isDirty reports whether id has a buffered change.
+func (c *Cache) isDirty(id string) bool {
+	c.dirtyMu.Lock()
+	_, dirty := c.dirty[id]
+	c.dirtyMu.Unlock()
+	return dirty
+}
+
+// Flush writes every buffered write-behind change to the store and returns the errors of those
+// that failed (they stay buffered, except conflicts). Only one flush runs at a time.
+func (c *Cache) Flush(ctx context.Context) error {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	c.dirtyMu.Lock()
+	ids := make([]string, 0, len(c.dirty))
+	for id := range c.dirty {
+		ids = append(ids, id)
+	}
+	c.dirtyMu.Unlock()
+
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, c.cfg.FlushConcurrency)
+	)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := c.flushKey(ctx, id); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// flushKey makes one key's buffered change durable. The store write runs without the key's
+// stripe, so turns on the key go on meanwhile; a change buffered during the write is rebased on
+// the version the write produced.
+func (c *Cache) flushKey(ctx context.Context, id string) error {
+	err := c.flushOnce(ctx, id)
+	if errors.Is(err, errRebased) {
+		err = c.flushOnce(ctx, id)
+	}
+	return err
+}
+
+// errRebased reports a flush that found an earlier, ambiguously failed flush of the key landed:
+// the change was rebased on it and is written by the next try.
+var errRebased = errors.New("rebased on an earlier flush that landed")
+
+func (c *Cache) flushOnce(ctx context.Context, id string) error {
+	c.dirtyMu.Lock()
+	d, ok := c.dirty[id]
+	c.dirtyMu.Unlock()
+	if !ok {
+		return nil
+	}
+	key := d.key
+	c.dirtyMu.Lock()
+	base, maybe := d.base, d.maybeLanded
+	c.dirtyMu.Unlock()
+	var v Version
+	var err error
+	if d.exists {
+		v, err = c.store.Put(ctx, key, d.value, base, d.commit)
+	} else {
+		v, err = c.store.Delete(ctx, key, base, d.commit)
+	}
+	mu := c.stripe(id)
+	mu.Lock()
+	defer mu.Unlock()
+	c.dirtyMu.Lock()
+	defer c.dirtyMu.Unlock()
+	cur := c.dirty[id]
+	var conflict *ConflictError
+	switch {
+	case errors.As(err, &conflict) && conflict.Current != NoVersion && slices.Contains(maybe, conflict.Commit):
+		// An older change's flush that failed ambiguously had landed after all: this change
+		// applies on top of it, at the next flush.
+		if cur != nil {
+			cur.base, cur.maybeLanded = conflict.Current, nil
+		}
+		if e, ok := c.fromMemory(id); ok {
+			e.durable = conflict.Current
+			c.remember(id, e)
+		}
+		return fmt.Errorf("flush %s: %w", key, errRebased)
+	case errors.Is(err, ErrConflict):
+		// Another writer changed the key: this cache was not its only writer. Drop the buffered
+		// change loudly and let the next read load what the store has.
+		if cur == d {
+			delete(c.dirty, id)
+			c.mem.Delete(id)
+		}
+		c.lostConflicts.Add(1)
+		c.reportFlush(key, err)
+		return fmt.Errorf("flush %s: write-behind change lost to another writer: %w", key, err)
+	case err != nil:
+		// The write may have landed. A retry of this change carries the same commit, and the
+		// store recognises it; a newer change buffered meanwhile remembers the commit instead.
+		if cur != nil && cur != d && !slices.Contains(cur.maybeLanded, d.commit) {
+			cur.maybeLanded = append(cur.maybeLanded, d.commit)
+			if len(cur.maybeLanded) > maxMaybeLanded {
+				cur.maybeLanded = cur.maybeLanded[1:]
+			}
+		}
+		c.reportFlush(key, err)
+		return fmt.Errorf("flush %s: %w", key, err)
+	}
+	c.flushed.Add(1)
+	if cur == d {
+		delete(c.dirty, id)
+	} else if cur != nil {
+		// A newer change was buffered meanwhile; it now applies on top of v.
+		cur.base, cur.maybeLanded = v, nil
+	}
+	// The cached entry, whichever change it shows, now sits on store version v.
+	if e, ok := c.fromMemory(id); ok {
+		e.durable = v
+		c.remember(id, e)
+	}
+	return nil
+}
+
+// reportFlush counts a failed flush of key and tells Config.OnFlushError.
+func (c *Cache) reportFlush(key Key, err error) {
+	c.flushErrors.Add(1)
+	if c.cfg.OnFlushError != nil {
+		c.cfg.OnFlushError(key, err)
+	}
+}
+
+// loop flushes (write-behind) and passivates on every tick until Close.
+func (c *Cache) loop() {
+	defer close(c.done)
+	t := c.cfg.Clock.NewTicker(c.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C():
+			if c.cfg.Mode == WriteBehind {
+				_ = c.Flush(context.Background()) // failures are reported per key and retried next tick
+			}
+			c.Passivate()
+		}
+	}
+}
