@@ -11,6 +11,9 @@
 #        ACTORS actors, all warm in the cache, state flushed to a local directory
 #   (d') the same with no flush during the run (--flush-interval 1h): the call path alone, without
 #        the store writes that (d) pays for in the background (1000 actors rewritten every second)
+#   (d'k) (d') with an Idempotency-Key of its own on every call: each call is a write of the actor's
+#        state and its remembered keys (up to 128 per actor), however read-only; the key's cost is
+#        printed as the ratio (d'k) ÷ (d') below the table
 #   (e)  router stateful calls, write-through   the same calls; every turn's new state is a
 #        conditional PUT to a real MinIO before the reply leaves
 #
@@ -527,6 +530,19 @@ if measure d1 "(d') the same, no flush during the run" "http://127.0.0.1:${ROUTE
 fi
 stop router-nf
 
+# (d'k): the same calls, each with an Idempotency-Key of its own.
+free_port ROUTER_IK
+start_router router-ik "${ROUTER_IK}" --write-mode write-behind --flush-interval 1h --state-dir "${tmp}/state-ik"
+log "(d'k) warming ${ACTORS} actors"
+warm_actors "http://127.0.0.1:${ROUTER_IK}"
+export IDEM=1
+if measure d1k "(d'k) the same, an Idempotency-Key on every call" "http://127.0.0.1:${ROUTER_IK}" \
+  "${bench}/actors.lua" router-ik counter; then
+  check_counts d1k "http://127.0.0.1:${ROUTER_IK}"
+fi
+unset IDEM
+stop router-ik
+
 if [[ "${MINIO}" == 1 ]]; then
   # MinIO runs only now, so its background work cannot disturb the other targets.
   free_port MINIO_PORT
@@ -586,6 +602,12 @@ echo
 echo "DURATION=${DURATION} WARMUP=${WARMUP} THREADS=${THREADS} PIN=${PIN} ACTORS=${ACTORS}; $(nproc) CPUs; $(go version | cut -d' ' -f3-4); took ${SECONDS}s"
 echo
 table | tee ${OUT:+"${OUT}"}
+if [[ -n "${RPS["d1k,${CONNS%% *}"]:-}" ]]; then
+  echo
+  for c in ${CONNS}; do
+    echo "Idempotency-Key on every call, (d'k) ÷ (d') at ${c} connections: $(ratio d1k "${c}" d1) of the calls/s"
+  done | tee -a ${OUT:+"${OUT}"}
+fi
 if ((failures > 0)); then
   die "${failures} run(s) or check(s) failed (see the !!!!!!!! lines above): flagged rows are not valid"
 fi

@@ -21,6 +21,7 @@ type spyStore struct {
 	statecache.Store
 	gets, puts, deletes atomic.Int64
 	failPuts            atomic.Int64 // the next n puts fail with ErrUnavailable
+	losePuts            atomic.Int64 // the next n puts land, then report ErrUnavailable (a lost answer)
 }
 
 func (s *spyStore) Get(ctx context.Context, k statecache.Key) (statecache.Entry, error) {
@@ -34,7 +35,12 @@ func (s *spyStore) Put(ctx context.Context, k statecache.Key, v []byte, expect s
 		return "", fmt.Errorf("spy: %w", statecache.ErrUnavailable)
 	}
 	s.failPuts.Store(0)
-	return s.Store.Put(ctx, k, v, expect, commit)
+	ver, err := s.Store.Put(ctx, k, v, expect, commit)
+	if err == nil && s.losePuts.Add(-1) >= 0 {
+		return "", fmt.Errorf("spy: answer lost: %w", statecache.ErrUnavailable)
+	}
+	s.losePuts.Store(0)
+	return ver, err
 }
 
 func (s *spyStore) Delete(ctx context.Context, k statecache.Key, expect statecache.Version, commit statecache.Commit) (statecache.Version, error) {
@@ -175,6 +181,81 @@ func TestFailedWriteChangesNothing(t *testing.T) {
 	}
 	if e := mustGet(t, c, alice); string(e.Value) != "1" || e.Version != v {
 		t.Fatalf("after a failed put: %+v, want 1 at %q", e, v)
+	}
+}
+
+// A write-through put whose store write landed but whose answer was lost fails with
+// ErrUnavailable; retried with the same commit it succeeds with the landed version, whether the
+// cache has loaded that version in between (a read) or not.
+func TestRetriedPutOfALandedWriteSucceeds(t *testing.T) {
+	spy := &spyStore{Store: openDir(t)}
+	c := newCache(t, spy, statecache.Config{})
+	v1 := mustPut(t, c, alice, "1", "")
+	tests := []struct {
+		name       string
+		readBefore bool
+	}{
+		{"retried at once", false},
+		{"retried after a read loaded the landed write", true},
+	}
+	expect := v1
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			commit := statecache.Commit("turn-" + strconv.Itoa(i))
+			value := []byte("v" + strconv.Itoa(i))
+			spy.losePuts.Store(1)
+			if _, err := c.Put(bg, alice, value, expect, commit); !errors.Is(err, statecache.ErrUnavailable) {
+				t.Fatalf("put with a lost answer: err = %v, want ErrUnavailable", err)
+			}
+			if tt.readBefore {
+				if e := mustGet(t, c, alice); string(e.Value) != string(value) || e.Commit != commit {
+					t.Fatalf("read after the lost answer: %+v, want the landed write", e)
+				}
+			}
+			v, err := c.Put(bg, alice, value, expect, commit)
+			if err != nil {
+				t.Fatalf("retry of the landed write: %v", err)
+			}
+			if e := mustGet(t, c, alice); e.Version != v || string(e.Value) != string(value) {
+				t.Fatalf("after the retry: %+v, want %q at %q", e, value, v)
+			}
+			// Another commit with the old version is a real conflict.
+			if _, err := c.Put(bg, alice, []byte("other"), expect, "someone-else"); !errors.Is(err, statecache.ErrConflict) {
+				t.Fatalf("stale put of another commit: err = %v, want ErrConflict", err)
+			}
+			expect = v
+		})
+	}
+}
+
+// A write-behind flush whose answer was lost landed all the same; the change buffered after it
+// was based on the older version. The next flush finds the lost flush's commit in the store,
+// rebases on it and writes: nothing is dropped as a conflict.
+func TestWriteBehindRebasesOnAFlushThatLanded(t *testing.T) {
+	spy := &spyStore{Store: openDir(t)}
+	c := newCache(t, spy, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour})
+	v, err := c.Put(bg, alice, []byte("1"), mustGet(t, c, alice).Version, "turn-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy.losePuts.Store(1)
+	if err := c.Flush(bg); !errors.Is(err, statecache.ErrUnavailable) {
+		t.Fatalf("flush with a lost answer: err = %v, want ErrUnavailable", err)
+	}
+	if got := storeValue(t, spy, alice); got != "1" {
+		t.Fatalf("store holds %q, want the landed 1", got)
+	}
+	if _, err := c.Put(bg, alice, []byte("2"), v, "turn-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(bg); err != nil {
+		t.Fatalf("flush after the lost answer: %v", err)
+	}
+	if got := storeValue(t, spy, alice); got != "2" {
+		t.Fatalf("store holds %q, want 2", got)
+	}
+	if st := c.Stats(); st.LostConflicts != 0 || st.Dirty != 0 {
+		t.Fatalf("stats %+v: want no lost conflict and nothing dirty", st)
 	}
 }
 

@@ -11,9 +11,9 @@ import (
 // store, and for tests that need a store and nothing else; it passes the same contract suite.
 // The zero value is ready to use.
 type MemStore struct {
-	mu   sync.Mutex // guards seq and m
-	seq  uint64
-	m    map[string]Entry
+	mu  sync.Mutex // guards seq and m
+	seq uint64
+	m   map[string]Entry
 }
 
 var _ Store = (*MemStore)(nil)

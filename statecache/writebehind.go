@@ -25,6 +25,21 @@ type dirtyWrite struct {
 	// store may hold one of them instead of base. Finding one there is no conflict; the change
 	// then applies on top of it.
 	maybeLanded []Commit
+	// flushFailed marks a change whose flush failed ambiguously: a change that replaces it
+	// adds its commit to maybeLanded.
+	flushFailed bool
+}
+
+// appendMaybe adds commit to maybe, keeping the newest maxMaybeLanded.
+func appendMaybe(maybe []Commit, commit Commit) []Commit {
+	if slices.Contains(maybe, commit) {
+		return maybe
+	}
+	maybe = append(maybe, commit)
+	if len(maybe) > maxMaybeLanded {
+		maybe = maybe[1:]
+	}
+	return maybe
 }
 
 // writeBehind buffers a change of key. The caller holds id's stripe.
@@ -42,6 +57,9 @@ func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byt
 	var maybe []Commit
 	if prev, ok := c.dirty[id]; ok {
 		maybe = prev.maybeLanded
+		if prev.flushFailed {
+			maybe = appendMaybe(slices.Clone(maybe), prev.commit)
+		}
 	}
 	c.dirty[id] = &dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v, commit: commit, maybeLanded: maybe}
 	c.dirtyMu.Unlock()
@@ -156,11 +174,11 @@ func (c *Cache) flushOnce(ctx context.Context, id string) error {
 	case err != nil:
 		// The write may have landed. A retry of this change carries the same commit, and the
 		// store recognises it; a newer change buffered meanwhile remembers the commit instead.
-		if cur != nil && cur != d && !slices.Contains(cur.maybeLanded, d.commit) {
-			cur.maybeLanded = append(cur.maybeLanded, d.commit)
-			if len(cur.maybeLanded) > maxMaybeLanded {
-				cur.maybeLanded = cur.maybeLanded[1:]
-			}
+		switch {
+		case cur == d:
+			d.flushFailed = true
+		case cur != nil:
+			cur.maybeLanded = appendMaybe(cur.maybeLanded, d.commit)
 		}
 		c.reportFlush(key, err)
 		return fmt.Errorf("flush %s: %w", key, err)

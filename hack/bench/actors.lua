@@ -1,9 +1,11 @@
 -- wrk script for hack/bench-router.sh: stateful calls POST /v1/actors/counter/<id>/add with the
 -- payload {"by":1}, each to an actor drawn at random from ACTORS actors (default 1000) named
--- ACTOR_PREFIX<n> (default "bench-<n>").
+-- ACTOR_PREFIX<n> (default "bench-<n>"). With IDEM=1 every call carries an Idempotency-Key of
+-- its own ("<thread>-<n>"), as a client that names each call does.
 --
 -- The requests are formatted once per thread in init, so a request costs wrk no more than a
--- fixed one; each thread draws from its own random sequence.
+-- fixed one (with IDEM=1, one string concatenation for the key); each thread draws from its own
+-- random sequence.
 
 local threads = 0
 
@@ -13,19 +15,37 @@ function setup(thread)
   threads = threads + 1
 end
 
--- init runs in each thread: format one request per actor.
+-- init runs in each thread: format one request per actor (split around the key's place when
+-- IDEM=1).
 function init(args)
   math.randomseed(7919 * (tid + 1))
   local n = tonumber(os.getenv("ACTORS") or "1000")
   local prefix = os.getenv("ACTOR_PREFIX") or "bench-"
+  idem = os.getenv("IDEM") == "1"
   local headers = { ["Content-Type"] = "application/json" }
-  reqs = {}
+  if idem then
+    headers["Idempotency-Key"] = "@KEY@"
+  end
+  heads, tails = {}, {}
   for i = 1, n do
-    reqs[i] = wrk.format("POST", "/v1/actors/counter/" .. prefix .. (i - 1) .. "/add", headers, '{"by":1}')
+    local r = wrk.format("POST", "/v1/actors/counter/" .. prefix .. (i - 1) .. "/add", headers, '{"by":1}')
+    if idem then
+      local at = string.find(r, "@KEY@", 1, true)
+      heads[i], tails[i] = string.sub(r, 1, at - 1), string.sub(r, at + 5)
+    else
+      heads[i] = r
+    end
   end
   count = n
+  seq = 0
+  keyprefix = tid .. "-"
 end
 
 function request()
-  return reqs[math.random(count)]
+  local i = math.random(count)
+  if not idem then
+    return heads[i]
+  end
+  seq = seq + 1
+  return heads[i] .. keyprefix .. seq .. tails[i]
 end

@@ -99,11 +99,15 @@ type Entry struct {
 func (e *Entry) size() int { return len(e.Key) + len(e.Reply) + len(e.Commit) + 48 }
 
 // Record is an actor's stored value, decoded. The zero Record is an actor without state or keys.
-// State and the key entries alias the decoded bytes: do not modify them.
+//
+// State aliases the decoded bytes, and the remembered keys stay in their encoded form (oldest
+// first): a turn scans them without allocating and copies them as one block when it writes, so
+// 128 remembered keys cost a keyed call a scan and a copy, not 128 decodes.
 type Record struct {
 	State    []byte
 	HasState bool
-	entries  []Entry
+	keys     []byte // the encoded entries, oldest first; validated by Decode
+	n        int    // entries in keys
 }
 
 // magic starts every value in record form. A JSON state never starts with a NUL byte; a binary
@@ -120,7 +124,8 @@ const (
 var ErrCorrupt = errors.New("corrupt actor record")
 
 // Decode reads a stored value. exists is whether the store holds a value for the key; a value
-// without the record header is a bare state.
+// without the record header is a bare state. Decode checks every entry, so later scans of a
+// decoded Record cannot fail.
 func Decode(value []byte, exists bool) (Record, error) {
 	if !exists {
 		return Record{}, nil
@@ -143,16 +148,9 @@ func Decode(value []byte, exists bool) (Record, error) {
 	if d.err == nil && n > uint64(len(d.b)) { // every entry takes more than a byte
 		d.err = fmt.Errorf("%d entries in %d bytes", n, len(d.b))
 	}
+	r.keys, r.n = d.b, int(n)
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		var e Entry
-		e.Key = string(d.bytes())
-		copy(e.Digest[:], d.fixed(len(e.Digest)))
-		e.At = time.Unix(0, d.varint())
-		e.Status = int(d.uvarint())
-		e.RawReply = d.byte()&flagRawReply != 0
-		e.Reply = d.bytes()
-		e.Commit = string(d.bytes())
-		r.entries = append(r.entries, e)
+		d.entry()
 	}
 	if d.err == nil && len(d.b) > 0 {
 		d.err = fmt.Errorf("%d bytes after the last entry", len(d.b))
@@ -164,63 +162,93 @@ func Decode(value []byte, exists bool) (Record, error) {
 }
 
 // Keys returns how many keys the record remembers (expired ones included until the next write).
-func (r *Record) Keys() int { return len(r.entries) }
+func (r *Record) Keys() int { return r.n }
+
+// Entries returns the remembered entries, oldest first.
+func (r *Record) Entries() []Entry {
+	out := make([]Entry, 0, r.n)
+	d := decoder{b: r.keys}
+	for range r.n {
+		out = append(out, d.entry().entry())
+	}
+	return out
+}
 
 // Find returns the entry of key if it is remembered and younger than ttl at now.
 func (r *Record) Find(key string, now time.Time, ttl time.Duration) (Entry, bool) {
-	for i := len(r.entries) - 1; i >= 0; i-- {
-		if e := r.entries[i]; e.Key == key {
-			return e, now.Sub(e.At) < ttl
+	d := decoder{b: r.keys}
+	var found rawEntry
+	ok := false
+	for range r.n {
+		if e := d.entry(); string(e.key) == key { // the conversion does not allocate
+			found, ok = e, true // keep scanning: the newest of a key wins
 		}
 	}
-	return Entry{}, false
+	if !ok || now.Sub(time.Unix(0, found.at)) >= ttl {
+		return Entry{}, false
+	}
+	return found.entry(), true
 }
 
 // Remember adds e (its key must not be remembered yet, or must have expired) and drops what
 // the limits no longer allow: expired entries, then the oldest beyond the count or the bytes.
 func (r *Record) Remember(e Entry, lim Limits) {
-	kept := r.entries[:0:0]
-	for _, old := range r.entries {
-		if old.Key != e.Key {
-			kept = append(kept, old)
-		}
+	old := r.keys
+	n := r.n
+	if _, found := r.Find(e.Key, e.At, time.Duration(1<<63-1)); found {
+		old, n = without(old, n, e.Key) // an expired key used again: rare
 	}
-	r.entries = append(kept, e)
+	keys := make([]byte, 0, len(old)+e.size()+16)
+	keys = append(keys, old...)
+	r.keys, r.n = appendEntry(keys, &e), n+1
 	r.Prune(e.At, lim)
 }
 
-// Prune drops entries older than lim.TTL at now, then the oldest beyond lim.Keys and lim.Bytes.
-// The newest entry stays whatever its size.
-func (r *Record) Prune(now time.Time, lim Limits) {
-	if len(r.entries) == 0 {
-		return
-	}
-	first := 0
-	for first < len(r.entries) && now.Sub(r.entries[first].At) >= lim.TTL {
-		first++
-	}
-	if n := len(r.entries) - first; n > lim.Keys {
-		first += n - lim.Keys
-	}
-	size := 0
-	for i := len(r.entries) - 1; i >= first; i-- {
-		size += r.entries[i].size()
-		if size > lim.Bytes && i < len(r.entries)-1 {
-			first = i + 1
-			break
+// without returns the entries of keys (n of them) other than key's, and their count.
+func without(keys []byte, n int, key string) ([]byte, int) {
+	var out []byte
+	kept := 0
+	d := decoder{b: keys}
+	for range n {
+		if e := d.entry(); string(e.key) != key {
+			out = append(out, e.raw...)
+			kept++
 		}
 	}
-	r.entries = r.entries[first:]
+	return out, kept
+}
+
+// Prune drops entries older than lim.TTL at now, then the oldest beyond lim.Keys and lim.Bytes.
+// The newest entry stays whatever its size. It only moves the start of the entries: no copy.
+func (r *Record) Prune(now time.Time, lim Limits) {
+	if r.n == 0 {
+		return
+	}
+	// Entries are oldest first: drop from the front while a limit is exceeded.
+	d := decoder{b: r.keys}
+	size := len(r.keys)
+	for left := r.n; left > 1; left-- {
+		e := d.entry()
+		expired := now.Sub(time.Unix(0, e.at)) >= lim.TTL
+		if !expired && left <= lim.Keys && size <= lim.Bytes {
+			break
+		}
+		size -= len(e.raw)
+		r.keys, r.n = r.keys[len(e.raw):], r.n-1
+	}
+	if r.n == 1 && now.Sub(time.Unix(0, decoder{b: r.keys}.peekAt())) >= lim.TTL {
+		r.keys, r.n = nil, 0
+	}
 }
 
 // Empty reports whether the record holds neither state nor keys: the actor can be deleted.
-func (r *Record) Empty() bool { return !r.HasState && len(r.entries) == 0 }
+func (r *Record) Empty() bool { return !r.HasState && r.n == 0 }
 
 // Append appends the stored form of r to b: the bare state when no keys are remembered (and the
 // state cannot be mistaken for a record), else the record form. An Empty record encodes as
 // nothing; delete the key instead of storing it.
 func (r *Record) Append(b []byte) []byte {
-	if len(r.entries) == 0 && r.HasState && !bytes.HasPrefix(r.State, magic) {
+	if r.n == 0 && r.HasState && !bytes.HasPrefix(r.State, magic) {
 		return append(b, r.State...)
 	}
 	b = append(b, magic...)
@@ -230,22 +258,41 @@ func (r *Record) Append(b []byte) []byte {
 	}
 	b = append(b, formatV1, flags)
 	b = appendBytes(b, r.State)
-	b = binary.AppendUvarint(b, uint64(len(r.entries)))
-	for i := range r.entries {
-		e := &r.entries[i]
-		b = appendBytes(b, []byte(e.Key))
-		b = append(b, e.Digest[:]...)
-		b = binary.AppendVarint(b, e.At.UnixNano())
-		b = binary.AppendUvarint(b, uint64(e.Status))
-		var f byte
-		if e.RawReply {
-			f = flagRawReply
-		}
-		b = append(b, f)
-		b = appendBytes(b, e.Reply)
-		b = appendBytes(b, []byte(e.Commit))
+	b = binary.AppendUvarint(b, uint64(r.n))
+	return append(b, r.keys...)
+}
+
+// appendEntry appends e's encoding:
+//
+//	len(key) key | digest (16) | unix nanos (varint) | status | flags | len(reply) reply | len(commit) commit
+func appendEntry(b []byte, e *Entry) []byte {
+	b = appendBytes(b, []byte(e.Key))
+	b = append(b, e.Digest[:]...)
+	b = binary.AppendVarint(b, e.At.UnixNano())
+	b = binary.AppendUvarint(b, uint64(e.Status))
+	var f byte
+	if e.RawReply {
+		f = flagRawReply
 	}
-	return b
+	b = append(b, f)
+	b = appendBytes(b, e.Reply)
+	return appendBytes(b, []byte(e.Commit))
+}
+
+// rawEntry is an entry as it sits in the encoded keys, its fields aliasing them.
+type rawEntry struct {
+	raw, key, reply, commit []byte
+	digest                  []byte
+	at                      int64
+	status                  uint64
+	rawReply                bool
+}
+
+func (e rawEntry) entry() Entry {
+	out := Entry{Key: string(e.key), At: time.Unix(0, e.at), Status: int(e.status), RawReply: e.rawReply,
+		Reply: e.reply, Commit: string(e.commit)}
+	copy(out.Digest[:], e.digest)
+	return out
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -258,6 +305,24 @@ type decoder struct {
 	b   []byte
 	err error
 }
+
+// entry reads one entry.
+func (d *decoder) entry() rawEntry {
+	start := d.b
+	var e rawEntry
+	e.key = d.bytes()
+	e.digest = d.fixed(len(Digest{}))
+	e.at = d.varint()
+	e.status = d.uvarint()
+	e.rawReply = d.byte()&flagRawReply != 0
+	e.reply = d.bytes()
+	e.commit = d.bytes()
+	e.raw = start[:len(start)-len(d.b)]
+	return e
+}
+
+// peekAt returns the time of the entry d is at.
+func (d decoder) peekAt() int64 { return d.entry().at }
 
 func (d *decoder) fail(what string) {
 	if d.err == nil {

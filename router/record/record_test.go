@@ -15,6 +15,20 @@ func entry(key string, at time.Time, reply string) Entry {
 	return Entry{Key: key, Digest: DigestOf("add", []byte(key)), At: at, Status: 200, Reply: []byte(reply), Commit: "c-" + key}
 }
 
+var roomy = Limits{Keys: 1000, TTL: 1000 * time.Hour, Bytes: 1 << 30}
+
+// withKeys returns a record with state (when hasState) and the entries remembered in order.
+func withKeys(state string, hasState bool, entries ...Entry) *Record {
+	r := &Record{HasState: hasState}
+	if hasState {
+		r.State = []byte(state)
+	}
+	for _, e := range entries {
+		r.Remember(e, roomy)
+	}
+	return r
+}
+
 func roundTrip(t *testing.T, r Record) Record {
 	t.Helper()
 	b := r.Append(nil)
@@ -61,7 +75,7 @@ func TestDecodeOfWhatStoresHold(t *testing.T) {
 	}{
 		{"absent key", nil, false, false, ""},
 		{"state written before records", []byte(`{"value":7}`), true, true, `{"value":7}`},
-		{"keys but no state", (&Record{entries: []Entry{entry("k", t0, "1")}}).Append(nil), true, false, ""},
+		{"keys but no state", withKeys("", false, entry("k", t0, "1")).Append(nil), true, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,7 +156,8 @@ func TestPrune(t *testing.T) {
 			}
 			r.Prune(t0.Add(tt.now), tt.lim)
 			var keys []string
-			for _, e := range roundTrip(t, r).entries {
+			got := roundTrip(t, r)
+			for _, e := range got.Entries() {
 				keys = append(keys, e.Key)
 			}
 			if strings.Join(keys, ",") != strings.Join(tt.want, ",") {
@@ -169,7 +184,7 @@ func TestRememberReplacesAnExpiredKey(t *testing.T) {
 }
 
 func TestCorruptRecords(t *testing.T) {
-	good := (&Record{State: []byte("s"), HasState: true, entries: []Entry{entry("k", t0, "r")}}).Append(nil)
+	good := withKeys("s", true, entry("k", t0, "r")).Append(nil)
 	tests := map[string][]byte{
 		"unknown format":    append(append([]byte{}, magic...), 9),
 		"header only":       magic,
@@ -222,7 +237,7 @@ func TestDigestSeparatesActionFromPayload(t *testing.T) {
 // the same.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"value":1}`))
-	f.Add((&Record{State: []byte("s"), HasState: true, entries: []Entry{entry("k", t0, "r")}}).Append(nil))
+	f.Add(withKeys("s", true, entry("k", t0, "r"), entry("k2", t0, "r2")).Append(nil))
 	f.Add(append(append([]byte{}, magic...), 1, 0, 0, 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := Decode(b, true)
@@ -233,8 +248,34 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
-		if again.HasState != r.HasState || !bytes.Equal(again.State, r.State) || again.Keys() != r.Keys() {
+		if again.HasState != r.HasState || !bytes.Equal(again.State, r.State) || again.Keys() != r.Keys() ||
+			len(again.Entries()) != len(r.Entries()) {
 			t.Fatalf("round trip changed the record: %+v → %+v", r, again)
 		}
 	})
+}
+
+// BenchmarkKeyedTurn is what a keyed call costs the router's record handling on an actor that
+// remembers DefaultKeys keys: decode, look the key up (a miss), remember it, encode.
+func BenchmarkKeyedTurn(b *testing.B) {
+	lim := Limits{Keys: DefaultKeys, TTL: DefaultTTL, Bytes: DefaultKeyBytes}
+	r := Record{State: []byte(`{"value":1}`), HasState: true}
+	for i := range DefaultKeys {
+		r.Remember(entry("8e03978e-40d5-43e8-bc93-"+strconv.Itoa(100000+i), t0, `{"value":1}`), lim)
+	}
+	value := r.Append(nil)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(value)))
+	for i := 0; b.Loop(); i++ {
+		rec, err := Decode(value, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		key := "8e03978e-40d5-43e8-bc93-" + strconv.Itoa(200000+i)
+		if _, ok := rec.Find(key, t0, lim.TTL); ok {
+			b.Fatal("found a new key")
+		}
+		rec.Remember(entry(key, t0, `{"value":2}`), lim)
+		value = rec.Append(value[:0:0])
+	}
 }
