@@ -282,11 +282,8 @@ func (r *Router) deleteActor(parent context.Context, fn Function, key statecache
 	ctx, cancel := context.WithTimeout(parent, r.cfg.CallTimeout)
 	defer cancel()
 	keyStr := key.String()
-	release, err := r.mailboxes.Acquire(ctx, keyStr)
+	release, err := r.acquireTurn(ctx, keyStr, r.cfg.CallTimeout)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return errorf(504, CodeFunctionTimeout, "timed out waiting for the actor's turn")
-		}
 		return err
 	}
 	defer release()

@@ -238,13 +238,26 @@ func TestStoreOutageWaitsThenAnswers503ThenRecovers(t *testing.T) {
 	defer heal.Stop()
 	h.do("POST", "/v1/actors/counter/o/add", `{"by":1}`).want(t, 200, `{"value":1}`)
 
-	h2 := newHarnessOn(t, Config{StoreTimeout: 200 * time.Millisecond}, store)
+	h2 := newHarnessOn(t, Config{StoreTimeout: 200 * time.Millisecond, CallTimeout: 20 * time.Second}, store)
 	h2.deploy(counterFn, newTestActor())
 	store.down.Store(true)
 	rp := h2.do("POST", "/v1/actors/counter/o2/add", `{"by":1}`)
 	if rp.status != 503 || !strings.Contains(rp.body, CodeStoreUnavailable) || rp.header.Get("Retry-After") == "" {
 		t.Fatalf("store down: %d %s %v", rp.status, rp.body, rp.header)
 	}
+	// Calls queued behind one that waits on the store wait no longer than it does: 503, not a
+	// 504 at their 20 s deadline.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if rp := h2.do("POST", "/v1/actors/counter/o2/slow-add", `{"by":1,"ms":0}`); rp.status != 503 || !strings.Contains(rp.body, CodeStoreUnavailable) {
+				t.Errorf("queued call with the store down: %d %s", rp.status, rp.body)
+			}
+		}()
+	}
+	wg.Wait()
 	store.down.Store(false)
 	h2.do("POST", "/v1/actors/counter/o2/add", `{"by":1}`).want(t, 200, `{"value":1}`)
 }

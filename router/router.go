@@ -107,6 +107,7 @@ type Router struct {
 	reqSeq    atomic.Uint64
 
 	idemLimits record.Limits // from cfg: the idempotency keys each actor remembers
+	storeDown  atomic.Bool   // the latest state read or write found the store unavailable
 
 	effects  sync.WaitGroup
 	timersMu sync.Mutex

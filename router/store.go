@@ -27,9 +27,16 @@ func (r *Router) withStore(ctx context.Context, function, op string, do func(con
 	for {
 		err := do(sctx)
 		if err == nil {
+			if r.storeDown.Load() {
+				r.storeDown.Store(false)
+			}
 			return nil
 		}
-		if !errors.Is(err, statecache.ErrUnavailable) || sctx.Err() != nil {
+		if !errors.Is(err, statecache.ErrUnavailable) {
+			return storeError(err, r.cfg.StoreTimeout)
+		}
+		r.storeDown.Store(true)
+		if sctx.Err() != nil {
 			return storeError(err, r.cfg.StoreTimeout)
 		}
 		r.metrics.storeRetry(function, op)
@@ -40,6 +47,28 @@ func (r *Router) withStore(ctx context.Context, function, op string, do func(con
 		}
 		backoff = min(2*backoff, storeRetryBackoffMax)
 	}
+}
+
+// acquireTurn waits for the actor's mailbox. While the store is down, calls queued behind a
+// turn that waits on it would each wait their whole deadline: then the wait is bounded by
+// StoreTimeout too, and answers 503 store_unavailable, as the turn ahead will.
+func (r *Router) acquireTurn(ctx context.Context, key string, timeout time.Duration) (func(), error) {
+	wctx := ctx
+	if r.storeDown.Load() {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, r.cfg.StoreTimeout)
+		defer cancel()
+	}
+	release, err := r.mailboxes.Acquire(wctx, key)
+	switch {
+	case err == nil:
+		return release, nil
+	case ctx.Err() == nil && wctx.Err() != nil:
+		return nil, errorf(503, CodeStoreUnavailable, "state store unavailable: waited %v for the actor's turn behind calls waiting on the store", r.cfg.StoreTimeout)
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, errorf(504, CodeFunctionTimeout, "timed out after %v waiting for the actor's turn", timeout)
+	}
+	return nil, err
 }
 
 // storeError maps a state store failure to the caller's error: 503 while the store is

@@ -50,11 +50,8 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 	end := r.stats.Begin(call.fn.backend(), call.key.ID)
 	defer end()
 
-	release, err := r.mailboxes.Acquire(ctx, keyStr)
+	release, err := r.acquireTurn(ctx, keyStr, timeout)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, errorf(504, CodeFunctionTimeout, "timed out after %v waiting for the actor's turn", timeout)
-		}
 		return nil, err
 	}
 	defer release()

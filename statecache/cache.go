@@ -322,7 +322,7 @@ func (c *Cache) load(ctx context.Context, key Key, id string) (cached, error) {
 	d, ok := c.dirty[id]
 	c.dirtyMu.Unlock()
 	if ok { // evicted from memory under pressure, but still waiting to be flushed
-		e := cached{Entry: Entry{Value: d.value, Version: d.version, Exists: d.exists}, durable: d.base}
+		e := cached{Entry: Entry{Value: d.value, Version: d.version, Exists: d.exists, Commit: d.commit}, durable: d.base}
 		c.remember(id, e)
 		c.hits.Add(1)
 		return e, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/knactor/knactor/statecache"
 	"github.com/knactor/knactor/statecache/storetest"
+	"github.com/knactor/knactor/test/faultproxy"
 	"github.com/knactor/knactor/test/miniotest"
 )
 
@@ -52,6 +54,70 @@ func TestS3StoreContract(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// TestS3StoreAmbiguousWrites puts a fault-injecting proxy between the store and a real MinIO.
+// A PUT whose answer is dropped after MinIO applied it (or that times out while MinIO holds it)
+// is retried by the store; the retry's precondition fails, and the store recognises its own
+// commit in the object: the write succeeds once. A PUT that never reached MinIO is simply done by
+// the retry.
+func TestS3StoreAmbiguousWrites(t *testing.T) {
+	srv := miniotest.Start(t)
+	proxy := faultproxy.Start(t, srv.Endpoint)
+	cfg := s3Config(srv, "ambiguous/")
+	cfg.Endpoint, cfg.Timeout = proxy.Addr(), 500*time.Millisecond
+	s, err := statecache.OpenS3Store(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, err := statecache.OpenS3Store(context.Background(), s3Config(srv, "ambiguous/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		fault faultproxy.Fault
+	}{
+		{"answer dropped after MinIO applied the write", faultproxy.Fault{Mode: faultproxy.DropResponse, Methods: []string{"PUT"}, Count: 1}},
+		{"write held past the attempt's timeout", faultproxy.Fault{Mode: faultproxy.Latency, Delay: time.Second, Methods: []string{"PUT"}, Count: 1}},
+		{"connection reset before the write", faultproxy.Fault{Mode: faultproxy.Reset, Methods: []string{"PUT"}, Count: 1}},
+		{"503 from a proxy", faultproxy.Fault{Mode: faultproxy.Unavailable, Methods: []string{"PUT"}, Count: 1}},
+	}
+	k := statecache.Key{Function: "counter", ID: "ambiguous"}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cur, err := direct.Get(context.Background(), k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			commit := statecache.Commit("turn-" + strconv.Itoa(i))
+			value := []byte(strconv.Itoa(i))
+			proxy.Set(tt.fault)
+			v, err := s.Put(context.Background(), k, value, cur.Version, commit)
+			proxy.Clear()
+			if err != nil {
+				t.Fatalf("put: %v", err)
+			}
+			// A delayed first try may land after the retry; wait until MinIO holds one version.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				got, err := direct.Get(context.Background(), k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Version == v && got.Commit == commit && string(got.Value) == string(value) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("MinIO holds %q (version %q, commit %q), want %q at %q by %q", got.Value, got.Version, got.Commit, value, v, commit)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+	if st := proxy.Stats(); st.Faulted[faultproxy.DropResponse] != 1 || st.Faulted[faultproxy.Reset] != 1 {
+		t.Fatalf("faults applied: %v, want one of each", st.Faulted)
+	}
 }
 
 func TestDirStoreStaysInsideItsDirectory(t *testing.T) {
