@@ -32,12 +32,18 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return newHarnessOn(t, cfg, dirStore(t))
+}
+
+// dirStore opens a directory store in a temp dir, closed when the test ends.
+func dirStore(t *testing.T) *statecache.DirStore {
+	t.Helper()
 	store, err := statecache.OpenDirStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	return newHarnessOn(t, cfg, store)
+	return store
 }
 
 func newHarnessOn(t *testing.T, cfg Config, store statecache.Store, options ...func(*Options)) *harness {

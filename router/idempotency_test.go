@@ -119,11 +119,7 @@ func TestConcurrentRepeatsOfOneKeyRunOnce(t *testing.T) {
 
 // Keys live in the store with the state: a new router (a restart, another owner) replays them.
 func TestIdempotencyKeysSurviveARouterRestart(t *testing.T) {
-	store, err := statecache.OpenDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := dirStore(t)
 	first := newHarnessOn(t, Config{}, store)
 	first.deploy(counterFn, newTestActor())
 	first.do("POST", "/v1/actors/counter/s/add", `{"by":5}`, withKey("restart")...).want(t, 200, `{"value":5}`)
@@ -174,11 +170,7 @@ func (s *lostAnswerStore) Put(ctx context.Context, k statecache.Key, v []byte, e
 // router writes again under the same commit, the store recognises it, and the turn is not run
 // a second time, with or without an idempotency key.
 func TestALandedWriteWhoseAnswerWasLostIsNotAppliedTwice(t *testing.T) {
-	dir, err := statecache.OpenDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dir.Close() })
+	dir := dirStore(t)
 	store := &lostAnswerStore{Store: dir}
 	h := newHarnessOn(t, Config{}, store)
 	a := newTestActor()
@@ -224,11 +216,7 @@ func (s *flakyStore) Put(ctx context.Context, k statecache.Key, v []byte, expect
 // A store outage shorter than StoreTimeout only delays calls; a longer one answers 503 with
 // Retry-After; once the store is back, calls succeed again without a restart.
 func TestStoreOutageWaitsThenAnswers503ThenRecovers(t *testing.T) {
-	dir, err := statecache.OpenDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dir.Close() })
+	dir := dirStore(t)
 	store := &flakyStore{Store: dir}
 	h := newHarnessOn(t, Config{StoreTimeout: 2 * time.Second}, store)
 	h.deploy(counterFn, newTestActor())

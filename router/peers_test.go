@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/knactor/knactor/statecache"
 )
 
 // peersFunc is a Peers whose owner is decided by a function.
@@ -19,11 +17,7 @@ func (f peersFunc) Owner(key string) (string, bool) { return f(key) }
 // owner, so turns never race across routers (no conflicts, one call at a time) and the count is
 // exact; the first router counts none of them in its statistics.
 func TestForwardToOwnerRouter(t *testing.T) {
-	store, err := statecache.OpenDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := dirStore(t)
 	owner := newHarnessOn(t, Config{}, store)
 	addr := strings.TrimPrefix(owner.url, "http://")
 	front := newHarnessOn(t, Config{}, store, func(o *Options) {
@@ -69,11 +63,7 @@ func TestForwardFallsBackWhenOwnerRefuses(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	store, err := statecache.OpenDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := dirStore(t)
 	h := newHarnessOn(t, Config{}, store, func(o *Options) {
 		o.Peers = peersFunc(func(string) (string, bool) { return dead, true })
 	})

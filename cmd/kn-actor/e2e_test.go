@@ -77,23 +77,6 @@ func (c cli) with(env ...string) cli {
 	return c
 }
 
-// tallyManifest writes a copy of the counter named tally, run from the built binary, with
-// extra template annotations.
-func tallyManifest(t *testing.T, dir, counterBin string, annotations ...string) string {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: tally\nspec:\n  template:\n    metadata:\n      annotations:\n        knactor.dev/command: %q\n", counterBin)
-	for i := 0; i+1 < len(annotations); i += 2 {
-		fmt.Fprintf(&b, "        %s: %q\n", annotations[i], annotations[i+1])
-	}
-	b.WriteString("    spec:\n      containers:\n        - image: ko://github.com/knactor/knactor/examples/counter\n")
-	path := filepath.Join(dir, fmt.Sprintf("tally-%d.yaml", len(annotations)))
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // TestCLIAgainstKnactorUp drives the kn-actor binary against a real `knactor up` running the
 // counter example from its manifest, with auth tokens: deploy, invoke, state, list, logs, ws
 // and the errors of a missing server, a bad token and an unknown function.
@@ -102,7 +85,7 @@ func TestCLIAgainstKnactorUp(t *testing.T) {
 		t.Skip("end-to-end: builds and runs real processes; run without -short")
 	}
 	const token = "e2e-token-0123456789abcdef"
-	knactor, bin, counterBin := proctest.Build(t, "cmd/knactor"), proctest.Build(t, "cmd/kn-actor"), proctest.Build(t, "examples/counter")
+	knactor, bin := proctest.Build(t, "cmd/knactor"), proctest.Build(t, "cmd/kn-actor")
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "logs")
 	listen := "127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
@@ -163,7 +146,7 @@ func TestCLIAgainstKnactorUp(t *testing.T) {
 	}
 
 	// deploy a second function; again unchanged; a write-mode change and a bad manifest refused.
-	tally := tallyManifest(t, dir, counterBin)
+	tally := proctest.CounterManifest(t, "tally")
 	if got := kn.ok("", "deploy", "-f", tally); got != "function \"tally\" created\n" {
 		t.Fatalf("deploy: %q", got)
 	}
@@ -171,8 +154,8 @@ func TestCLIAgainstKnactorUp(t *testing.T) {
 		t.Fatalf("deploy again: %q", got)
 	}
 	kn.fails(`function "tally" runs with knactor.dev/write-mode write-through: changing it to write-behind needs a restart of knactor up`,
-		"deploy", "-f", tallyManifest(t, dir, counterBin, "knactor.dev/write-mode", "write-behind"))
-	bad := tallyManifest(t, dir, counterBin, "autoscaling.knative.dev/min-scale", "-1")
+		"deploy", "-f", proctest.CounterManifest(t, "tally", "knactor.dev/write-mode", "write-behind"))
+	bad := proctest.CounterManifest(t, "tally", "autoscaling.knative.dev/min-scale", "-1")
 	kn.fails(bad+": document 1 (line 1): spec.template.metadata.annotations[autoscaling.knative.dev/min-scale]", "deploy", "-f", bad)
 
 	// logs -f of the new function, started before its first pod, shows the pod's output.

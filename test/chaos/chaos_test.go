@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -165,10 +164,7 @@ func TestStoreFrozenUnderLoad(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	})
-	res := check(t, s3Store(t, srv.Endpoint), keyed, keyless)
-	res.faults = fmt.Sprintf("MinIO frozen (SIGSTOP) %d × %v; S3 attempt timeout 1 s, store timeout 2 s", freezes, frozen)
-	res.duration = time.Since(start)
-	report(t, res)
+	report(t, start, fmt.Sprintf("MinIO frozen (SIGSTOP) %d × %v; S3 attempt timeout 1 s, store timeout 2 s", freezes, frozen), check(t, s3Store(t, srv.Endpoint), keyed, keyless))
 }
 
 // (b) The router is SIGKILLed 10 times under load and started again each time. Calls in
@@ -189,10 +185,7 @@ func TestRouterKilledUnderLoad(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	})
-	res := check(t, s3Store(t, srv.Endpoint), keyed, keyless)
-	res.faults = fmt.Sprintf("router SIGKILLed %d × and restarted", kills)
-	res.duration = time.Since(start)
-	report(t, res)
+	report(t, start, fmt.Sprintf("router SIGKILLed %d × and restarted", kills), check(t, s3Store(t, srv.Endpoint), keyed, keyless))
 }
 
 // (c) Two routers, each with its own cache, on one MinIO bucket: calls for the same actors go
@@ -243,9 +236,7 @@ func TestTwoRoutersOneBucket(t *testing.T) {
 	res.twice += dres.twice
 	res.replays += dres.replays
 	res.failedAttempts += dres.failedAttempts
-	res.faults = fmt.Sprintf("2 routers, own caches, one bucket; %d calls sent with one key to both at once", dres.calls)
-	res.duration = time.Since(start)
-	report(t, res)
+	report(t, start, fmt.Sprintf("2 routers, own caches, one bucket; %d calls sent with one key to both at once", dres.calls), res)
 }
 
 // (d) `knactor up` with write-through to its local directory store is SIGKILLed 5 times under
@@ -254,23 +245,7 @@ func TestKnactorUpKilledWriteThrough(t *testing.T) {
 	skipShort(t)
 	start := time.Now()
 	dir := t.TempDir()
-	manifest := filepath.Join(dir, "counter.yaml")
-	counter := proctest.Build(t, "examples/counter")
-	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(`apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: counter
-spec:
-  template:
-    metadata:
-      annotations:
-        knactor.dev/command: %q
-    spec:
-      containers:
-        - image: ko://github.com/knactor/knactor/examples/counter
-`, counter)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	manifest := proctest.CounterManifest(t, "counter")
 	stateDir := filepath.Join(dir, "state")
 	up := newServer(t, "up", nil, "up", "-f", manifest, "--state-dir", stateDir, "--log-dir", filepath.Join(dir, "logs"),
 		"--write-mode", "write-through", "--log-level", "warn")
@@ -289,10 +264,7 @@ spec:
 		t.Fatal(err)
 	}
 	defer store.Close()
-	res := check(t, store, keyed, keyless)
-	res.faults = fmt.Sprintf("`knactor up` (write-through, local directory) SIGKILLed %d × and restarted", kills)
-	res.duration = time.Since(start)
-	report(t, res)
+	report(t, start, fmt.Sprintf("`knactor up` (write-through, local directory) SIGKILLed %d × and restarted", kills), check(t, store, keyed, keyless))
 }
 
 // (e) Every kind of store fault between the router and MinIO, from a fault-injecting proxy:
@@ -333,9 +305,7 @@ func TestStoreFaultsThroughAProxy(t *testing.T) {
 	for _, n := range st.Faulted {
 		faulted += n
 	}
-	res.faults = fmt.Sprintf("proxy faults in turn: %s (%d of %d requests faulted)", strings.Join(names, ", "), faulted, st.Requests)
-	res.duration = time.Since(start)
-	report(t, res)
+	report(t, start, fmt.Sprintf("proxy faults in turn: %s (%d of %d requests faulted)", strings.Join(names, ", "), faulted, st.Requests), res)
 }
 
 // readRecord decodes what the store holds for an actor: its counter value.

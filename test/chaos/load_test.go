@@ -268,11 +268,12 @@ func check(t *testing.T, store statecache.Store, keyed, keyless *load) result {
 	return res
 }
 
-// report logs res and, with KNACTOR_CHAOS_DOCS set, writes its row into that file's table
-// (between the chaos:begin and chaos:end markers), replacing the test's earlier row.
-func report(t *testing.T, res result) {
+// report logs a run's figures (res, with the faults it survived since start) and, with
+// KNACTOR_CHAOS_DOCS set, writes its row into that file's table (between the chaos:begin and
+// chaos:end markers), replacing the test's earlier row.
+func report(t *testing.T, start time.Time, faults string, res result) {
 	t.Helper()
-	res.test = t.Name()
+	res.test, res.faults, res.duration = t.Name(), faults, time.Since(start)
 	row := res.row()
 	t.Logf("figures: %s", row)
 	path := os.Getenv("KNACTOR_CHAOS_DOCS")

@@ -38,7 +38,7 @@ func BenchmarkColdStartKnactor(b *testing.B) {
 	var ds []time.Duration
 	for range b.N {
 		b.StopTimer()
-		manifest := counterManifest(b, map[string]string{"autoscaling.knative.dev/initial-scale": "0"})
+		manifest := proctest.CounterManifest(b, "counter", "autoscaling.knative.dev/initial-scale", "0")
 		port := proctest.FreePort(b)
 		url := "http://127.0.0.1:" + strconv.Itoa(port)
 		dir := b.TempDir()
@@ -99,12 +99,12 @@ func BenchmarkColdStartBareProcess(b *testing.B) {
 func BenchmarkScaleUpReaction(b *testing.B) {
 	var ds []time.Duration
 	for range b.N {
-		manifest := counterManifest(b, map[string]string{
-			"autoscaling.knative.dev/window":                        "6s",
-			"autoscaling.knative.dev/target":                        "2",
-			"autoscaling.knative.dev/target-utilization-percentage": "100",
-			"autoscaling.knative.dev/max-scale":                     "10",
-		})
+		manifest := proctest.CounterManifest(b, "counter",
+			"autoscaling.knative.dev/window", "6s",
+			"autoscaling.knative.dev/target", "2",
+			"autoscaling.knative.dev/target-utilization-percentage", "100",
+			"autoscaling.knative.dev/max-scale", "10",
+		)
 		u := startUp(b, nil, "-f", manifest)
 		r := routerProc{Process: u.Process, url: u.url}
 		u.waitPods(b, "the initial pod", 30*time.Second, func(n int) bool { return n == 1 })

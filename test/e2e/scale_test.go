@@ -25,32 +25,6 @@ type upProc struct {
 	url string
 }
 
-// counterManifest writes a Knative Service for the counter binary with the given extra
-// autoscaling annotations and returns its path.
-func counterManifest(t testing.TB, annotations map[string]string) string {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, `apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: counter
-spec:
-  template:
-    metadata:
-      annotations:
-        knactor.dev/command: %q
-`, proctest.Build(t, "examples/counter"))
-	for k, v := range annotations {
-		fmt.Fprintf(&b, "        %s: %q\n", k, v)
-	}
-	b.WriteString("    spec:\n      containers:\n        - image: ko://github.com/knactor/knactor/examples/counter\n")
-	path := filepath.Join(t.TempDir(), "counter.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func startUp(t testing.TB, env []string, args ...string) upProc {
 	t.Helper()
 	port := proctest.FreePort(t)
@@ -159,13 +133,13 @@ func (l *load) verify(t *testing.T, r routerProc) {
 
 func TestScaleFromZeroPanicAndBackToZero(t *testing.T) {
 	skipShort(t)
-	manifest := counterManifest(t, map[string]string{
-		"autoscaling.knative.dev/initial-scale":                 "0",
-		"autoscaling.knative.dev/window":                        "30s", // panic window: 10% = 3 s
-		"autoscaling.knative.dev/target":                        "1",
-		"autoscaling.knative.dev/target-utilization-percentage": "100",
-		"autoscaling.knative.dev/max-scale":                     "4",
-	})
+	manifest := proctest.CounterManifest(t, "counter",
+		"autoscaling.knative.dev/initial-scale", "0",
+		"autoscaling.knative.dev/window", "30s", // panic window: 10% = 3 s
+		"autoscaling.knative.dev/target", "1",
+		"autoscaling.knative.dev/target-utilization-percentage", "100",
+		"autoscaling.knative.dev/max-scale", "4",
+	)
 	u := startUp(t, nil, "-f", manifest, "--allow-zero-initial-scale", "--scale-to-zero-grace", "1s")
 	r := routerProc{Process: u.Process, url: u.url}
 	if n := u.readyPods(t); n != 0 {
@@ -233,10 +207,10 @@ func TestPodKilledUnderLoadLosesNoAcknowledgedState(t *testing.T) {
 	skipShort(t)
 	srv := miniotest.Start(t)
 	env, args := minioRouterArgs(srv)
-	manifest := counterManifest(t, map[string]string{
-		"autoscaling.knative.dev/min-scale": "2",
-		"autoscaling.knative.dev/max-scale": "2",
-	})
+	manifest := proctest.CounterManifest(t, "counter",
+		"autoscaling.knative.dev/min-scale", "2",
+		"autoscaling.knative.dev/max-scale", "2",
+	)
 	u := startUp(t, env, append(args, "-f", manifest)...)
 	r := routerProc{Process: u.Process, url: u.url}
 	u.waitPods(t, "two pods", 30*time.Second, func(n int) bool { return n == 2 })
