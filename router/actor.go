@@ -13,7 +13,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/knactor/knactor/router/placement"
-	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -122,14 +121,14 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecac
 		return
 	}
 	idemKey := string(ctx.Request.Header.Peek(HeaderIdempotencyKey))
-	if idemKey != "" && !record.ValidKey(idemKey) {
-		err := errorf(400, CodeBadRequest, "%s must be 1-%d printable ASCII characters", HeaderIdempotencyKey, record.MaxKeyLen)
+	forwarded := len(ctx.Request.Header.Peek(HeaderForwarded)) > 0
+	if err := checkIdempotencyKey(idemKey, forwarded); err != nil {
 		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
 		writeError(ctx, err)
 		return
 	}
 	call := &actorCall{fn: fn, key: key, action: action, payload: payload, requestID: r.requestID(ctx),
-		forwarded: len(ctx.Request.Header.Peek(HeaderForwarded)) > 0, host: host, idemKey: idemKey}
+		forwarded: forwarded, host: host, idemKey: idemKey}
 	ctx.Request.Header.VisitAll(func(k, v []byte) {
 		if name, ok := bytes.CutPrefix(k, []byte(metaHeaderPrefix)); ok && len(name) > 0 {
 			call.metadata = append(call.metadata, metaPair{string(bytes.ToLower(name)), string(v)})
@@ -287,7 +286,7 @@ func (r *Router) deleteActor(parent context.Context, fn Function, key statecache
 		return err
 	}
 	defer release()
-	turnID := r.newRequestID()
+	turnID := r.newTurnID()
 	for attempt := 1; ; attempt++ {
 		cur, _, err := r.loadRecord(ctx, key)
 		if err != nil {

@@ -22,7 +22,7 @@ const (
 // effectKey is the idempotency key of the index-th effect of the turn that committed as commit:
 // the same on every dispatch of that effect, and unique to it.
 func effectKey(commit statecache.Commit, index int) string {
-	return "effect:" + string(commit) + ":" + strconv.Itoa(index)
+	return effectKeyPrefix + string(commit) + ":" + strconv.Itoa(index)
 }
 
 // runEffects starts the effects of a committed turn, each as a turn of its target actor, in

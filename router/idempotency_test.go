@@ -294,3 +294,58 @@ func TestEffectsCarryIdempotencyKeys(t *testing.T) {
 		t.Fatalf("effect key %q", k)
 	}
 }
+
+// hiddenLandingStore lands a write, lets another writer write on top of it, then reports the
+// write unavailable: the retry finds someone else's commit, so the router cannot tell from the
+// store whether its own write landed.
+type hiddenLandingStore struct {
+	statecache.Store
+	hide  atomic.Int64 // writes still to hide
+	other func()       // the other writer
+}
+
+func (s *hiddenLandingStore) Put(ctx context.Context, k statecache.Key, v []byte, expect statecache.Version, c statecache.Commit) (statecache.Version, error) {
+	ver, err := s.Store.Put(ctx, k, v, expect, c)
+	if err == nil && s.hide.Add(-1) >= 0 {
+		s.other()
+		return "", fmt.Errorf("test: answer lost: %w", statecache.ErrUnavailable)
+	}
+	return ver, err
+}
+
+// A write whose answer was lost and that another writer then wrote over: a keyless call cannot
+// be re-run (it may have landed) and answers 503 saying so; a keyed call is re-run, finds its key
+// in the record and replays. Either way each call is applied once.
+func TestALandedWriteHiddenByAnotherWriterIsNotRunAgain(t *testing.T) {
+	store := &hiddenLandingStore{Store: dirStore(t)}
+	a := newHarnessOn(t, Config{}, store)
+	b := newHarnessOn(t, Config{}, store.Store)
+	actor := newTestActor()
+	a.deploy(counterFn, actor)
+	b.deploy(counterFn, actor)
+	store.other = func() { b.do("POST", "/v1/actors/counter/h/add", `{"by":10}`).want(t, 200, "") }
+
+	store.hide.Store(1)
+	rp := a.do("POST", "/v1/actors/counter/h/add", `{"by":1}`)
+	if rp.status != 503 || !strings.Contains(rp.body, "outcome of the state write is unknown") {
+		t.Fatalf("keyless call whose write was hidden: %d %s, want 503 outcome unknown", rp.status, rp.body)
+	}
+	b.do("GET", "/v1/actors/counter/h", "").want(t, 200, `{"value":11}`) // landed once, not re-run
+
+	store.hide.Store(1)
+	rp = a.do("POST", "/v1/actors/counter/h/add", `{"by":1}`, withKey("hidden")...)
+	rp.want(t, 200, `{"value":12}`)
+	if rp.header.Get(HeaderReplayed) != "true" {
+		t.Fatalf("keyed call whose write was hidden was not answered from its record: %v", rp.header)
+	}
+	b.do("GET", "/v1/actors/counter/h", "").want(t, 200, `{"value":22}`)
+}
+
+func TestCallersCannotUseEffectKeys(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.deploy(counterFn, newTestActor())
+	rp := h.do("POST", "/v1/actors/counter/e/add", `{"by":1}`, withKey("effect:abc-1.1:0")...)
+	if rp.status != 400 || !strings.Contains(rp.body, "the router's own") {
+		t.Fatalf("a caller's effect key: %d %s, want 400", rp.status, rp.body)
+	}
+}

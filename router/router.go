@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -105,6 +106,10 @@ type Router struct {
 	closing   atomic.Bool
 	reqPrefix string
 	reqSeq    atomic.Uint64
+	// commitPrefix names this router process in commit ids: 96 random bits, so two processes
+	// sharing a bucket never make the same commit id (a store would take one's write for the
+	// other's).
+	commitPrefix string
 
 	idemLimits record.Limits // from cfg: the idempotency keys each actor remembers
 	storeDown  atomic.Bool   // the latest state read or write found the store unavailable
@@ -133,18 +138,21 @@ func New(cfg Config, opts Options) (*Router, error) {
 	}
 	var prefix [6]byte
 	_, _ = rand.Read(prefix[:])
+	var commitPrefix [12]byte
+	_, _ = rand.Read(commitPrefix[:])
 	r := &Router{
-		cfg:       cfg,
-		backends:  opts.Backends,
-		state:     opts.State,
-		activator: opts.Activator,
-		clock:     opts.Clock,
-		log:       opts.Logger,
-		mailboxes: NewMailboxes(cfg.MaxQueuePerActor),
-		stats:     stats.NewRecorder(opts.Clock),
-		reqPrefix: hex.EncodeToString(prefix[:]),
-		timers:    make(map[clock.Timer]struct{}),
-		stopping:  make(chan struct{}),
+		cfg:          cfg,
+		backends:     opts.Backends,
+		state:        opts.State,
+		activator:    opts.Activator,
+		clock:        opts.Clock,
+		log:          opts.Logger,
+		mailboxes:    NewMailboxes(cfg.MaxQueuePerActor),
+		stats:        stats.NewRecorder(opts.Clock),
+		reqPrefix:    hex.EncodeToString(prefix[:]),
+		commitPrefix: base64.RawURLEncoding.EncodeToString(commitPrefix[:]),
+		timers:       make(map[clock.Timer]struct{}),
+		stopping:     make(chan struct{}),
 		idemLimits: record.Limits{
 			Keys: cfg.IdempotencyKeys, TTL: cfg.IdempotencyTTL, Bytes: cfg.IdempotencyBytes,
 		},
@@ -434,6 +442,12 @@ func (r *Router) requestID(ctx *fasthttp.RequestCtx) string {
 
 func (r *Router) newRequestID() string {
 	return r.reqPrefix + "-" + strconv.FormatUint(r.reqSeq.Add(1), 36)
+}
+
+// newTurnID names one turn's writes: its commit ids are the turn id and the attempt. Unique
+// across router processes (commitPrefix) and within one (the sequence).
+func (r *Router) newTurnID() string {
+	return r.commitPrefix + "-" + strconv.FormatUint(r.reqSeq.Add(1), 36)
 }
 
 // serverError answers requests fasthttp itself rejects (unparsable, too large, too slow) with

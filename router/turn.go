@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/knactor/knactor/router/placement"
@@ -19,6 +20,24 @@ const (
 	// HeaderReplayed marks an answer that repeats a committed call's, without running it.
 	HeaderReplayed = "Idempotent-Replayed"
 )
+
+// effectKeyPrefix starts the idempotency keys of effects (effectKey); callers may not use it, so
+// a caller's key can never take an effect's place.
+const effectKeyPrefix = "effect:"
+
+// checkIdempotencyKey validates a caller's key ("" for none). Keys of effects are accepted only
+// on calls forwarded by another router, which is how an effect reaches its actor's owner.
+func checkIdempotencyKey(key string, forwarded bool) error {
+	switch {
+	case key == "":
+		return nil
+	case !record.ValidKey(key):
+		return errorf(400, CodeBadRequest, "%s must be 1-%d printable ASCII characters", HeaderIdempotencyKey, record.MaxKeyLen)
+	case !forwarded && strings.HasPrefix(key, effectKeyPrefix):
+		return errorf(400, CodeBadRequest, "%s %q: keys starting with %q are the router's own (effects)", HeaderIdempotencyKey, key, effectKeyPrefix)
+	}
+	return nil
+}
 
 // invoke runs one call as a turn of its actor: wait for the actor's mailbox, load the actor's
 // record, answer a remembered idempotency key from it, else send the envelope to the owner pod
@@ -66,7 +85,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 	}
 	// Every write this turn makes is named by turnID and the attempt: unique to this router
 	// process, and the same when one write is retried after the store failed to answer.
-	turnID := r.newRequestID()
+	turnID := r.newTurnID()
 	deadline, _ := ctx.Deadline()
 	owner := func(set *placement.Set) (placement.Pod, bool) { return set.Owner(keyStr) }
 	lostPods := 0
@@ -175,6 +194,9 @@ func (r *Router) replay(call *actorCall, rec *record.Record, digest record.Diges
 			call.idemKey, call.key.ID)
 	}
 	r.metrics.replay(call.fn.Name)
+	if !rec.HasState {
+		version = statecache.NoVersion // as the call's own answer said: the actor has no state
+	}
 	return &turnResult{reply: e.Reply, replyIsRaw: e.RawReply, version: version, replayed: true}, nil
 }
 
@@ -208,7 +230,10 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 	if !next.Empty() {
 		value = next.Append(make([]byte, 0, len(next.State)+64))
 	}
-	var version statecache.Version
+	var (
+		version   statecache.Version
+		ambiguous bool // a try failed without an answer: it may have landed
+	)
 	err := r.withStore(ctx, call.key.Function, "put", func(ctx context.Context) (err error) {
 		// A retry repeats the same write under the same commit: the store recognises it if an
 		// earlier try landed.
@@ -217,7 +242,18 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 		} else {
 			version, err = r.state.Put(ctx, call.key, value, cur.Version, commit)
 		}
+		if errors.Is(err, statecache.ErrUnavailable) {
+			ambiguous = true
+		}
 		return err
 	})
+	var conflict *statecache.ConflictError
+	if errors.As(err, &conflict) && (ambiguous || conflict.AfterAmbiguous) && call.idemKey == "" {
+		// A try whose answer was lost may have landed before another writer's write, which
+		// now hides it. Re-running could apply the call twice; only the caller can settle it.
+		// (With a key, the re-run settles it: the reloaded record holds the key if it landed.)
+		return version, changed, errorf(503, CodeStoreUnavailable,
+			"the outcome of the state write is unknown: a try got no answer and the actor has changed since, so the call may or may not have taken effect; send an %s to retry safely", HeaderIdempotencyKey)
+	}
 	return version, changed, err
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
-	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -306,8 +305,8 @@ func (s *wsSession) invoke(data []byte) []byte {
 	if !validAction(m.Action) {
 		return wsError(m.ID, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", m.Action, maxActionLen))
 	}
-	if m.IdempotencyKey != "" && !record.ValidKey(m.IdempotencyKey) {
-		return wsError(m.ID, errorf(400, CodeBadRequest, "idempotency_key must be 1-%d printable ASCII characters", record.MaxKeyLen))
+	if err := checkIdempotencyKey(m.IdempotencyKey, false); err != nil {
+		return wsError(m.ID, err)
 	}
 	payload := []byte(m.Payload)
 	if !isSet(m.Payload) {

@@ -295,9 +295,9 @@ func (c *Cache) write(ctx context.Context, key Key, value []byte, exists bool, e
 	}
 	if errors.Is(err, ErrConflict) {
 		c.mem.Delete(id)
-		if _, lerr := c.load(ctx, key, id); lerr != nil {
-			return NoVersion, errors.Join(err, lerr)
-		}
+		// Refresh the entry for the caller's retry. If the store cannot be read now, the retry
+		// reads it: the conflict, not the failed refresh, is this write's outcome.
+		_, _ = c.load(ctx, key, id)
 		return NoVersion, err
 	}
 	if err != nil {

@@ -11,6 +11,13 @@ const flagExists = 1
 
 // remember caches e under id. The caller holds id's stripe.
 func (c *Cache) remember(id string, e cached) {
+	if len(e.Version) > 0xffff || len(e.durable) > 0xffff {
+		c.mem.Delete(id) // no store makes versions this long; do not cache what cannot be encoded
+		return
+	}
+	if len(e.Commit) > 0xff {
+		e.Commit = NoCommit // stores validate commits (MaxCommitBytes); never wrap the length
+	}
 	buf := make([]byte, 0, 6+len(e.Version)+len(e.durable)+len(e.Commit)+len(e.Value))
 	var flags byte
 	if e.Exists {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -288,16 +289,27 @@ func (s *S3Store) put(ctx context.Context, op string, key Key, value []byte, exp
 	} else {
 		opts.SetMatchETag(string(expect))
 	}
-	var version Version
+	var (
+		version   Version
+		ambiguous bool // an attempt failed without a clear answer: it may have landed
+	)
 	err = s.retry(ctx, func(ctx context.Context) error {
 		info, err := s.core.PutObject(ctx, s.cfg.Bucket, name, bytes.NewReader(value), int64(len(value)), "", "", opts)
 		version = Version(info.ETag)
+		if err != nil && !isConflict(err) && !neverSent(err) {
+			ambiguous = true
+		}
 		return err
 	})
 	if isConflict(err) {
 		// An earlier attempt may have landed and only its answer been lost (a timeout, a
 		// connection broken after the request was sent): then the object holds this commit.
-		return s.resolveConflict(ctx, op, key, name, commit)
+		v, err := s.resolveConflict(ctx, op, key, name, commit)
+		var ce *ConflictError
+		if errors.As(err, &ce) {
+			ce.AfterAmbiguous = ambiguous
+		}
+		return v, err
 	}
 	if err != nil {
 		return NoVersion, s.explain(op, key.String(), err)
@@ -326,9 +338,13 @@ func (s *S3Store) resolveConflict(ctx context.Context, op string, key Key, name 
 	return NoVersion, &ConflictError{Key: key, Current: cur.Version, Commit: cur.Commit}
 }
 
-// entryOf builds the entry of an object from its info and value.
+// entryOf builds the entry of an object from its info and value. A commit id that is not one
+// (metadata written by something else) counts as none.
 func entryOf(info minio.ObjectInfo, value []byte) Entry {
 	e := Entry{Version: Version(info.ETag), Commit: Commit(info.Metadata.Get("X-Amz-Meta-" + commitMeta))}
+	if e.Commit.Validate() != nil {
+		e.Commit = NoCommit
+	}
 	if info.Metadata.Get("X-Amz-Meta-"+tombstoneMeta) == "" {
 		e.Value, e.Exists = value, true
 	}
@@ -364,6 +380,10 @@ func (s *S3Store) retry(ctx context.Context, op func(context.Context) error) err
 		backoff *= 2
 	}
 }
+
+// neverSent reports a failure that happened before the request could reach the store: the
+// connection was refused. Nothing can have landed.
+func neverSent(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
 func isConflict(err error) bool {
 	r := minio.ToErrorResponse(err)

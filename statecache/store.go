@@ -64,9 +64,16 @@ type ConflictError struct {
 	// store learned them (S3 does with one extra request per conflict); empty otherwise.
 	Current Version
 	Commit  Commit
+	// AfterAmbiguous reports that an earlier try of this same write failed without an answer
+	// (a timeout, a broken connection): it may have landed before the other writer's, whose
+	// write then hides it. Such a writer cannot know whether its write took effect.
+	AfterAmbiguous bool
 }
 
 func (e *ConflictError) Error() string {
+	if e.AfterAmbiguous {
+		return fmt.Sprintf("write %s: %v after a try whose outcome is unknown", e.Key, ErrConflict)
+	}
 	return fmt.Sprintf("write %s: %v", e.Key, ErrConflict)
 }
 

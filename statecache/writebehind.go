@@ -10,8 +10,10 @@ import (
 )
 
 // maxMaybeLanded bounds the commits a buffered change remembers of earlier flushes whose outcome
-// is unknown: each failed flush of a store that is down adds one, and a handful covers an outage.
-const maxMaybeLanded = 16
+// is unknown. Each ambiguously failed flush of a hot actor adds one per flush interval; 1024 is
+// 17 minutes of outage at the default 1 s. The oldest are kept: one of those flushes may have
+// landed as the store went away, and the later ones most likely never reached it.
+const maxMaybeLanded = 1024
 
 // dirtyWrite is one buffered write-behind change of a key.
 type dirtyWrite struct {
@@ -30,16 +32,12 @@ type dirtyWrite struct {
 	flushFailed bool
 }
 
-// appendMaybe adds commit to maybe, keeping the newest maxMaybeLanded.
+// appendMaybe adds commit to maybe, up to maxMaybeLanded commits (the oldest are kept).
 func appendMaybe(maybe []Commit, commit Commit) []Commit {
-	if slices.Contains(maybe, commit) {
+	if len(maybe) >= maxMaybeLanded || slices.Contains(maybe, commit) {
 		return maybe
 	}
-	maybe = append(maybe, commit)
-	if len(maybe) > maxMaybeLanded {
-		maybe = maybe[1:]
-	}
-	return maybe
+	return append(maybe, commit)
 }
 
 // writeBehind buffers a change of key. The caller holds id's stripe.
