@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,6 +166,46 @@ func BenchmarkRouterActorCall(b *testing.B) {
 				runCallers(b, par, func() { call(paths[rand.IntN(len(paths))]) })
 			})
 		}
+	}
+}
+
+// BenchmarkRouterActorCallWithKey is BenchmarkRouterActorCall's statecache case with an
+// Idempotency-Key of its own on every call, on actors that already remember
+// DefaultIdempotencyKeys keys: every call decodes, scans and rewrites the whole window.
+func BenchmarkRouterActorCallWithKey(b *testing.B) {
+	const actors = 64
+	for _, par := range []int{1, 64} {
+		b.Run("callers="+strconv.Itoa(par), func(b *testing.B) {
+			c, err := statecache.NewCache(&statecache.MemStore{},
+				statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour, MaxBytes: 64 << 20})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = c.Close(context.Background()) })
+			rig := newBenchRig(b, c)
+			var seq atomic.Uint64
+			call := func(path string) {
+				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				defer fasthttp.ReleaseRequest(req)
+				defer fasthttp.ReleaseResponse(resp)
+				req.SetRequestURI(path)
+				req.Header.SetMethod(fasthttp.MethodPost)
+				req.Header.SetContentType("application/json")
+				req.Header.Set(HeaderIdempotencyKey, "bench-key-"+strconv.FormatUint(seq.Add(1), 10))
+				req.SetBodyString(`{"by":1}`)
+				rig.do(b, req, resp)
+			}
+			paths := make([]string, actors)
+			for i := range paths {
+				paths[i] = "http://router/v1/actors/counter/keyed-" + strconv.Itoa(i) + "/add"
+				for range DefaultIdempotencyKeys { // a full window
+					call(paths[i])
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			runCallers(b, par, func() { call(paths[rand.IntN(len(paths))]) })
+		})
 	}
 }
 

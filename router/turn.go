@@ -219,7 +219,7 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 	now := r.clock.Now()
 	if call.idemKey != "" {
 		next.Remember(record.Entry{Key: call.idemKey, Digest: digest, At: now, Status: 200,
-			Reply: out.reply, RawReply: out.replyIsRaw, Commit: string(commit)}, r.idemLimits)
+			Reply: out.reply, RawReply: out.replyIsRaw}, r.idemLimits)
 	} else {
 		next.Prune(now, r.idemLimits)
 	}
@@ -228,7 +228,7 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 	}
 	var value []byte
 	if !next.Empty() {
-		value = next.Append(make([]byte, 0, len(next.State)+64))
+		value = next.Append(make([]byte, 0, next.Size()))
 	}
 	var (
 		version   statecache.Version

@@ -9,11 +9,13 @@ import "encoding/binary"
 // One allocation per write, and a read slices the copy bigcache returns.
 const flagExists = 1
 
-// remember caches e under id. The caller holds id's stripe.
-func (c *Cache) remember(id string, e cached) {
+// remember caches e under id and returns a copy of e.Value that the caller owns (bigcache keeps
+// a copy of its own), so write-behind buffers a change without copying it again. The caller
+// holds id's stripe.
+func (c *Cache) remember(id string, e cached) []byte {
 	if len(e.Version) > 0xffff || len(e.durable) > 0xffff {
 		c.mem.Delete(id) // no store makes versions this long; do not cache what cannot be encoded
-		return
+		return append([]byte(nil), e.Value...)
 	}
 	if len(e.Commit) > 0xff {
 		e.Commit = NoCommit // stores validate commits (MaxCommitBytes); never wrap the length
@@ -30,14 +32,16 @@ func (c *Cache) remember(id string, e cached) {
 	buf = append(buf, e.durable...)
 	buf = append(buf, byte(len(e.Commit)))
 	buf = append(buf, e.Commit...)
+	header := len(buf)
 	buf = append(buf, e.Value...)
 	if err := c.mem.Set(id, buf); err != nil {
 		// Too large for a shard: serve it from the store (or the dirty set) instead, and make
 		// sure no older copy survives.
 		c.mem.Delete(id)
-		return
+	} else {
+		c.touch(id)
 	}
-	c.touch(id)
+	return buf[header:len(buf):len(buf)]
 }
 
 // fromMemory returns id's cached entry, if any.

@@ -50,7 +50,9 @@ func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byt
 		return NoVersion, &ConflictError{Key: key, Current: cur.Version, Commit: cur.Commit}
 	}
 	v := Version("wb-" + c.localTag + "-" + strconv.FormatUint(c.localSeq.Add(1), 36))
-	value = append([]byte(nil), value...) // the caller may reuse its buffer once Put returns
+	// remember copies value (the caller may reuse its buffer once Put returns); the copy is the
+	// buffered change's.
+	value = c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists, Commit: commit}, durable: cur.durable})
 	c.dirtyMu.Lock()
 	var maybe []Commit
 	if prev, ok := c.dirty[id]; ok {
@@ -61,7 +63,6 @@ func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byt
 	}
 	c.dirty[id] = &dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v, commit: commit, maybeLanded: maybe}
 	c.dirtyMu.Unlock()
-	c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists, Commit: commit}, durable: cur.durable})
 	return v, nil
 }
 

@@ -1,7 +1,7 @@
 -- wrk script for hack/bench-router.sh: stateful calls POST /v1/actors/counter/<id>/add with the
 -- payload {"by":1}, each to an actor drawn at random from ACTORS actors (default 1000) named
 -- ACTOR_PREFIX<n> (default "bench-<n>"). With IDEM=1 every call carries an Idempotency-Key of
--- its own ("<thread>-<n>"), as a client that names each call does.
+-- its own ("<start time>-<thread>-<n>"), as a client that names each call does.
 --
 -- The requests are formatted once per thread in init, so a request costs wrk no more than a
 -- fixed one (with IDEM=1, one string concatenation for the key); each thread draws from its own
@@ -38,7 +38,9 @@ function init(args)
   end
   count = n
   seq = 0
-  keyprefix = tid .. "-"
+  -- Keys must not repeat across wrk runs either (a repeat would be a replay): the start time
+  -- tells this run's keys from the warm-up's and the other connection counts'.
+  keyprefix = os.time() .. "-" .. tid .. "-"
 end
 
 function request()

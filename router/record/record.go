@@ -92,22 +92,20 @@ type Entry struct {
 	At       time.Time
 	Status   int
 	Reply    []byte
-	RawReply bool   // Reply is bytes (reply_b64), not JSON
-	Commit   string // the commit id of the turn that answered it
+	RawReply bool // Reply is bytes (reply_b64), not JSON
 }
-
-func (e *Entry) size() int { return len(e.Key) + len(e.Reply) + len(e.Commit) + 48 }
 
 // Record is an actor's stored value, decoded. The zero Record is an actor without state or keys.
 //
-// State aliases the decoded bytes, and the remembered keys stay in their encoded form (oldest
-// first): a turn scans them without allocating and copies them as one block when it writes, so
-// 128 remembered keys cost a keyed call a scan and a copy, not 128 decodes.
+// State aliases the decoded bytes, and the remembered keys stay in their encoded form, oldest
+// first, each entry framed by its length: a turn finds a key by skipping from frame to frame,
+// without decoding or allocating, and writes the window back as one block plus its own entry.
 type Record struct {
 	State    []byte
 	HasState bool
-	keys     []byte // the encoded entries, oldest first; validated by Decode
+	keys     []byte // framed entries, oldest first; the framing was checked by Decode
 	n        int    // entries in keys
+	added    []byte // the framed entry Remember added, written after keys
 }
 
 // magic starts every value in record form. A JSON state never starts with a NUL byte; a binary
@@ -123,9 +121,17 @@ const (
 // ErrCorrupt reports a value in record form that cannot be decoded.
 var ErrCorrupt = errors.New("corrupt actor record")
 
+// The record form:
+//
+//	magic | format (1) | flags (1) | len(state) state | count | entries
+//	entry: len(body) body
+//	body:  len(key) key | digest (16) | unix nanos (varint) | status | flags (1) | len(reply) reply
+//
+// Lengths and counts are uvarints.
+
 // Decode reads a stored value. exists is whether the store holds a value for the key; a value
-// without the record header is a bare state. Decode checks every entry, so later scans of a
-// decoded Record cannot fail.
+// without the record header is a bare state. Decode checks the framing of every entry and the
+// key inside it; an entry whose other fields do not parse is never found or replayed.
 func Decode(value []byte, exists bool) (Record, error) {
 	if !exists {
 		return Record{}, nil
@@ -150,7 +156,11 @@ func Decode(value []byte, exists bool) (Record, error) {
 	}
 	r.keys, r.n = d.b, int(n)
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		d.entry()
+		body := decoder{b: d.bytes()}
+		body.bytes() // the key
+		if d.err == nil && body.err != nil {
+			d.err = fmt.Errorf("entry %d: %w", i, body.err)
+		}
 	}
 	if d.err == nil && len(d.b) > 0 {
 		d.err = fmt.Errorf("%d bytes after the last entry", len(d.b))
@@ -162,56 +172,92 @@ func Decode(value []byte, exists bool) (Record, error) {
 }
 
 // Keys returns how many keys the record remembers (expired ones included until the next write).
-func (r *Record) Keys() int { return r.n }
+func (r *Record) Keys() int {
+	if r.added != nil {
+		return r.n + 1
+	}
+	return r.n
+}
 
-// Entries returns the remembered entries, oldest first.
-func (r *Record) Entries() []Entry {
-	out := make([]Entry, 0, r.n)
+// each calls f with the body of every entry, oldest first, until f returns false.
+func (r *Record) each(f func(body []byte) bool) {
 	d := decoder{b: r.keys}
 	for range r.n {
-		out = append(out, d.entry().entry())
+		if !f(d.bytes()) {
+			return
+		}
 	}
+	if r.added != nil {
+		a := decoder{b: r.added}
+		f(a.bytes())
+	}
+}
+
+// Entries returns the remembered entries that parse, oldest first.
+func (r *Record) Entries() []Entry {
+	var out []Entry
+	r.each(func(body []byte) bool {
+		if e, ok := parseBody(body); ok {
+			out = append(out, e)
+		}
+		return true
+	})
 	return out
 }
 
 // Find returns the entry of key if it is remembered and younger than ttl at now.
 func (r *Record) Find(key string, now time.Time, ttl time.Duration) (Entry, bool) {
-	d := decoder{b: r.keys}
-	var found rawEntry
-	ok := false
-	for range r.n {
-		if e := d.entry(); string(e.key) == key { // the conversion does not allocate
-			found, ok = e, true // keep scanning: the newest of a key wins
+	var found []byte
+	r.each(func(body []byte) bool {
+		if string(keyOf(body)) == key { // the conversion does not allocate
+			found = body // keep going: the newest entry of a key wins
 		}
-	}
-	if !ok || now.Sub(time.Unix(0, found.at)) >= ttl {
+		return true
+	})
+	if found == nil {
 		return Entry{}, false
 	}
-	return found.entry(), true
+	e, ok := parseBody(found)
+	if !ok || now.Sub(e.At) >= ttl {
+		return Entry{}, false
+	}
+	return e, true
 }
 
 // Remember adds e (its key must not be remembered yet, or must have expired) and drops what
 // the limits no longer allow: expired entries, then the oldest beyond the count or the bytes.
 func (r *Record) Remember(e Entry, lim Limits) {
-	old := r.keys
-	n := r.n
-	if _, found := r.Find(e.Key, e.At, time.Duration(1<<63-1)); found {
-		old, n = without(old, n, e.Key) // an expired key used again: rare
+	if r.added != nil { // a second key in one turn: fold the first into the window
+		r.keys, r.n, r.added = append(append([]byte{}, r.keys...), r.added...), r.n+1, nil
 	}
-	keys := make([]byte, 0, len(old)+e.size()+16)
-	keys = append(keys, old...)
-	r.keys, r.n = appendEntry(keys, &e), n+1
+	if r.has(e.Key) {
+		r.keys, r.n = r.without(e.Key) // an expired key used again: rare
+	}
+	body := appendBody(make([]byte, 0, len(e.Key)+len(e.Reply)+40), &e)
+	r.added = appendBytes(make([]byte, 0, len(body)+3), body)
 	r.Prune(e.At, lim)
 }
 
-// without returns the entries of keys (n of them) other than key's, and their count.
-func without(keys []byte, n int, key string) ([]byte, int) {
+// has reports whether key is in the window.
+func (r *Record) has(key string) bool {
+	found := false
+	r.each(func(body []byte) bool {
+		found = string(keyOf(body)) == key
+		return !found
+	})
+	return found
+}
+
+// without returns the window's entries other than key's, and their count.
+func (r *Record) without(key string) ([]byte, int) {
 	var out []byte
 	kept := 0
-	d := decoder{b: keys}
-	for range n {
-		if e := d.entry(); string(e.key) != key {
-			out = append(out, e.raw...)
+	d := decoder{b: r.keys}
+	for range r.n {
+		start := d.b
+		body := d.bytes()
+		if string(keyOf(body)) != key {
+			out = append(out, start[:len(start)-len(d.b)]...)
 			kept++
 		}
 	}
@@ -219,36 +265,52 @@ func without(keys []byte, n int, key string) ([]byte, int) {
 }
 
 // Prune drops entries older than lim.TTL at now, then the oldest beyond lim.Keys and lim.Bytes.
-// The newest entry stays whatever its size. It only moves the start of the entries: no copy.
+// The newest entry stays whatever its size. It only moves the start of the window: no copy.
 func (r *Record) Prune(now time.Time, lim Limits) {
-	if r.n == 0 {
-		return
-	}
-	// Entries are oldest first: drop from the front while a limit is exceeded.
-	d := decoder{b: r.keys}
-	size := len(r.keys)
-	for left := r.n; left > 1; left-- {
-		e := d.entry()
-		expired := now.Sub(time.Unix(0, e.at)) >= lim.TTL
-		if !expired && left <= lim.Keys && size <= lim.Bytes {
+	total := r.Keys()
+	size := len(r.keys) + len(r.added)
+	for r.n > 0 && (total > 1 || r.added == nil) {
+		d := decoder{b: r.keys}
+		body := d.bytes()
+		frame := len(r.keys) - len(d.b)
+		at, ok := atOf(body)
+		if ok && now.Sub(at) < lim.TTL && total <= lim.Keys && size <= lim.Bytes {
 			break
 		}
-		size -= len(e.raw)
-		r.keys, r.n = r.keys[len(e.raw):], r.n-1
+		if total == 1 && ok && now.Sub(at) < lim.TTL {
+			break // the newest stays whatever its size
+		}
+		r.keys, r.n = r.keys[frame:], r.n-1
+		total--
+		size -= frame
 	}
-	if r.n == 1 && now.Sub(time.Unix(0, decoder{b: r.keys}.peekAt())) >= lim.TTL {
-		r.keys, r.n = nil, 0
+	if r.n == 0 {
+		r.keys = nil
+		if r.added != nil { // the newest goes only when it has expired itself
+			a := decoder{b: r.added}
+			if at, ok := atOf(a.bytes()); !ok || now.Sub(at) >= lim.TTL {
+				r.added = nil
+			}
+		}
 	}
 }
 
 // Empty reports whether the record holds neither state nor keys: the actor can be deleted.
-func (r *Record) Empty() bool { return !r.HasState && r.n == 0 }
+func (r *Record) Empty() bool { return !r.HasState && r.Keys() == 0 }
+
+// Size is the length of the stored form Append writes.
+func (r *Record) Size() int {
+	if r.Keys() == 0 && r.HasState && !bytes.HasPrefix(r.State, magic) {
+		return len(r.State)
+	}
+	return len(magic) + 2 + 2*binary.MaxVarintLen64 + len(r.State) + len(r.keys) + len(r.added)
+}
 
 // Append appends the stored form of r to b: the bare state when no keys are remembered (and the
 // state cannot be mistaken for a record), else the record form. An Empty record encodes as
 // nothing; delete the key instead of storing it.
 func (r *Record) Append(b []byte) []byte {
-	if r.n == 0 && r.HasState && !bytes.HasPrefix(r.State, magic) {
+	if r.Keys() == 0 && r.HasState && !bytes.HasPrefix(r.State, magic) {
 		return append(b, r.State...)
 	}
 	b = append(b, magic...)
@@ -258,14 +320,13 @@ func (r *Record) Append(b []byte) []byte {
 	}
 	b = append(b, formatV1, flags)
 	b = appendBytes(b, r.State)
-	b = binary.AppendUvarint(b, uint64(r.n))
-	return append(b, r.keys...)
+	b = binary.AppendUvarint(b, uint64(r.Keys()))
+	b = append(b, r.keys...)
+	return append(b, r.added...)
 }
 
-// appendEntry appends e's encoding:
-//
-//	len(key) key | digest (16) | unix nanos (varint) | status | flags | len(reply) reply | len(commit) commit
-func appendEntry(b []byte, e *Entry) []byte {
+// appendBody appends the body of e's entry.
+func appendBody(b []byte, e *Entry) []byte {
 	b = appendBytes(b, []byte(e.Key))
 	b = append(b, e.Digest[:]...)
 	b = binary.AppendVarint(b, e.At.UnixNano())
@@ -275,24 +336,39 @@ func appendEntry(b []byte, e *Entry) []byte {
 		f = flagRawReply
 	}
 	b = append(b, f)
-	b = appendBytes(b, e.Reply)
-	return appendBytes(b, []byte(e.Commit))
+	return appendBytes(b, e.Reply)
 }
 
-// rawEntry is an entry as it sits in the encoded keys, its fields aliasing them.
-type rawEntry struct {
-	raw, key, reply, commit []byte
-	digest                  []byte
-	at                      int64
-	status                  uint64
-	rawReply                bool
+// keyOf returns the key of an entry body (Decode checked that it is framed).
+func keyOf(body []byte) []byte {
+	d := decoder{b: body}
+	return d.bytes()
 }
 
-func (e rawEntry) entry() Entry {
-	out := Entry{Key: string(e.key), At: time.Unix(0, e.at), Status: int(e.status), RawReply: e.rawReply,
-		Reply: e.reply, Commit: string(e.commit)}
-	copy(out.Digest[:], e.digest)
-	return out
+// atOf returns when an entry committed, if its body parses that far.
+func atOf(body []byte) (time.Time, bool) {
+	d := decoder{b: body}
+	d.bytes()
+	d.fixed(len(Digest{}))
+	at := d.varint()
+	return time.Unix(0, at), d.err == nil
+}
+
+// parseBody decodes an entry body; ok is false for one that does not parse.
+func parseBody(body []byte) (Entry, bool) {
+	d := decoder{b: body}
+	var e Entry
+	e.Key = string(d.bytes())
+	copy(e.Digest[:], d.fixed(len(Digest{})))
+	e.At = time.Unix(0, d.varint())
+	status := d.uvarint()
+	e.RawReply = d.byte()&flagRawReply != 0
+	e.Reply = d.bytes()
+	if d.err != nil || len(d.b) != 0 || status > 999 {
+		return Entry{}, false
+	}
+	e.Status = int(status)
+	return e, true
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -305,24 +381,6 @@ type decoder struct {
 	b   []byte
 	err error
 }
-
-// entry reads one entry.
-func (d *decoder) entry() rawEntry {
-	start := d.b
-	var e rawEntry
-	e.key = d.bytes()
-	e.digest = d.fixed(len(Digest{}))
-	e.at = d.varint()
-	e.status = d.uvarint()
-	e.rawReply = d.byte()&flagRawReply != 0
-	e.reply = d.bytes()
-	e.commit = d.bytes()
-	e.raw = start[:len(start)-len(d.b)]
-	return e
-}
-
-// peekAt returns the time of the entry d is at.
-func (d decoder) peekAt() int64 { return d.entry().at }
 
 func (d *decoder) fail(what string) {
 	if d.err == nil {

@@ -12,7 +12,7 @@ import (
 var t0 = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 
 func entry(key string, at time.Time, reply string) Entry {
-	return Entry{Key: key, Digest: DigestOf("add", []byte(key)), At: at, Status: 200, Reply: []byte(reply), Commit: "c-" + key}
+	return Entry{Key: key, Digest: DigestOf("add", []byte(key)), At: at, Status: 200, Reply: []byte(reply)}
 }
 
 var roomy = Limits{Keys: 1000, TTL: 1000 * time.Hour, Bytes: 1 << 30}
@@ -124,7 +124,7 @@ func TestKeysRoundTripAndFind(t *testing.T) {
 			if !ok {
 				return
 			}
-			if string(e.Reply) != tt.reply || e.RawReply != tt.raw || e.Status != 200 || e.Commit != "c-"+tt.key ||
+			if string(e.Reply) != tt.reply || e.RawReply != tt.raw || e.Status != 200 ||
 				e.Digest != DigestOf("add", []byte(tt.key)) || !e.At.Equal(map[string]time.Time{"a": t0, "b": t0.Add(time.Minute)}[tt.key]) {
 				t.Fatalf("entry = %+v", e)
 			}
