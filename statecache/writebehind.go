@@ -42,9 +42,20 @@ func appendMaybe(maybe []Commit, commit Commit) []Commit {
 
 // writeBehind buffers a change of key. The caller holds id's stripe.
 func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byte, exists bool, expect Version, commit Commit) (Version, error) {
-	cur, err := c.load(ctx, key, id)
-	if err != nil {
-		return NoVersion, err
+	// A key with a buffered change has its versions there (the cached entry agrees: both change
+	// only under the stripe), so a hot actor's write does not copy its value out of bigcache.
+	var cur cached
+	c.dirtyMu.Lock()
+	prev, dirty := c.dirty[id]
+	if dirty {
+		cur = cached{Entry: Entry{Version: prev.version, Commit: prev.commit}, durable: prev.base}
+	}
+	c.dirtyMu.Unlock()
+	if !dirty {
+		var err error
+		if cur, err = c.load(ctx, key, id); err != nil {
+			return NoVersion, err
+		}
 	}
 	if cur.Version != expect {
 		return NoVersion, &ConflictError{Key: key, Current: cur.Version, Commit: cur.Commit}
