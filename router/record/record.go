@@ -106,6 +106,7 @@ type Record struct {
 	keys     []byte // framed entries, oldest first; the framing was checked by Decode
 	n        int    // entries in keys
 	added    []byte // the framed entry Remember added, written after keys
+	absent   string // a key the latest Find saw nowhere in the window: Remember need not look
 }
 
 // magic starts every value in record form. A JSON state never starts with a NUL byte; a binary
@@ -179,17 +180,21 @@ func (r *Record) Keys() int {
 	return r.n
 }
 
-// each calls f with the body of every entry, oldest first, until f returns false.
+// each calls f with the body of every entry, oldest first, until f returns false. The framing
+// was checked when the entries were decoded or encoded, so each only slices.
 func (r *Record) each(f func(body []byte) bool) {
-	d := decoder{b: r.keys}
+	b := r.keys
 	for range r.n {
-		if !f(d.bytes()) {
+		n, w := binary.Uvarint(b)
+		end := w + int(n)
+		if !f(b[w:end]) {
 			return
 		}
+		b = b[end:]
 	}
 	if r.added != nil {
-		a := decoder{b: r.added}
-		f(a.bytes())
+		n, w := binary.Uvarint(r.added)
+		f(r.added[w : w+int(n)])
 	}
 }
 
@@ -207,6 +212,7 @@ func (r *Record) Entries() []Entry {
 
 // Find returns the entry of key if it is remembered and younger than ttl at now.
 func (r *Record) Find(key string, now time.Time, ttl time.Duration) (Entry, bool) {
+	r.absent = ""
 	var found []byte
 	r.each(func(body []byte) bool {
 		if string(keyOf(body)) == key { // the conversion does not allocate
@@ -215,6 +221,7 @@ func (r *Record) Find(key string, now time.Time, ttl time.Duration) (Entry, bool
 		return true
 	})
 	if found == nil {
+		r.absent = key
 		return Entry{}, false
 	}
 	e, ok := parseBody(found)
@@ -230,9 +237,10 @@ func (r *Record) Remember(e Entry, lim Limits) {
 	if r.added != nil { // a second key in one turn: fold the first into the window
 		r.keys, r.n, r.added = append(append([]byte{}, r.keys...), r.added...), r.n+1, nil
 	}
-	if r.has(e.Key) {
+	if r.absent != e.Key && r.has(e.Key) {
 		r.keys, r.n = r.without(e.Key) // an expired key used again: rare
 	}
+	r.absent = ""
 	body := appendBody(make([]byte, 0, len(e.Key)+len(e.Reply)+40), &e)
 	r.added = appendBytes(make([]byte, 0, len(body)+3), body)
 	r.Prune(e.At, lim)
@@ -341,8 +349,8 @@ func appendBody(b []byte, e *Entry) []byte {
 
 // keyOf returns the key of an entry body (Decode checked that it is framed).
 func keyOf(body []byte) []byte {
-	d := decoder{b: body}
-	return d.bytes()
+	n, w := binary.Uvarint(body)
+	return body[w : w+int(n)]
 }
 
 // atOf returns when an entry committed, if its body parses that far.
