@@ -115,20 +115,20 @@ func TestCLIAgainstKnactorUp(t *testing.T) {
 
 	// --idempotency-key: a repeat is answered from the actor's record, not run again; the same
 	// key with another payload is refused.
-	if got := kn.ok("", "invoke", "counter", "carol", "add", `{"by":3}`, "--idempotency-key", "order-1", "--retry", "2"); got != "{\"value\":3}\n" {
+	if got := kn.ok("", "invoke", "counter", "dave", "add", `{"by":3}`, "--idempotency-key", "order-1", "--retry", "2"); got != "{\"value\":3}\n" {
 		t.Fatalf("invoke with a key: %q", got)
 	}
 	var again struct {
 		Reply    struct{ Value int }
 		Replayed bool
 	}
-	if err := json.Unmarshal([]byte(kn.ok("", "invoke", "counter", "carol", "add", `{"by":3}`, "--idempotency-key", "order-1", "-o", "json")), &again); err != nil {
+	if err := json.Unmarshal([]byte(kn.ok("", "invoke", "counter", "dave", "add", `{"by":3}`, "--idempotency-key", "order-1", "-o", "json")), &again); err != nil {
 		t.Fatal(err)
 	}
 	if again.Reply.Value != 3 || !again.Replayed {
 		t.Fatalf("repeat of a key: %+v, want the first reply, replayed", again)
 	}
-	kn.fails("already names another call of this actor; pick a new key", "invoke", "counter", "carol", "add", `{"by":4}`, "--idempotency-key", "order-1")
+	kn.fails("already names another call of this actor; pick a new key", "invoke", "counter", "dave", "add", `{"by":4}`, "--idempotency-key", "order-1")
 
 	// state get, as it is and -o json with the version of the last turn.
 	if got := kn.ok("", "state", "get", "counter", "alice"); got != "{\"value\":9}\n" {
