@@ -286,7 +286,7 @@ func (r *Router) deleteActor(parent context.Context, fn Function, key statecache
 		return err
 	}
 	defer release()
-	turnID := r.newTurnID()
+	commits := turnCommits{r: r}
 	for attempt := 1; ; attempt++ {
 		cur, _, err := r.loadRecord(ctx, key)
 		if err != nil {
@@ -296,12 +296,7 @@ func (r *Router) deleteActor(parent context.Context, fn Function, key statecache
 			return nil
 		}
 		// Deleting forgets the actor's idempotency keys too: a repeat of an old call runs anew.
-		commit := statecache.Commit(turnID + "." + strconv.Itoa(attempt))
-		var v statecache.Version
-		err = r.withStore(ctx, key.Function, "delete", func(ctx context.Context) (err error) {
-			v, err = r.state.Delete(ctx, key, cur.Version, commit)
-			return err
-		})
+		v, _, err := r.write(ctx, key, nil, cur.Version, commits.of(attempt))
 		if errors.Is(err, statecache.ErrConflict) && attempt <= r.cfg.ConflictRetries {
 			continue
 		}

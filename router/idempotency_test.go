@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -347,5 +348,52 @@ func TestCallersCannotUseEffectKeys(t *testing.T) {
 	rp := h.do("POST", "/v1/actors/counter/e/add", `{"by":1}`, withKey("effect:abc-1.1:0")...)
 	if rp.status != 400 || !strings.Contains(rp.body, "the router's own") {
 		t.Fatalf("a caller's effect key: %d %s, want 400", rp.status, rp.body)
+	}
+}
+
+// storeCtx starts no timer until the store waits on it, and then bounds the wait by
+// StoreTimeout or the call's own deadline, whichever comes first.
+func TestStoreCtx(t *testing.T) {
+	r := &Router{cfg: Config{StoreTimeout: 50 * time.Millisecond}}
+	tests := []struct {
+		name      string
+		call      time.Duration // the call's own timeout (0: none)
+		wantEarly bool          // the call's deadline comes first
+	}{
+		{"store timeout first", 0, false},
+		{"call deadline first", 10 * time.Millisecond, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parent := context.Background()
+			if tt.call > 0 {
+				var cancel context.CancelFunc
+				parent, cancel = context.WithTimeout(parent, tt.call)
+				defer cancel()
+			}
+			sctx := r.newStoreCtx(parent)
+			defer sctx.stop()
+			d, ok := sctx.Deadline()
+			pd, pok := parent.Deadline()
+			if !ok || (tt.wantEarly && !d.Equal(pd)) || (!tt.wantEarly && pok && !d.Before(pd)) {
+				t.Fatalf("deadline %v (%v), call's %v", d, ok, pd)
+			}
+			if sctx.cancel != nil {
+				t.Fatal("a timer started before anything waited")
+			}
+			select {
+			case <-sctx.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("Done never closed")
+			}
+			if !errors.Is(sctx.Err(), context.DeadlineExceeded) {
+				t.Fatalf("Err = %v", sctx.Err())
+			}
+		})
+	}
+	stopped := r.newStoreCtx(context.Background())
+	stopped.stop()
+	if stopped.cancel != nil || !errors.Is(stopped.Err(), context.Canceled) {
+		t.Fatalf("after stop: timer started %v, Err %v", stopped.cancel != nil, stopped.Err())
 	}
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/knactor/knactor/statecache"
@@ -16,16 +17,69 @@ const (
 	storeRetryBackoffMax = time.Second
 )
 
+// storeCtx bounds one state read or write by Config.StoreTimeout without paying for a timer when
+// the cache answers from memory: the deadline's timer starts only when something waits on the
+// context (Done or Err), which only the store does. stop releases it.
+type storeCtx struct {
+	context.Context // the call's
+	deadline        time.Time
+
+	once   sync.Once // starts inner
+	inner  context.Context
+	cancel context.CancelFunc
+}
+
+func (r *Router) newStoreCtx(ctx context.Context) *storeCtx {
+	return &storeCtx{Context: ctx, deadline: time.Now().Add(r.cfg.StoreTimeout)}
+}
+
+func (c *storeCtx) start() {
+	c.once.Do(func() { c.inner, c.cancel = context.WithDeadline(c.Context, c.deadline) })
+}
+
+// Deadline is the earlier of the call's deadline and the store's.
+func (c *storeCtx) Deadline() (time.Time, bool) {
+	if d, ok := c.Context.Deadline(); ok && d.Before(c.deadline) {
+		return d, true
+	}
+	return c.deadline, true
+}
+
+// Done is closed at the deadline or when the call is cancelled.
+func (c *storeCtx) Done() <-chan struct{} {
+	c.start()
+	return c.inner.Done()
+}
+
+// Err says why Done is closed.
+func (c *storeCtx) Err() error {
+	c.start()
+	return c.inner.Err()
+}
+
+// stop releases the timer, if one was started. A stopped storeCtx is done (Canceled).
+func (c *storeCtx) stop() {
+	c.once.Do(func() { c.inner = stoppedCtx }) // no timer starts after stop
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+// stoppedCtx is the inner context of a storeCtx stopped before anything waited on it.
+var stoppedCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // withStore runs one state read or write, trying again while the store is unavailable, for up
 // to Config.StoreTimeout (and never past ctx). A write is retried with its commit unchanged, so
 // a try that landed although its answer was lost is recognised, not applied twice. When the
-// store stays away, the caller gets 503 store_unavailable with Retry-After.
-func (r *Router) withStore(ctx context.Context, function, op string, do func(context.Context) error) error {
-	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-	defer cancel()
+// store stays away, the caller gets 503 store_unavailable with Retry-After. The first try is
+// made by the caller (the hot path allocates nothing here); err is its error.
+func (r *Router) withStore(sctx *storeCtx, function, op string, err error, do func(context.Context) error) error {
 	backoff := storeRetryBackoff
 	for {
-		err := do(sctx)
 		if err == nil {
 			if r.storeDown.Load() {
 				r.storeDown.Store(false)
@@ -46,6 +100,7 @@ func (r *Router) withStore(ctx context.Context, function, op string, do func(con
 			return storeError(err, r.cfg.StoreTimeout)
 		}
 		backoff = min(2*backoff, storeRetryBackoffMax)
+		err = do(sctx)
 	}
 }
 

@@ -83,9 +83,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 	if call.idemKey != "" {
 		digest = record.DigestOf(call.action, call.payload)
 	}
-	// Every write this turn makes is named by turnID and the attempt: unique to this router
-	// process, and the same when one write is retried after the store failed to answer.
-	turnID := r.newTurnID()
+	commits := turnCommits{r: r}
 	deadline, _ := ctx.Deadline()
 	owner := func(set *placement.Set) (placement.Pod, bool) { return set.Owner(keyStr) }
 	lostPods := 0
@@ -126,8 +124,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		if out.fnErr != nil {
 			return nil, out.fnErr
 		}
-		commit := statecache.Commit(turnID + "." + strconv.Itoa(attempt))
-		version, changed, err := r.commit(ctx, call, cur, rec, &out, commit, digest)
+		version, changed, err := r.commit(ctx, call, cur, rec, &out, &commits, attempt, digest)
 		if errors.Is(err, statecache.ErrConflict) {
 			r.metrics.conflict(call.fn.Name)
 			if attempt > r.cfg.ConflictRetries {
@@ -141,7 +138,9 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		if changed {
 			r.hub.publish(keyStr, version, out.newState, out.delete)
 		}
-		r.runEffects(call, commit, out.effects)
+		if len(out.effects) > 0 {
+			r.runEffects(call, commits.of(attempt), out.effects)
+		}
 		if !rec.HasState && !changed {
 			version = statecache.NoVersion
 		}
@@ -162,14 +161,15 @@ func (r *Router) turnMetadata(call *actorCall, attempt int, deadline time.Time) 
 	return append(md, call.metadata...)
 }
 
-// loadRecord reads the actor's stored value and decodes its record, waiting out a store that does not
-// answer for up to Config.StoreTimeout.
+// loadRecord reads the actor's stored value and decodes its record, waiting out a store that does
+// not answer for up to Config.StoreTimeout.
 func (r *Router) loadRecord(ctx context.Context, key statecache.Key) (statecache.Entry, record.Record, error) {
-	var cur statecache.Entry
-	err := r.withStore(ctx, key.Function, "get", func(ctx context.Context) (err error) {
-		cur, err = r.state.Get(ctx, key)
-		return err
-	})
+	sctx := r.newStoreCtx(ctx)
+	defer sctx.stop()
+	cur, err := r.state.Get(sctx, key)
+	if err != nil {
+		cur, err = r.getRetrying(sctx, key, err)
+	}
 	if err != nil {
 		return cur, record.Record{}, err
 	}
@@ -178,6 +178,16 @@ func (r *Router) loadRecord(ctx context.Context, key statecache.Key) (statecache
 		return cur, rec, errorf(500, CodeInternal, "actor %q of function %q: stored state is unreadable: %v", key.ID, key.Function, err)
 	}
 	return cur, rec, nil
+}
+
+// getRetrying retries a read that failed with err (withStore).
+func (r *Router) getRetrying(sctx *storeCtx, key statecache.Key, err error) (statecache.Entry, error) {
+	var cur statecache.Entry
+	err = r.withStore(sctx, key.Function, "get", err, func(ctx context.Context) (err error) {
+		cur, err = r.state.Get(ctx, key)
+		return err
+	})
+	return cur, err
 }
 
 // replay answers a call whose idempotency key the actor's record remembers: the committed
@@ -200,11 +210,47 @@ func (r *Router) replay(call *actorCall, rec *record.Record, digest record.Diges
 	return &turnResult{reply: e.Reply, replyIsRaw: e.RawReply, version: version, replayed: true}, nil
 }
 
+// turnCommits names the writes of one turn: a turn id, made on first use (a turn that writes
+// nothing needs none), and the attempt. Unique to this router process (newTurnID), and the same
+// when one write is retried after the store failed to answer.
+type turnCommits struct {
+	r  *Router
+	id string
+}
+
+func (t *turnCommits) of(attempt int) statecache.Commit {
+	if t.id == "" {
+		t.id = t.r.newTurnID()
+	}
+	return statecache.Commit(t.id + "." + strconv.Itoa(attempt))
+}
+
+// write stores value (nil: deletes the key) conditionally on expect, retried under the same
+// commit while the store is unavailable (withStore): the store recognises a retry whose earlier
+// try landed. ambiguous reports that a try failed without an answer.
+func (r *Router) write(ctx context.Context, key statecache.Key, value []byte, expect statecache.Version, commit statecache.Commit) (
+	version statecache.Version, ambiguous bool, err error) {
+	sctx := r.newStoreCtx(ctx)
+	defer sctx.stop()
+	do := func(ctx context.Context) (err error) {
+		if value == nil {
+			version, err = r.state.Delete(ctx, key, expect, commit)
+		} else {
+			version, err = r.state.Put(ctx, key, value, expect, commit)
+		}
+		ambiguous = ambiguous || errors.Is(err, statecache.ErrUnavailable)
+		return err
+	}
+	err = r.withStore(sctx, key.Function, "write", do(sctx), do)
+	return version, ambiguous, err
+}
+
 // commit makes a turn's outcome durable: the new state, and the call's idempotency key with its
-// reply, in one conditional write named by commit. A turn that changes nothing and carries no
-// key writes nothing. It reports the actor's version afterwards and whether the state changed.
+// reply, in one conditional write named by the attempt's commit id. A turn that changes nothing
+// and carries no key writes nothing. It reports the actor's version afterwards and whether the
+// state changed.
 func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Entry, rec record.Record, out *outcome,
-	commit statecache.Commit, digest record.Digest) (statecache.Version, bool, error) {
+	commits *turnCommits, attempt int, digest record.Digest) (statecache.Version, bool, error) {
 	changed := out.newState != nil || (out.delete && rec.HasState)
 	if !changed && call.idemKey == "" {
 		return cur.Version, false, nil
@@ -230,23 +276,7 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 	if !next.Empty() {
 		value = next.Append(make([]byte, 0, next.Size()))
 	}
-	var (
-		version   statecache.Version
-		ambiguous bool // a try failed without an answer: it may have landed
-	)
-	err := r.withStore(ctx, call.key.Function, "put", func(ctx context.Context) (err error) {
-		// A retry repeats the same write under the same commit: the store recognises it if an
-		// earlier try landed.
-		if value == nil {
-			version, err = r.state.Delete(ctx, call.key, cur.Version, commit)
-		} else {
-			version, err = r.state.Put(ctx, call.key, value, cur.Version, commit)
-		}
-		if errors.Is(err, statecache.ErrUnavailable) {
-			ambiguous = true
-		}
-		return err
-	})
+	version, ambiguous, err := r.write(ctx, call.key, value, cur.Version, commits.of(attempt))
 	var conflict *statecache.ConflictError
 	if errors.As(err, &conflict) && (ambiguous || conflict.AfterAmbiguous) && call.idemKey == "" {
 		// A try whose answer was lost may have landed before another writer's write, which
