@@ -155,13 +155,9 @@ func Decode(value []byte, exists bool) (Record, error) {
 	if d.err == nil && n > uint64(len(d.b)) { // every entry takes more than a byte
 		d.err = fmt.Errorf("%d entries in %d bytes", n, len(d.b))
 	}
-	r.keys, r.n = d.b, int(n)
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		body := decoder{b: d.bytes()}
-		body.bytes() // the key
-		if d.err == nil && body.err != nil {
-			d.err = fmt.Errorf("entry %d: %w", i, body.err)
-		}
+	if d.err == nil {
+		r.keys, r.n = d.b, int(n)
+		d.b, d.err = checkFraming(d.b, r.n)
 	}
 	if d.err == nil && len(d.b) > 0 {
 		d.err = fmt.Errorf("%d bytes after the last entry", len(d.b))
@@ -170,6 +166,24 @@ func Decode(value []byte, exists bool) (Record, error) {
 		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, d.err)
 	}
 	return r, nil
+}
+
+// checkFraming checks that b starts with n framed entries, each starting with a framed key, and
+// returns what follows them. It runs on every decode of a record, so it only reads lengths.
+func checkFraming(b []byte, n int) ([]byte, error) {
+	for i := range n {
+		l, w := binary.Uvarint(b)
+		if w <= 0 || l > uint64(len(b)-w) {
+			return nil, fmt.Errorf("entry %d: truncated", i)
+		}
+		body := b[w : w+int(l)]
+		kl, kw := binary.Uvarint(body)
+		if kw <= 0 || kl > uint64(len(body)-kw) {
+			return nil, fmt.Errorf("entry %d: truncated key", i)
+		}
+		b = b[w+int(l):]
+	}
+	return b, nil
 }
 
 // Keys returns how many keys the record remembers (expired ones included until the next write).
