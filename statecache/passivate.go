@@ -9,6 +9,8 @@ import (
 	"github.com/allegro/bigcache/v3"
 )
 
+// accessShard is one lock's share of the idle tracking: when each cached key was last used.
+// mu guards last.
 type accessShard struct {
 	mu   sync.Mutex
 	last map[string]time.Time
@@ -67,6 +69,7 @@ func (c *Cache) Passivate() int {
 	return dropped
 }
 
+// passivate drops id from memory if it is still idle since cutoff and not dirty.
 func (c *Cache) passivate(id string, cutoff time.Time) bool {
 	mu := c.stripe(id)
 	mu.Lock()

@@ -79,9 +79,15 @@ func (p *Process) Signal(sig os.Signal) error {
 		}
 		return nil
 	case <-time.After(stopGrace):
-		_ = p.cmd.Process.Kill()
-		<-p.exit
-		return fmt.Errorf("%s still running %v after signal %q: killed it", p.name, stopGrace, sig)
+		// A Go program prints every goroutine's stack on SIGQUIT: the log then shows where it hung.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.exit:
+		case <-time.After(2 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exit
+		}
+		return fmt.Errorf("%s still running %v after signal %q: sent SIGQUIT (its log holds its goroutines' stacks) and killed it", p.name, stopGrace, sig)
 	}
 }
 
