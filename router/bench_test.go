@@ -148,16 +148,7 @@ func BenchmarkRouterActorCall(b *testing.B) {
 				for i := range paths {
 					paths[i] = "http://router/v1/actors/counter/bench-" + strconv.Itoa(i) + "/add"
 				}
-				call := func(path string) {
-					req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-					defer fasthttp.ReleaseRequest(req)
-					defer fasthttp.ReleaseResponse(resp)
-					req.SetRequestURI(path)
-					req.Header.SetMethod(fasthttp.MethodPost)
-					req.Header.SetContentType("application/json")
-					req.SetBodyString(`{"by":1}`)
-					rig.do(b, req, resp)
-				}
+				call := func(path string) { rig.add(b, path, "") }
 				for _, p := range paths { // warm: every measured call is a cache hit
 					call(p)
 				}
@@ -184,17 +175,7 @@ func BenchmarkRouterActorCallWithKey(b *testing.B) {
 			b.Cleanup(func() { _ = c.Close(context.Background()) })
 			rig := newBenchRig(b, c)
 			var seq atomic.Uint64
-			call := func(path string) {
-				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-				defer fasthttp.ReleaseRequest(req)
-				defer fasthttp.ReleaseResponse(resp)
-				req.SetRequestURI(path)
-				req.Header.SetMethod(fasthttp.MethodPost)
-				req.Header.SetContentType("application/json")
-				req.Header.Set(HeaderIdempotencyKey, "bench-key-"+strconv.FormatUint(seq.Add(1), 10))
-				req.SetBodyString(`{"by":1}`)
-				rig.do(b, req, resp)
-			}
+			call := func(path string) { rig.add(b, path, "bench-key-"+strconv.FormatUint(seq.Add(1), 10)) }
 			paths := make([]string, actors)
 			for i := range paths {
 				paths[i] = "http://router/v1/actors/counter/keyed-" + strconv.Itoa(i) + "/add"
@@ -207,6 +188,22 @@ func BenchmarkRouterActorCallWithKey(b *testing.B) {
 			runCallers(b, par, func() { call(paths[rand.IntN(len(paths))]) })
 		})
 	}
+}
+
+// add calls "add" {"by":1} on the actor path through the rig, with key as its Idempotency-Key
+// unless it is empty.
+func (rig *benchRig) add(b *testing.B, path, key string) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(path)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	if key != "" {
+		req.Header.Set(HeaderIdempotencyKey, key)
+	}
+	req.SetBodyString(`{"by":1}`)
+	rig.do(b, req, resp)
 }
 
 // runCallers runs call b.N times in all, from par goroutines at once (1: the benchmark's own).
