@@ -72,8 +72,7 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 	}
 	req.Header.Set("X-Request-Id", call.requestID)
 	if call.idemKey != "" {
-		// With a key, a forward whose answer was lost is safe to send again: the owner answers
-		// the repeat from the actor's record.
+		// The owner runs the turn, so it records the key (and answers a repeat from it).
 		req.Header.Set(HeaderIdempotencyKey, call.idemKey)
 	}
 	if len(r.tokens) > 0 {
