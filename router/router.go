@@ -102,6 +102,7 @@ type Router struct {
 	load       podLoad
 
 	server    *fasthttp.Server
+	conns     conns // the server's open connections, hurried at Shutdown
 	tokens    [][]byte
 	closing   atomic.Bool
 	reqPrefix string
@@ -211,6 +212,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		DisableHeaderNamesNormalizing: false,
 		Logger:                        fasthttpLogger{r.log},
 		ErrorHandler:                  serverError,
+		ConnState:                     r.conns.state,
 	}
 	return r, nil
 }
@@ -247,7 +249,8 @@ func (r *Router) ListenAndServe() error {
 	return r.Serve(ln)
 }
 
-// Shutdown stops accepting calls, lets in-flight turns finish (bounded by ctx), closes
+// Shutdown stops accepting calls, gives connections shutdownReadGrace to send the rest of a
+// request, lets in-flight turns finish (bounded by ctx), closes
 // WebSocket sessions with a going-away close frame, cancels pending delayed effects and waits
 // for running ones. The caller closes the state cache afterwards, which flushes write-behind.
 func (r *Router) Shutdown(ctx context.Context) error {
@@ -255,6 +258,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	r.stopOnce.Do(func() { close(r.stopping) })
 	done := make(chan error, 1)
 	go func() { done <- r.server.ShutdownWithContext(ctx) }()
+	r.conns.shutdown()
 	r.hub.closeAll()
 	err := <-done
 	r.timersMu.Lock()

@@ -173,6 +173,40 @@ func TestShutdownFinishesTurnsAndClosesWebSockets(t *testing.T) {
 	}
 }
 
+// A client that opened a connection and sent part of a request does not hold the shutdown for
+// the whole ReadTimeout: it gets shutdownReadGrace, while a call in flight still finishes.
+func TestShutdownDoesNotWaitForHalfSentRequests(t *testing.T) {
+	h := newHarness(t, Config{ReadTimeout: time.Minute})
+	h.deploy(counterFn, newTestActor())
+	half, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer half.Close()
+	if _, err := io.WriteString(half, "POST /v1/actors/counter/h/add HTTP/1.1\r\nHost: router\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://")) // sends nothing at all
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var (
+		wg   sync.WaitGroup
+		slow reply
+	)
+	wg.Add(1)
+	go func() { defer wg.Done(); slow = h.do("POST", "/v1/actors/counter/a/slow-add", `{"by":1,"ms":2500}`) }()
+	eventually(t, "the slow call to start", func() bool { return h.r.mailboxes.Active() == 1 })
+	if err := h.shutdown(); err != nil { // its context allows 10 s, far less than ReadTimeout
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if slow.status != 200 || slow.body != `{"value":1}` {
+		t.Fatalf("in-flight call during shutdown: %d %s, want it finished past the read grace", slow.status, slow.body)
+	}
+}
+
 func TestPassThrough(t *testing.T) {
 	h := newHarness(t, Config{MaxPayloadBytes: 1024})
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
