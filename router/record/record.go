@@ -36,27 +36,6 @@ type Limits struct {
 	Bytes int
 }
 
-// SetDefaults fills zero fields with the defaults.
-func (l *Limits) SetDefaults() {
-	if l.Keys == 0 {
-		l.Keys = DefaultKeys
-	}
-	if l.TTL == 0 {
-		l.TTL = DefaultTTL
-	}
-	if l.Bytes == 0 {
-		l.Bytes = DefaultKeyBytes
-	}
-}
-
-// Validate reports limits that cannot work.
-func (l Limits) Validate() error {
-	if l.Keys < 1 || l.TTL <= 0 || l.Bytes < 1 {
-		return fmt.Errorf("idempotency limits: keys (%d), ttl (%v) and bytes (%d) must be positive", l.Keys, l.TTL, l.Bytes)
-	}
-	return nil
-}
-
 // ValidKey reports whether k is an idempotency key: 1-255 printable ASCII characters.
 func ValidKey(k string) bool {
 	if k == "" || len(k) > MaxKeyLen {
