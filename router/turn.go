@@ -272,9 +272,9 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 	if next.Empty() && !cur.Exists {
 		return cur.Version, changed, nil
 	}
-	var value []byte
+	var value []byte // nil: delete
 	if !next.Empty() {
-		value = next.Append(make([]byte, 0, next.Size()))
+		value = next.Value()
 	}
 	version, ambiguous, err := r.write(ctx, call.key, value, cur.Version, commits.of(attempt))
 	var conflict *statecache.ConflictError

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/knactor/knactor/router/record"
 )
 
 // validAction is the API's action name rule.
@@ -56,8 +58,8 @@ the answer is a replay of an earlier call with the same key.`,
 			if !validAction.MatchString(action) {
 				return fmt.Errorf("action %q: use 1-128 characters of A-Z a-z 0-9 _ . -", action)
 			}
-			if idemKey != "" && !validIdempotencyKey(idemKey) {
-				return fmt.Errorf("--idempotency-key %q: use 1-255 printable ASCII characters", idemKey)
+			if idemKey != "" && !record.ValidKey(idemKey) {
+				return fmt.Errorf("--idempotency-key %q: use 1-%d printable ASCII characters", idemKey, record.MaxKeyLen)
 			}
 			if retries < 0 || (retries > 0 && idemKey == "") {
 				return errors.New("--retry needs --idempotency-key: without a key a retried call may run twice")
@@ -148,19 +150,6 @@ func contentTypeOf(v []byte) string {
 		return "application/json"
 	}
 	return "application/octet-stream"
-}
-
-// validIdempotencyKey is the router's rule for Idempotency-Key: 1-255 printable ASCII.
-func validIdempotencyKey(k string) bool {
-	if k == "" || len(k) > 255 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if k[i] < 0x20 || k[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 // mayPass reports a failed call worth retrying with its key: no answer at all, or a status that

@@ -299,19 +299,26 @@ func (r *Record) Prune(now time.Time, lim Limits) {
 // Empty reports whether the record holds neither state nor keys: the actor can be deleted.
 func (r *Record) Empty() bool { return !r.HasState && r.Keys() == 0 }
 
-// Size is the length of the stored form Append writes.
-func (r *Record) Size() int {
-	if r.Keys() == 0 && r.HasState && !bytes.HasPrefix(r.State, magic) {
-		return len(r.State)
+// bare reports whether r is stored as its bare state: no keys, and a state that cannot be
+// mistaken for a record.
+func (r *Record) bare() bool {
+	return r.Keys() == 0 && r.HasState && !bytes.HasPrefix(r.State, magic)
+}
+
+// Value returns the stored form of r: the bare state itself (no copy) when it can be, else a new
+// buffer with the record form. An Empty record has none; delete the key instead of storing it.
+func (r *Record) Value() []byte {
+	if r.bare() {
+		return r.State
 	}
-	return len(magic) + 2 + 2*binary.MaxVarintLen64 + len(r.State) + len(r.keys) + len(r.added)
+	return r.Append(make([]byte, 0, len(magic)+2+2*binary.MaxVarintLen64+len(r.State)+len(r.keys)+len(r.added)))
 }
 
 // Append appends the stored form of r to b: the bare state when no keys are remembered (and the
 // state cannot be mistaken for a record), else the record form. An Empty record encodes as
 // nothing; delete the key instead of storing it.
 func (r *Record) Append(b []byte) []byte {
-	if r.Keys() == 0 && r.HasState && !bytes.HasPrefix(r.State, magic) {
+	if r.bare() {
 		return append(b, r.State...)
 	}
 	b = append(b, magic...)
