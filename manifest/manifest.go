@@ -44,10 +44,9 @@ const (
 
 // Values and defaults of knactor's annotations.
 const (
-	WriteThrough = "write-through" // the reply leaves after the state write is durable (default)
+	WriteThrough = "write-through" // the reply leaves after the state write is durable
 	WriteBehind  = "write-behind"  // writes are coalesced and flushed later
 
-	DefaultWriteMode      = WriteThrough
 	DefaultPassivateAfter = 10 * time.Minute
 	DefaultMaxStateBytes  = 1 << 20  // 1 MiB
 	MaxStateBytesLimit    = 64 << 20 // 64 MiB, the largest knactor.dev/max-state-bytes
@@ -71,7 +70,10 @@ type Function struct {
 	ContainerConcurrency int64         // spec.template.spec.containerConcurrency (0 = unlimited)
 	Autoscaling          Autoscaling
 
-	WriteMode      string        // knactor.dev/write-mode: WriteThrough (default) or WriteBehind
+	// WriteMode is knactor.dev/write-mode: WriteThrough or WriteBehind, or "" when the manifest
+	// does not say, so the platform's default applies (knactor up --write-mode, or the
+	// ActorSystem's writeMode in Kubernetes mode).
+	WriteMode      string
 	PassivateAfter time.Duration // knactor.dev/passivate-after (default 10m; 0 = never)
 	MaxStateBytes  int           // knactor.dev/max-state-bytes (default 1 MiB, at most 64 MiB)
 	Stateless      bool          // knactor.dev/stateless: "true" = pass-through only
@@ -335,7 +337,6 @@ func (p *docParser) parse(j []byte) (Function, bool) {
 		Name:           svc.Name,
 		Namespace:      svc.Namespace,
 		Service:        svc,
-		WriteMode:      DefaultWriteMode,
 		PassivateAfter: DefaultPassivateAfter,
 		MaxStateBytes:  DefaultMaxStateBytes,
 		Warnings:       warnings,

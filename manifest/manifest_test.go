@@ -36,7 +36,6 @@ func defaults(name, image string) Function {
 			PanicThresholdPercentage: 200,
 			ScaleDownDelay:           0,
 		},
-		WriteMode:      WriteThrough,
 		PassivateAfter: 10 * time.Minute,
 		MaxStateBytes:  1 << 20,
 	}
