@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 )
 
 // dirLockStripes is the number of mutexes that serialise writers of DirStore keys. Writers of
@@ -42,20 +41,9 @@ var _ Store = (*DirStore)(nil)
 
 // OpenDirStore opens (creating if needed) a store rooted at dir.
 func OpenDirStore(dir string) (*DirStore, error) {
-	if dir == "" {
-		return nil, errors.New("dir store: directory is empty")
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("dir store: create %s: %w", dir, err)
-	}
-	lockPath := filepath.Join(dir, ".knactor.lock")
-	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := lockDir(dir, "dir store")
 	if err != nil {
-		return nil, fmt.Errorf("dir store: open lock %s: %w", lockPath, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("dir store: %s is in use by another knactor process (lock %s): %w", dir, lockPath, err)
+		return nil, err
 	}
 	return &DirStore{dir: dir, lockFile: f, seed: maphash.MakeSeed()}, nil
 }

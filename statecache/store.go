@@ -117,3 +117,33 @@ type Store interface {
 
 // sameCommit reports whether a key whose current write is cur was written by commit.
 func sameCommit(cur, commit Commit) bool { return commit != NoCommit && cur == commit }
+
+// Write is one conditional write of a batch: a Put of Value, or a Delete when Exists is false.
+type Write struct {
+	Key    Key
+	Value  []byte
+	Exists bool
+	Expect Version
+	Commit Commit
+}
+
+func (w Write) op() string {
+	if w.Exists {
+		return "put"
+	}
+	return "delete"
+}
+
+// WriteResult is the outcome of one Write: what its Put or Delete would have returned.
+type WriteResult struct {
+	Version Version
+	Err     error
+}
+
+// BatchWriter is a Store that makes many writes durable at the cost of one (one log append and
+// one fsync). Each write is checked on its own: one's conflict does not fail the others. A key
+// may appear once per batch.
+type BatchWriter interface {
+	Store
+	WriteBatch(ctx context.Context, writes []Write) []WriteResult
+}

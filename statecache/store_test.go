@@ -31,6 +31,19 @@ func TestDirStoreContract(t *testing.T) {
 	storetest.Run(t, openDir)
 }
 
+func openPebble(t *testing.T) statecache.Store {
+	s, err := statecache.OpenPebbleStore(t.TempDir(), statecache.PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestPebbleStoreContract(t *testing.T) {
+	storetest.Run(t, openPebble)
+}
+
 func TestMemStoreContract(t *testing.T) {
 	storetest.Run(t, func(*testing.T) statecache.Store { return &statecache.MemStore{} })
 }

@@ -108,7 +108,7 @@ func runRouter(ctx context.Context, cfg router.Config, state *stateFlags, backen
 	if err != nil {
 		return err
 	}
-	r, err := router.New(cfg, router.Options{Backends: backends, State: st})
+	r, err := router.New(cfg, router.Options{Backends: backends, State: st, Collectors: st.collectors})
 	if err != nil {
 		return errors.Join(err, st.Close(context.Background()))
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/knactor/knactor/statecache"
@@ -38,7 +39,7 @@ type stateFlags struct {
 }
 
 func (f *stateFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.dir, "state-dir", defaultStateDir(), "directory of the local state store (used unless --s3-endpoint is set)")
+	fs.StringVar(&f.dir, "state-dir", defaultStateDir(), "directory of the local state store, an embedded log-structured database (used unless --s3-endpoint is set); a directory-store layout from older releases is migrated on start")
 	fs.StringVar(&f.s3.Endpoint, "s3-endpoint", "", "S3/MinIO endpoint host:port; credentials from $"+envS3AccessKey+" and $"+envS3SecretKey)
 	fs.StringVar(&f.s3.Bucket, "s3-bucket", "knactor", "S3 bucket that holds actor state")
 	fs.StringVar(&f.s3.Prefix, "s3-prefix", "", "object name prefix inside the bucket, ending in '/'")
@@ -69,6 +70,8 @@ type state struct {
 	closeStore func() error
 	describe   string
 	def        statecache.WriteMode
+	// collectors export the store's metrics (the local store's; S3's are the router's).
+	collectors []prometheus.Collector
 
 	mu     sync.Mutex
 	caches map[statecache.WriteMode]*statecache.Cache
@@ -97,11 +100,12 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 		}
 		st.store, st.describe = s, fmt.Sprintf("s3://%s/%s/%s", f.s3.Endpoint, f.s3.Bucket, f.s3.Prefix)
 	} else {
-		s, err := statecache.OpenDirStore(f.dir)
+		s, err := statecache.OpenPebbleStore(f.dir, statecache.PebbleOptions{})
 		if err != nil {
 			return nil, err
 		}
 		st.store, st.describe, st.closeStore = s, f.dir, s.Close
+		st.collectors = append(st.collectors, s.Collector())
 	}
 	if _, err := st.cache(mode); err != nil {
 		_ = st.closeStore()

@@ -350,7 +350,7 @@ func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	act := activator.New(activator.Config{}, functions, scaler)
 	r, err := router.New(f.router, router.Options{Backends: functions, State: st, Activator: act,
 		Functions: functions, Deployer: functions,
-		Collectors: []prometheus.Collector{newScalingCollector(scaler, nil), newPodsCollector(rt, functions.names), act.Collector()}})
+		Collectors: append([]prometheus.Collector{newScalingCollector(scaler, nil), newPodsCollector(rt, functions.names), act.Collector()}, st.collectors...)})
 	if err != nil {
 		return errors.Join(err, st.Close(ctx))
 	}

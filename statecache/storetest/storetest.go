@@ -48,6 +48,12 @@ func Run(t *testing.T, open func(t *testing.T) statecache.Store) {
 		{"RetriedWriteOfItsOwnCommitSucceeds", testRetriedWrite},
 		{"ConflictNamesTheOtherCommit", testConflictNamesCommit},
 	}
+	if _, ok := open(t).(statecache.BatchWriter); ok {
+		tests = append(tests, struct {
+			name string
+			fn   func(t *testing.T, s statecache.Store)
+		}{"BatchChecksEachWrite", testBatch})
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
 	}
@@ -358,4 +364,57 @@ func mustWrite(t *testing.T, what string, write func() (statecache.Version, erro
 		t.Fatalf("%s: %v", what, err)
 	}
 	return v
+}
+
+// testBatch checks a BatchWriter: each write of a batch passes or fails its own check, a retried
+// batch of the same commits returns the same versions, and the writes that passed are all there.
+func testBatch(t *testing.T, s statecache.Store) {
+	bw := s.(statecache.BatchWriter)
+	k := func(id string) statecache.Key { return statecache.Key{Function: "batch", ID: id} }
+	va := put(t, s, k("a"), []byte("a0"), statecache.NoVersion)
+	vb := put(t, s, k("b"), []byte("b0"), statecache.NoVersion)
+	vc := put(t, s, k("c"), []byte("c0"), statecache.NoVersion)
+	writes := []statecache.Write{
+		{Key: k("a"), Value: []byte("a1"), Exists: true, Expect: va, Commit: commit()},
+		{Key: k("b"), Value: []byte("b1"), Exists: true, Expect: "stale", Commit: commit()},
+		{Key: k("c"), Expect: vc, Commit: commit()},
+		{Key: k("d"), Value: []byte("d1"), Exists: true, Expect: get(t, s, k("d")).Version, Commit: commit()},
+		{Key: statecache.Key{Function: "Bad Name", ID: "x"}, Value: []byte("x"), Exists: true, Commit: commit()},
+		{Key: k("a"), Value: []byte("twice"), Exists: true, Expect: va, Commit: commit()},
+	}
+	res := bw.WriteBatch(ctx, writes)
+	if len(res) != len(writes) {
+		t.Fatalf("%d results for %d writes", len(res), len(writes))
+	}
+	for i, want := range []string{"ok", "conflict", "ok", "ok", "error", "error"} {
+		got := "ok"
+		switch {
+		case errors.Is(res[i].Err, statecache.ErrConflict):
+			got = "conflict"
+		case res[i].Err != nil:
+			got = "error"
+		case res[i].Version == statecache.NoVersion:
+			t.Fatalf("write %d succeeded without a version", i)
+		}
+		if got != want {
+			t.Fatalf("write %d (%s): %s (%v), want %s", i, writes[i].Key, got, res[i].Err, want)
+		}
+	}
+	wantValue(t, s, k("a"), []byte("a1"), res[0].Version)
+	wantValue(t, s, k("b"), []byte("b0"), vb)
+	if e := get(t, s, k("c")); e.Exists || e.Version != res[2].Version {
+		t.Fatalf("c after the batch's delete: %+v, want absent at %q", e, res[2].Version)
+	}
+	wantValue(t, s, k("d"), []byte("d1"), res[3].Version)
+
+	// The same batch again, as after a lost answer: the landed writes are recognised.
+	again := bw.WriteBatch(ctx, writes[:4])
+	for _, i := range []int{0, 2, 3} {
+		if again[i].Err != nil || again[i].Version != res[i].Version {
+			t.Fatalf("retried write %d: %q, %v; want %q", i, again[i].Version, again[i].Err, res[i].Version)
+		}
+	}
+	if len(bw.WriteBatch(ctx, nil)) != 0 {
+		t.Fatal("an empty batch has results")
+	}
 }

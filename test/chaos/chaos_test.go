@@ -229,8 +229,9 @@ func TestTwoRoutersOneBucket(t *testing.T) {
 	report(t, start, fmt.Sprintf("2 routers, own caches, one bucket; %d calls sent with one key to both at once", dres.calls), res)
 }
 
-// (d) `knactor up` with write-through to its local directory store is SIGKILLed 5 times under
-// load and started again: its pods die with it and start from zero on the next call.
+// (d) `knactor up` with write-through to its local store (the embedded log-structured database,
+// whose fsyncs the turns of all actors share) is SIGKILLed 5 times under load and started again:
+// its pods die with it and start from zero on the next call, and the store replays its log.
 func TestKnactorUpKilledWriteThrough(t *testing.T) {
 	skipShort(t)
 	start := time.Now()
@@ -248,15 +249,15 @@ func TestKnactorUpKilledWriteThrough(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	})
-	// The last stop is a SIGKILL as well: what was acknowledged must be in the directory without
+	// The last stop is a SIGKILL as well: what was acknowledged must be in the store's log without
 	// a graceful shutdown's help, and the dead process's lock is released for the count below.
 	up.kill()
-	store, err := statecache.OpenDirStore(stateDir)
+	store, err := statecache.OpenPebbleStore(stateDir, statecache.PebbleOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	report(t, start, fmt.Sprintf("`knactor up` (write-through, local directory) SIGKILLed %d × and restarted", kills), check(t, store, keyed, keyless))
+	report(t, start, fmt.Sprintf("`knactor up` (write-through, local store) SIGKILLed %d × and restarted", kills), check(t, store, keyed, keyless))
 }
 
 // (e) Every kind of store fault between the router and MinIO, from a fault-injecting proxy:
