@@ -48,6 +48,44 @@ func (s *spyStore) Delete(ctx context.Context, k statecache.Key, expect statecac
 	return s.Store.Delete(ctx, k, expect, commit)
 }
 
+// batchSpy is a spyStore over a BatchWriter: a flush writes through WriteBatch, and the spy's
+// failures apply to every write of a batch.
+type batchSpy struct{ *spyStore }
+
+func (s batchSpy) WriteBatch(ctx context.Context, writes []statecache.Write) []statecache.WriteResult {
+	s.puts.Add(int64(len(writes)))
+	res := make([]statecache.WriteResult, len(writes))
+	if s.failPuts.Add(-1) >= 0 {
+		for i := range res {
+			res[i].Err = fmt.Errorf("spy: %w", statecache.ErrUnavailable)
+		}
+		return res
+	}
+	s.failPuts.Store(0)
+	res = s.Store.(statecache.BatchWriter).WriteBatch(ctx, writes)
+	if s.losePuts.Add(-1) >= 0 {
+		for i := range res {
+			res[i] = statecache.WriteResult{Err: fmt.Errorf("spy: answer lost: %w", statecache.ErrUnavailable)}
+		}
+	}
+	s.losePuts.Store(0)
+	return res
+}
+
+// flushStores runs a write-behind test on a store written key by key (the directory store) and
+// on one written in batches (the local store). The test gets the spy, and the store to give the
+// cache (the spy itself, or the spy as a BatchWriter).
+func flushStores(t *testing.T, test func(t *testing.T, spy *spyStore, store statecache.Store)) {
+	t.Run("dir", func(t *testing.T) {
+		spy := &spyStore{Store: openDir(t)}
+		test(t, spy, spy)
+	})
+	t.Run("batches", func(t *testing.T) {
+		spy := &spyStore{Store: openPebble(t)}
+		test(t, spy, batchSpy{spy})
+	})
+}
+
 var bg = context.Background()
 
 func newCache(t *testing.T, s statecache.Store, cfg statecache.Config) *statecache.Cache {
@@ -231,9 +269,10 @@ func TestRetriedPutOfALandedWriteSucceeds(t *testing.T) {
 // A write-behind flush whose answer was lost landed all the same; the change buffered after it
 // was based on the older version. The next flush finds the lost flush's commit in the store,
 // rebases on it and writes: nothing is dropped as a conflict.
-func TestWriteBehindRebasesOnAFlushThatLanded(t *testing.T) {
-	spy := &spyStore{Store: openDir(t)}
-	c := newCache(t, spy, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour})
+func TestWriteBehindRebasesOnAFlushThatLanded(t *testing.T) { flushStores(t, testRebase) }
+
+func testRebase(t *testing.T, spy *spyStore, store statecache.Store) {
+	c := newCache(t, store, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour})
 	v, err := c.Put(bg, alice, []byte("1"), mustGet(t, c, alice).Version, "turn-1")
 	if err != nil {
 		t.Fatal(err)
@@ -259,10 +298,11 @@ func TestWriteBehindRebasesOnAFlushThatLanded(t *testing.T) {
 	}
 }
 
-func TestWriteBehindCoalescesAndFlushesOnTheInterval(t *testing.T) {
-	spy := &spyStore{Store: openDir(t)}
+func TestWriteBehindCoalescesAndFlushesOnTheInterval(t *testing.T) { flushStores(t, testCoalesce) }
+
+func testCoalesce(t *testing.T, spy *spyStore, store statecache.Store) {
 	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
-	c := newCache(t, spy, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Second, Clock: clk})
+	c := newCache(t, store, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Second, Clock: clk})
 	v := mustGet(t, c, alice).Version
 	for i := 1; i <= 100; i++ {
 		v = mustPut(t, c, alice, strconv.Itoa(i), v)
@@ -286,8 +326,9 @@ func TestWriteBehindCoalescesAndFlushesOnTheInterval(t *testing.T) {
 	mustPut(t, c, alice, "101", v)
 }
 
-func TestWriteBehindCloseFlushes(t *testing.T) {
-	store := openDir(t)
+func TestWriteBehindCloseFlushes(t *testing.T) { flushStores(t, testCloseFlushes) }
+
+func testCloseFlushes(t *testing.T, _ *spyStore, store statecache.Store) {
 	c, err := statecache.NewCache(store, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -315,11 +356,12 @@ func TestWriteBehindCloseFlushes(t *testing.T) {
 	}
 }
 
-func TestWriteBehindFlushFailureIsRetriedAndReported(t *testing.T) {
-	spy := &spyStore{Store: openDir(t)}
+func TestWriteBehindFlushFailureIsRetriedAndReported(t *testing.T) { flushStores(t, testFlushFailure) }
+
+func testFlushFailure(t *testing.T, spy *spyStore, store statecache.Store) {
 	var mu sync.Mutex
 	var reported []error
-	c := newCache(t, spy, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour,
+	c := newCache(t, store, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour,
 		OnFlushError: func(k statecache.Key, err error) {
 			mu.Lock()
 			reported = append(reported, fmt.Errorf("%s: %w", k, err))
@@ -347,8 +389,9 @@ func TestWriteBehindFlushFailureIsRetriedAndReported(t *testing.T) {
 	mustPut(t, c, alice, "2", v)
 }
 
-func TestWriteBehindConflictOnFlushIsReportedNotSilent(t *testing.T) {
-	store := openDir(t)
+func TestWriteBehindConflictOnFlushIsReportedNotSilent(t *testing.T) { flushStores(t, testFlushConflict) }
+
+func testFlushConflict(t *testing.T, _ *spyStore, store statecache.Store) {
 	var lost atomic.Int64
 	c := newCache(t, store, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour,
 		OnFlushError: func(_ statecache.Key, err error) {
@@ -592,5 +635,35 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if _, err := statecache.ParseWriteMode("write-around"); err == nil {
 		t.Fatal("ParseWriteMode accepted write-around")
+	}
+}
+
+// TestWriteBehindFlushIsOneBatch checks what write-behind on the local store costs: one flush
+// of any number of dirty actors is one batch, one log record and (about) one fsync.
+func TestWriteBehindFlushIsOneBatch(t *testing.T) {
+	store, err := statecache.OpenPebbleStore(t.TempDir(), statecache.PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	c := newCache(t, store, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour})
+	const actors = 3000 // under DefaultFlushBatch
+	for i := range actors {
+		mustPut(t, c, statecache.Key{Function: "counter", ID: strconv.Itoa(i)}, strconv.Itoa(i), "")
+	}
+	before := store.Stats().Syncs
+	if err := c.Flush(bg); err != nil {
+		t.Fatal(err)
+	}
+	syncs := store.Stats().Syncs - before
+	t.Logf("a flush of %d dirty actors: %d fsyncs", actors, syncs)
+	if syncs > 2 { // one, and one more when the batch fills the young store's first memtable
+		t.Fatalf("a flush of %d actors took %d fsyncs, want 1", actors, syncs)
+	}
+	for _, i := range []int{0, actors / 2, actors - 1} {
+		k := statecache.Key{Function: "counter", ID: strconv.Itoa(i)}
+		if got := storeValue(t, store, k); got != strconv.Itoa(i) {
+			t.Fatalf("%s holds %q after the flush", k, got)
+		}
 	}
 }

@@ -1,8 +1,11 @@
 package statecache
 
 import (
+	"strings"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // PebbleStats are counters of a PebbleStore since it opened.
@@ -21,14 +24,49 @@ type PebbleStats struct {
 // scrape, not for every write.
 func (s *PebbleStore) Stats() PebbleStats {
 	m := s.db.Metrics()
-	st := PebbleStats{LogBytes: m.WAL.BytesWritten, FlushedTables: m.Flush.Count, Compactions: m.Compact.Count}
-	if h := m.LogWriter.FsyncLatency; h != nil {
-		var d dto.Metric
-		if h.Write(&d) == nil && d.Histogram != nil {
-			st.Syncs = d.Histogram.GetSampleCount()
-		}
+	return PebbleStats{Syncs: s.logSyncs.Load(), LogBytes: m.WAL.BytesWritten, FlushedTables: m.Flush.Count, Compactions: m.Compact.Count}
+}
+
+// syncCountingFS counts the fsyncs of write-ahead log files as they happen. (Pebble's own fsync
+// histogram is updated after the waiting writers are released, so a count read right after a
+// write can miss the fsync that write waited for.)
+type syncCountingFS struct {
+	vfs.FS
+	syncs *atomic.Uint64
+}
+
+func (fs syncCountingFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return f, err
 	}
-	return st
+	return syncCountingFile{File: f, syncs: fs.syncs}, nil
+}
+
+func (fs syncCountingFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, category)
+	return fs.wrap(name, f, err)
+}
+
+func (fs syncCountingFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
+	return fs.wrap(newname, f, err)
+}
+
+type syncCountingFile struct {
+	vfs.File
+	syncs *atomic.Uint64
+}
+
+func (f syncCountingFile) Sync() error {
+	err := f.File.Sync()
+	f.syncs.Add(1)
+	return err
+}
+
+func (f syncCountingFile) SyncData() error {
+	err := f.File.SyncData()
+	f.syncs.Add(1)
+	return err
 }
 
 // Collector exports Stats as Prometheus metrics (knactor_store_*).

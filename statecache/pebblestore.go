@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 const (
@@ -70,6 +71,8 @@ type PebbleStore struct {
 	next     atomic.Uint64 // the last version handed out
 	limit    atomic.Uint64 // versions below it may be handed out; persisted
 	extendMu sync.Mutex    // serialises raising limit
+
+	logSyncs atomic.Uint64 // fsyncs of the write-ahead log (syncCountingFS)
 }
 
 var (
@@ -121,16 +124,18 @@ func openPebble(dir string, lock *os.File, o PebbleOptions) (*PebbleStore, error
 	}
 	cache := pebble.NewCache(o.CacheBytes)
 	defer cache.Unref() // the database holds its own reference
+	s := &PebbleStore{dir: dir, lock: lock, seed: maphash.MakeSeed()}
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:              cache,
 		MemTableSize:       o.MemTableBytes,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{dir: dir},
+		FS:                 syncCountingFS{FS: vfs.Default, syncs: &s.logSyncs},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("local store: open %s: %w (if the files are damaged, restore the directory from a backup; knactor does not repair it)", dir, err)
 	}
-	s := &PebbleStore{dir: dir, db: db, lock: lock, seed: maphash.MakeSeed()}
+	s.db = db
 	if err := s.loadVersions(); err != nil {
 		db.Close()
 		return nil, err

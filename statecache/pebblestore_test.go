@@ -201,8 +201,9 @@ func TestPebbleStoreGroupsFsyncs(t *testing.T) {
 		t.Fatalf("%d fsyncs for %d concurrent writes: they should share", syncs, writers*each)
 	}
 
-	// A batch asks for one fsync however many writes it holds. (Pebble's log writer adds one now
-	// and then while a record spans several of its 32 KiB blocks: measured 12 for 10 batches.)
+	// A batch costs one fsync however many writes it holds. A write that fills the memtable adds
+	// one: the log is closed (fsynced) and a new one begun. Pebble starts with a small memtable
+	// and doubles it up to its size, so these batches rotate it now and then.
 	const batches, size = 5, 1000
 	before = s.Stats().Syncs
 	for b := range batches {

@@ -96,6 +96,9 @@ func (c *Cache) Flush(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	c.dirtyMu.Unlock()
+	if bw, ok := c.store.(BatchWriter); ok {
+		return c.flushBatches(ctx, bw, ids)
+	}
 
 	var (
 		mu   sync.Mutex
@@ -119,6 +122,43 @@ func (c *Cache) Flush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// flushBatches writes the changes of ids in batches of at most Config.FlushBatch: each costs the
+// store one write and one fsync. Changes rebased on an earlier flush that landed go in one more
+// round, as flushKey retries them.
+func (c *Cache) flushBatches(ctx context.Context, bw BatchWriter, ids []string) error {
+	var errs []error
+	for round := 0; round < 2 && len(ids) > 0; round++ {
+		var rebased []string
+		for len(ids) > 0 {
+			chunk := ids[:min(len(ids), c.cfg.FlushBatch)]
+			ids = ids[len(chunk):]
+			fs := make([]flushing, 0, len(chunk))
+			writes := make([]Write, 0, len(chunk))
+			names := make([]string, 0, len(chunk))
+			for _, id := range chunk {
+				if f, ok := c.pending(id); ok {
+					fs, names = append(fs, f), append(names, id)
+					writes = append(writes, f.write())
+				}
+			}
+			if len(writes) == 0 {
+				continue
+			}
+			for i, r := range bw.WriteBatch(ctx, writes) {
+				err := c.settle(names[i], fs[i], r.Version, r.Err)
+				switch {
+				case errors.Is(err, errRebased) && round == 0:
+					rebased = append(rebased, names[i])
+				case err != nil:
+					errs = append(errs, err)
+				}
+			}
+		}
+		ids = rebased
+	}
+	return errors.Join(errs...)
+}
+
 // flushKey makes one key's buffered change durable. The store write runs without the key's
 // stripe, so turns on the key go on meanwhile; a change buffered during the write is rebased on
 // the version the write produced.
@@ -135,23 +175,46 @@ func (c *Cache) flushKey(ctx context.Context, id string) error {
 var errRebased = errors.New("rebased on an earlier flush that landed")
 
 func (c *Cache) flushOnce(ctx context.Context, id string) error {
-	c.dirtyMu.Lock()
-	d, ok := c.dirty[id]
-	c.dirtyMu.Unlock()
+	f, ok := c.pending(id)
 	if !ok {
 		return nil
 	}
-	key := d.key
-	c.dirtyMu.Lock()
-	base, maybe := d.base, d.maybeLanded
-	c.dirtyMu.Unlock()
 	var v Version
 	var err error
-	if d.exists {
-		v, err = c.store.Put(ctx, key, d.value, base, d.commit)
+	if f.d.exists {
+		v, err = c.store.Put(ctx, f.d.key, f.d.value, f.base, f.d.commit)
 	} else {
-		v, err = c.store.Delete(ctx, key, base, d.commit)
+		v, err = c.store.Delete(ctx, f.d.key, f.base, f.d.commit)
 	}
+	return c.settle(id, f, v, err)
+}
+
+// flushing is one buffered change on its way to the store, with what it was written against.
+type flushing struct {
+	d     *dirtyWrite
+	base  Version
+	maybe []Commit
+}
+
+// pending returns id's buffered change, if any, as a flush writes it.
+func (c *Cache) pending(id string) (flushing, bool) {
+	c.dirtyMu.Lock()
+	defer c.dirtyMu.Unlock()
+	d, ok := c.dirty[id]
+	if !ok {
+		return flushing{}, false
+	}
+	return flushing{d: d, base: d.base, maybe: d.maybeLanded}, true
+}
+
+// write is f as a store write.
+func (f flushing) write() Write {
+	return Write{Key: f.d.key, Value: f.d.value, Exists: f.d.exists, Expect: f.base, Commit: f.d.commit}
+}
+
+// settle records the outcome of f's store write (version v or err) in the buffer and the cache.
+func (c *Cache) settle(id string, f flushing, v Version, err error) error {
+	d, key, maybe := f.d, f.d.key, f.maybe
 	mu := c.stripe(id)
 	mu.Lock()
 	defer mu.Unlock()
