@@ -16,6 +16,13 @@
 #        printed as the ratio (d'k) ÷ (d') below the table
 #   (e)  router stateful calls, write-through   the same calls; every turn's new state is a
 #        conditional PUT to a real MinIO before the reply leaves
+#   (f)  router stateful calls, write-through to the local store (knactor's default): every turn's
+#        new state is in the store's fsynced log before the reply leaves; the turns of all actors
+#        in flight share fsyncs, and the fsyncs per call are printed below the table
+#
+# (d) and (f) use the local store (an embedded Pebble database in a temp dir, on the disk of
+# TMPDIR). The disk's own fsync latency, measured with dd (1000 synced 100-byte writes), is
+# printed beside the 1-connection p50s: the floor of a durable write with nobody to share with.
 #
 # Each target is measured at every connection count in CONNS after an uncounted warm-up, and the
 # script prints a Markdown table: req/s, p50, p99, and req/s as a ratio to (a) and to (b) at the
@@ -40,7 +47,8 @@
 # Environment:
 #   DURATION    length of each measured run (default 10s)
 #   WARMUP      length of the uncounted run before each target (default 2s; 0 skips it)
-#   CONNS       connection counts to measure (default "64 8")
+#   CONNS       connection counts to measure (default "64 8 1")
+#   ONLY        measure only these targets, e.g. ONLY="d1 f" (ids: a a1 b c d d1 d1k e f)
 #   THREADS     wrk threads (default 2, or 1 with PIN=1)
 #   ACTORS      actors the stateful calls spread over (default 1000)
 #   PIN=1       run wrk on CPU 1 and every server on CPU 0 (taskset), so they do not share
@@ -55,14 +63,15 @@
 # interfaces as the function contract allows); every process this script starts is stopped by
 # its PID when it exits, and its temp dir is removed. Takes about 3 minutes at DURATION=10s.
 #
-# Usage: hack/bench-router.sh            DURATION=30s PIN=1 hack/bench-router.sh
+# Usage: hack/bench-router.sh            DURATION=30s PIN=1 hack/bench-router.sh     ONLY="d1 f" hack/bench-router.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$(pwd)"
 
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
-CONNS="${CONNS:-64 8}"
+CONNS="${CONNS:-64 8 1}"
+ONLY="${ONLY:-}"
 PIN="${PIN:-0}"
 ACTORS="${ACTORS:-1000}"
 MINIO="${MINIO:-1}"
@@ -219,7 +228,7 @@ fi
 [[ "${PIN}" != 1 ]] || command -v taskset >/dev/null || die "PIN=1 needs taskset (util-linux)"
 
 minio_bin=""
-if [[ "${MINIO}" == 1 ]]; then
+if [[ "${MINIO}" == 1 && ( -z "${ONLY}" || " ${ONLY} " == *" e "* ) ]]; then
   log "getting MinIO through hack/install-minio.sh (built on first use: minutes)"
   minio_bin="$(hack/install-minio.sh)"
 fi
@@ -305,6 +314,8 @@ declare -A CPU OTHER         # "target,conns" → CPU µs per request; % of the 
 declare -A TITLE             # target → its name in the table
 declare -A ANSWERED          # target → requests answered in all its wrk runs (warm-up included)
 declare -A BROKEN            # target → why its numbers are invalid (a crash)
+declare -A SYNCS             # "target,conns" → fsyncs of the local store's log per answered call
+SYNCS_URL=""                 # the /metrics of the router whose store fsyncs are counted, if any
 targets=()                   # in the order measured
 failures=0
 
@@ -433,8 +444,13 @@ measure() {
     else
       log "${title}: ${DURATION} at ${c} connections"
       cpu_mark
+      local syncs0=""
+      [[ -z "${SYNCS_URL}" ]] || syncs0="$(log_syncs)"
       t0="$(date +%s.%N)"
       wrk_run "${id}-${c}" "${c}" "${DURATION}" "${url}" "${script}" || true
+      if [[ -n "${syncs0}" ]]; then
+        SYNCS["${id},${c}"]="$(awk -v a="${syncs0}" -v b="$(log_syncs)" -v n="${run_answered}" 'BEGIN { if (n > 0) printf "%.3f", (b - a) / n; else print "?" }')"
+      fi
       secs="$(awk -v a="${t0}" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
       cpu=""
       [[ "${proxy}" == - ]] || cpu="$(us_per_req "$(cpu_since "${proxy}")" "${run_answered}") · "
@@ -462,6 +478,14 @@ measure() {
     done
   done
 }
+
+# log_syncs prints the local store's log fsyncs so far, from the router at SYNCS_URL.
+log_syncs() {
+  curl -fsS --max-time 5 "${SYNCS_URL}/metrics" | awk '$1 == "knactor_store_log_syncs_total" {print $2}'
+}
+
+# want ID reports whether target ID is to be measured (ONLY unset, or ID in it).
+want() { [[ -z "${ONLY}" || " ${ONLY} " == *" $1 "* ]]; }
 
 # actor_urls BASE SUFFIX writes a curl config with one URL per actor.
 actor_urls() {
@@ -498,16 +522,19 @@ check_counts() {
 
 bench="${root}/hack/bench"
 
-measure a "(a) function directly (net/http)" "http://127.0.0.1:${HELLO}/hello" "${bench}/post.lua" - hello || true
-measure a1 "(a') counter function directly (/v1/invoke)" "http://127.0.0.1:${COUNTER}/v1/invoke" "${bench}/invoke.lua" - counter || true
-measure b "(b) nginx reverse proxy → function" "http://127.0.0.1:${NGINX}/hello" "${bench}/post.lua" nginx hello || true
+! want a || measure a "(a) function directly (net/http)" "http://127.0.0.1:${HELLO}/hello" "${bench}/post.lua" - hello || true
+! want a1 || measure a1 "(a') counter function directly (/v1/invoke)" "http://127.0.0.1:${COUNTER}/v1/invoke" "${bench}/invoke.lua" - counter || true
+! want b || measure b "(b) nginx reverse proxy → function" "http://127.0.0.1:${NGINX}/hello" "${bench}/post.lua" nginx hello || true
 
+if want c; then
 free_port ROUTER_PASS
 start_router router-pass "${ROUTER_PASS}" --state-dir "${tmp}/state-pass"
 measure c "(c) router pass-through → function" "http://127.0.0.1:${ROUTER_PASS}/v1/functions/hello/hello" \
   "${bench}/post.lua" router-pass hello || true
 stop router-pass
+fi
 
+if want d; then
 free_port ROUTER_WB
 start_router router-wb "${ROUTER_WB}" --write-mode write-behind --state-dir "${tmp}/state-wb"
 log "(d) warming ${ACTORS} actors"
@@ -517,9 +544,11 @@ if measure d "(d) router stateful, cache hit, write-behind" "http://127.0.0.1:${
   check_counts d "http://127.0.0.1:${ROUTER_WB}"
 fi
 stop router-wb
+fi
 
 # (d') isolates the call path from the flush: with a flush interval longer than the run, the
 # write-behind state is written only when the router stops, after the measurements.
+if want d1; then
 free_port ROUTER_NF
 start_router router-nf "${ROUTER_NF}" --write-mode write-behind --flush-interval 1h --state-dir "${tmp}/state-nf"
 log "(d') warming ${ACTORS} actors"
@@ -529,8 +558,10 @@ if measure d1 "(d') the same, no flush during the run" "http://127.0.0.1:${ROUTE
   check_counts d1 "http://127.0.0.1:${ROUTER_NF}"
 fi
 stop router-nf
+fi
 
 # (d'k): the same calls, each with an Idempotency-Key of its own.
+if want d1k; then
 free_port ROUTER_IK
 start_router router-ik "${ROUTER_IK}" --write-mode write-behind --flush-interval 1h --state-dir "${tmp}/state-ik"
 log "(d'k) warming ${ACTORS} actors"
@@ -542,8 +573,24 @@ if measure d1k "(d'k) the same, an Idempotency-Key on every call" "http://127.0.
 fi
 unset IDEM
 stop router-ik
+fi
 
-if [[ "${MINIO}" == 1 ]]; then
+# (f): write-through to the local store, the default of `knactor up`.
+if want f; then
+free_port ROUTER_WT
+start_router router-wt "${ROUTER_WT}" --write-mode write-through --state-dir "${tmp}/state-wt"
+log "(f) warming ${ACTORS} actors"
+warm_actors "http://127.0.0.1:${ROUTER_WT}"
+SYNCS_URL="http://127.0.0.1:${ROUTER_WT}"
+if measure f "(f) router stateful, write-through to the local store" "http://127.0.0.1:${ROUTER_WT}" \
+  "${bench}/actors.lua" router-wt counter; then
+  check_counts f "http://127.0.0.1:${ROUTER_WT}"
+fi
+SYNCS_URL=""
+stop router-wt
+fi
+
+if [[ "${MINIO}" == 1 ]] && want e; then
   # MinIO runs only now, so its background work cannot disturb the other targets.
   free_port MINIO_PORT
   free_port MINIO_CONSOLE
@@ -570,6 +617,11 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
+
+# The disk's fsync latency where the stores live: 1000 writes of 100 bytes, each with O_DSYNC.
+FSYNC_US="$(dd if=/dev/zero of="${tmp}/fsync.probe" bs=100 count=1000 oflag=dsync 2>&1 |
+  awk '/copied/ { for (i = 1; i <= NF; i++) if ($i ~ /^s,?$/) { printf "%.0f", $(i - 1) * 1e6 / 1000; exit } }')"
+rm -f "${tmp}/fsync.probe"
 
 # ratio ID C BASE prints ID's req/s over BASE's at C connections.
 ratio() {
@@ -608,6 +660,16 @@ if [[ -n "${RPS["d1k,${CONNS%% *}"]:-}" ]]; then
     echo "Idempotency-Key on every call, (d'k) ÷ (d') at ${c} connections: $(ratio d1k "${c}" d1) of the calls/s"
   done | tee -a ${OUT:+"${OUT}"}
 fi
+{
+  echo
+  for c in ${CONNS}; do
+    [[ -n "${RPS["d,${c}"]:-}" ]] && echo "Write-behind with its flush, (d) ÷ (d') at ${c} connections: $(ratio d "${c}" d1) of the calls/s (goal ≥ 0.85×)"
+    [[ -n "${RPS["f,${c}"]:-}" ]] && echo "Write-through to the local store, (f) ÷ (d') at ${c} connections: $(ratio f "${c}" d1) of the calls/s (goal ≥ 0.5×); $(awk -v s="${SYNCS["f,${c}"]:-?}" 'BEGIN { if (s == "?") print "?"; else printf "%.3f", s }') log fsyncs per call"
+  done
+  if [[ -n "${P50["f,1"]:-}" && -n "${P50["d1,1"]:-}" ]]; then
+    echo "At 1 connection: (f) p50 $(fmt_us "${P50["f,1"]}") − (d') p50 $(fmt_us "${P50["d1,1"]}") = $((${P50["f,1"]} - ${P50["d1,1"]})) µs; the disk's fsync latency ${FSYNC_US} µs (goal: the difference ≤ fsync + 200 µs)"
+  fi
+} | tee -a ${OUT:+"${OUT}"}
 if ((failures > 0)); then
   die "${failures} run(s) or check(s) failed (see the !!!!!!!! lines above): flagged rows are not valid"
 fi
