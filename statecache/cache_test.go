@@ -389,7 +389,9 @@ func testFlushFailure(t *testing.T, spy *spyStore, store statecache.Store) {
 	mustPut(t, c, alice, "2", v)
 }
 
-func TestWriteBehindConflictOnFlushIsReportedNotSilent(t *testing.T) { flushStores(t, testFlushConflict) }
+func TestWriteBehindConflictOnFlushIsReportedNotSilent(t *testing.T) {
+	flushStores(t, testFlushConflict)
+}
 
 func testFlushConflict(t *testing.T, _ *spyStore, store statecache.Store) {
 	var lost atomic.Int64
