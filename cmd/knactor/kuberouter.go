@@ -21,6 +21,7 @@ import (
 	"github.com/knactor/knactor/activator"
 	"github.com/knactor/knactor/activator/statreporter"
 	"github.com/knactor/knactor/crds/actorsystem"
+	"github.com/knactor/knactor/manifest"
 	"github.com/knactor/knactor/pods/kube"
 	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/ingress"
@@ -111,14 +112,22 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 		cfg.AuthTokens = append(cfg.AuthTokens, splitList(t)...)
 	}
 
-	w, err := kube.NewWatcher(c.kube, kube.Config{Namespace: kf.kube.namespace})
+	st, err := state.openState(ctx)
 	if err != nil {
 		return err
 	}
+	closeState := func(err error) error { return errors.Join(err, st.Close(context.Background())) }
+	w, err := kube.NewWatcher(c.kube, kube.Config{Namespace: kf.kube.namespace})
+	if err != nil {
+		return closeState(err)
+	}
+	// Start calls it for the functions it finds before it returns, so every function has its
+	// write mode before the first call.
+	w.OnFunctionsChanged(func() { applyWriteModes(st, w) })
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
 	if err := w.Start(watchCtx); err != nil {
-		return err
+		return closeState(err)
 	}
 	// Every router of the Deployment listens on the same port: peers are reached on this one's.
 	_, portStr, err := net.SplitHostPort(cfg.Listen)
@@ -128,7 +137,7 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	port, _ := strconv.Atoi(portStr)
 	peers := kube.NewPeers(c.kube, kf.kube.systemNamespace, kf.peers, kf.name, port, slog.Default())
 	if err := peers.Start(watchCtx); err != nil {
-		return err
+		return closeState(err)
 	}
 	// With Knative Serving installed, the router is also a Knative ingress class: it serves the
 	// hosts of the Ingresses of its class, splits calls between revisions as their Routes say,
@@ -137,21 +146,17 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	if _, err := c.kube.Discovery().ServerResourcesForGroupVersion("networking.internal.knative.dev/v1alpha1"); err == nil {
 		ing = &ingress.Reconciler{Client: networkingclient.NewForConfigOrDie(c.rest), Namespace: kf.kube.namespace, Address: kf.ingressAddress}
 		if err := ing.Start(watchCtx); err != nil {
-			return err
+			return closeState(err)
 		}
 		slog.Info("knative: serving Ingresses", "class", ingress.Class, "namespace", kf.kube.namespace)
 	}
 	src := &recorderSource{}
 	rep, err := statreporter.New(statreporter.Config{URL: kf.autoscalerURL, Router: kf.name}, src)
 	if err != nil {
-		return err
+		return closeState(err)
 	}
 	act := activator.New(activator.Config{}, w, rep)
 
-	st, err := state.openState(ctx)
-	if err != nil {
-		return err
-	}
 	var traffic router.Traffic
 	if ing != nil {
 		traffic = ing
@@ -159,12 +164,12 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers, Traffic: traffic,
 		Collectors: []prometheus.Collector{act.Collector()}})
 	if err != nil {
-		return errors.Join(err, st.Close(context.Background()))
+		return closeState(err)
 	}
 	src.r = r
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return errors.Join(err, st.Close(context.Background()))
+		return closeState(err)
 	}
 	slog.Info("router listening", "addr", ln.Addr().String(), "namespace", kf.kube.namespace,
 		"actor-system", as.Name, "state", st.describe, "autoscaler", kf.autoscalerURL, "router", kf.name)
@@ -193,7 +198,30 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	if rerr := <-reported; rerr != nil && !errors.Is(rerr, context.Canceled) {
 		err = errors.Join(err, fmt.Errorf("stats reporter: %w", rerr))
 	}
-	return errors.Join(err, st.Close(context.Background()))
+	return closeState(err)
+}
+
+// annotatedFunctions lists functions and their pod templates' annotations (kube.Watcher).
+type annotatedFunctions interface {
+	Functions() []string
+	Annotations(name string) map[string]string
+}
+
+// applyWriteModes gives each function the write mode of its knactor.dev/write-mode annotation,
+// or the ActorSystem's writeMode without one. A function keeps the mode it was first served
+// with (its cached state lives in that mode's cache): a change is logged, and applies once the
+// routers restart.
+func applyWriteModes(st *state, fns annotatedFunctions) {
+	for _, fn := range fns.Functions() {
+		mode := fns.Annotations(fn)[manifest.WriteModeAnnotation]
+		changed, err := st.pinMode(fn, mode)
+		switch {
+		case err != nil:
+			slog.Warn("write mode not applied", "function", fn, "err", err)
+		case changed && mode == manifest.WriteBehind:
+			slog.Warn("write-behind assumes one router per actor system: with several routers a conflicting flush drops the buffered write", "function", fn)
+		}
+	}
 }
 
 // splitList splits a comma-separated list, dropping blanks.

@@ -75,7 +75,7 @@ type state struct {
 
 	mu     sync.Mutex
 	caches map[statecache.WriteMode]*statecache.Cache
-	modes  map[string]statecache.WriteMode // function → its write mode, when not the default
+	modes  map[string]statecache.WriteMode // function → its write mode (functions set or pinned)
 }
 
 // openState opens the store named by the flags.
@@ -133,6 +133,31 @@ func (s *state) setMode(function, mode string) error {
 	return nil
 }
 
+// pinMode makes function use mode ("" is the default mode) unless it already uses another one,
+// which is an error: the function's cached state lives in the other mode's cache. changed
+// reports a function seen for the first time.
+func (s *state) pinMode(function, mode string) (changed bool, err error) {
+	m := s.def
+	if mode != "" {
+		if m, err = statecache.ParseWriteMode(mode); err != nil {
+			return false, err
+		}
+	}
+	if _, err := s.cache(m); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.modes[function]; ok {
+		if cur != m {
+			return false, fmt.Errorf("function %q runs with write mode %s; knactor.dev/write-mode now says %s: restart the routers to apply it", function, cur, m)
+		}
+		return false, nil
+	}
+	s.modes[function] = m
+	return true, nil
+}
+
 func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,11 +182,21 @@ func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
 func (s *state) of(function string) *statecache.Cache {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	mode, ok := s.modes[function]
-	if !ok {
-		mode = s.def
+	return s.caches[s.modeLocked(function)]
+}
+
+// modeOf is the write mode function runs with.
+func (s *state) modeOf(function string) statecache.WriteMode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.modeLocked(function)
+}
+
+func (s *state) modeLocked(function string) statecache.WriteMode {
+	if mode, ok := s.modes[function]; ok {
+		return mode
 	}
-	return s.caches[mode]
+	return s.def
 }
 
 func (s *state) Get(ctx context.Context, k statecache.Key) (statecache.Entry, error) {
