@@ -12,7 +12,7 @@ import (
 const (
 	// migratedDir keeps a directory store's files once they are in the local store: a backup the
 	// operator deletes when satisfied. Nothing reads it.
-	migratedDir = "migrated-dirstore"
+	migratedDir = "migrated.dirstore"
 
 	// migrateBatch is how many actors one migration batch writes (one fsync each).
 	migrateBatch = 1000
@@ -20,7 +20,7 @@ const (
 
 // migrateDirStore moves the actors of a state directory written by DirStore into the store:
 // every "{root}/{function}/" directory of value files. Each function's actors are written in
-// batches, then its directory is renamed into "{root}/migrated-dirstore/". A crash midway leaves
+// batches, then its directory is renamed into "{root}/migrated.dirstore/". A crash midway leaves
 // the directory in place, and the next open writes the actors not yet in the store (an actor
 // already there was written by the interrupted migration: nothing else writes before it ends).
 // Versions change (a router's cached versions die with it); values, tombstones and commits keep.

@@ -73,7 +73,7 @@ type PebbleStore struct {
 	limit    atomic.Uint64 // versions below it may be handed out; persisted
 	extendMu sync.Mutex    // serialises raising limit
 
-	logSyncs atomic.Uint64 // fsyncs of the write-ahead log (syncCountingFS)
+	logSyncs atomic.Uint64 // fsyncs of the write-ahead log (logFS)
 }
 
 var (
@@ -90,11 +90,12 @@ type PebbleOptions struct {
 }
 
 // pebbleDir is the database's directory inside a state directory. The state directory holds the
-// lock beside it, and the files of a migrated directory store (migratedDir).
-const pebbleDir = "db"
+// lock beside it, and the files of a migrated directory store (migratedDir). A function name
+// never holds a dot, so neither name can be a directory store's function directory.
+const pebbleDir = "store.pebble"
 
 // OpenPebbleStore opens (creating if needed) the store of the state directory dir: the database
-// in "{dir}/db". It fails if another process holds dir, or if the database is damaged beyond a
+// in "{dir}/store.pebble". It fails if another process holds dir, or if the database is damaged beyond a
 // torn tail of its log (a crash in the middle of a log write loses only that unacknowledged
 // write, and the store opens).
 //
@@ -131,7 +132,7 @@ func openPebble(dir string, lock *os.File, o PebbleOptions) (*PebbleStore, error
 		MemTableSize:       o.MemTableBytes,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{dir: dir},
-		FS:                 syncCountingFS{FS: vfs.Default, syncs: &s.logSyncs},
+		FS:                 logFS{FS: vfs.Default, syncs: &s.logSyncs},
 	}
 	// Every write reads its key first, and a new actor's key is in no table: bloom filters
 	// (10 bits a key, 1 % false positives; the deeper levels inherit it) answer those reads

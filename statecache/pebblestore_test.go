@@ -1,6 +1,7 @@
 package statecache_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -72,7 +73,7 @@ func TestPebbleStoreRefusesADamagedDatabase(t *testing.T) {
 	dir := t.TempDir()
 	s := openPebbleAt(t, dir)
 	s.Close()
-	manifests, _ := filepath.Glob(filepath.Join(dir, "db", "MANIFEST-*"))
+	manifests, _ := filepath.Glob(filepath.Join(dir, "store.pebble", "MANIFEST-*"))
 	if len(manifests) == 0 {
 		t.Fatal("no MANIFEST file")
 	}
@@ -87,32 +88,27 @@ func TestPebbleStoreRefusesADamagedDatabase(t *testing.T) {
 	}
 }
 
-// TestPebbleStoreRecoversATornLogTail is a crash in the middle of a log write: the log ends in
-// half a record (and garbage). Every write acknowledged before it is there after the restart.
+// TestPebbleStoreRecoversATornLogTail is a crash in the middle of a log write: the last record is
+// cut off (the file ends there, or zeros follow, as in a preallocated log), or garbage follows
+// it. Every write before it is there after the restart; a torn record's write is not (it was
+// never acknowledged), an intact one's is.
 func TestPebbleStoreRecoversATornLogTail(t *testing.T) {
+	marker := []byte("TORN-TAIL-MARKER")
+	last := append(append([]byte{}, marker...), strings.Repeat("x", 4096)...)
 	tests := []struct {
-		name string
-		tear func(t *testing.T, log string, acked int64)
+		name     string
+		tear     func(log []byte, at int) []byte // at: where the last write's value starts
+		lastKept bool
 	}{
-		{"half a record", func(t *testing.T, log string, acked int64) {
-			fi, err := os.Stat(log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Truncate(log, acked+(fi.Size()-acked)/2); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"garbage after the last record", func(t *testing.T, log string, _ int64) {
-			f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if _, err := f.Write([]byte(strings.Repeat("\xde\xad\xbe\xef", 1000))); err != nil {
-				t.Fatal(err)
-			}
-		}},
+		{"file ends in half a record", func(log []byte, at int) []byte { return log[:at+len(last)/2] }, false},
+		{"zeros after half a record", func(log []byte, at int) []byte {
+			clear(log[at+len(last)/2:])
+			return log
+		}, false},
+		{"garbage after the last record", func(log []byte, at int) []byte {
+			copy(log[at+len(last):], strings.Repeat("\xde\xad\xbe\xef", 1000))
+			return log
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,21 +121,24 @@ func TestPebbleStoreRecoversATornLogTail(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			log := newestLog(t, dir)
-			fi, err := os.Stat(log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Put(ctx, key(acked), []byte(strings.Repeat("x", 4096)), statecache.NoVersion, ""); err != nil {
+			if _, err := s.Put(ctx, key(acked), last, statecache.NoVersion, ""); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if log != newestLog(t, dir) {
-				t.Fatal("the log rotated: the test would tear the wrong file")
+			log := newestLog(t, dir)
+			data, err := os.ReadFile(log)
+			if err != nil {
+				t.Fatal(err)
 			}
-			tt.tear(t, log, fi.Size())
+			at := bytes.Index(data, marker)
+			if at < 0 {
+				t.Fatal("the last write is not in the newest log: the log rotated")
+			}
+			if err := os.WriteFile(log, tt.tear(data, at), 0o600); err != nil {
+				t.Fatal(err)
+			}
 
 			s = openPebbleAt(t, dir)
 			defer s.Close()
@@ -147,6 +146,9 @@ func TestPebbleStoreRecoversATornLogTail(t *testing.T) {
 				if e, err := s.Get(ctx, key(i)); err != nil || string(e.Value) != fmt.Sprint(i) {
 					t.Fatalf("write %d after recovery: %+v, %v", i, e, err)
 				}
+			}
+			if e, err := s.Get(ctx, key(acked)); err != nil || e.Exists != tt.lastKept {
+				t.Fatalf("the last write after recovery: exists %v, %v; want %v", e.Exists, err, tt.lastKept)
 			}
 			// The store takes writes again.
 			if _, err := s.Put(ctx, key(acked+1), []byte("after"), statecache.NoVersion, ""); err != nil {
@@ -158,7 +160,7 @@ func TestPebbleStoreRecoversATornLogTail(t *testing.T) {
 
 func newestLog(t *testing.T, dir string) string {
 	t.Helper()
-	logs, _ := filepath.Glob(filepath.Join(dir, "db", "*.log"))
+	logs, _ := filepath.Glob(filepath.Join(dir, "store.pebble", "*.log"))
 	if len(logs) == 0 {
 		t.Fatalf("no write-ahead log in %s", dir)
 	}
@@ -267,7 +269,7 @@ func TestPebbleStoreMigratesADirStore(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, fn)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("%s/ is still in the state directory: %v", fn, err)
 		}
-		if _, err := os.Stat(filepath.Join(dir, "migrated-dirstore", fn)); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, "migrated.dirstore", fn)); err != nil {
 			t.Fatalf("no backup of %s/: %v", fn, err)
 		}
 	}
@@ -279,7 +281,7 @@ func TestPebbleStoreMigratesADirStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if err := os.Rename(filepath.Join(dir, "migrated-dirstore", first.key.Function), filepath.Join(dir, first.key.Function)); err != nil {
+	if err := os.Rename(filepath.Join(dir, "migrated.dirstore", first.key.Function), filepath.Join(dir, first.key.Function)); err != nil {
 		t.Fatal(err)
 	}
 	s = openPebbleAt(t, dir)
