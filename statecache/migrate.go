@@ -23,7 +23,8 @@ const (
 // batches, then its directory is renamed into "{root}/migrated.dirstore/". A crash midway leaves
 // the directory in place, and the next open writes the actors not yet in the store (an actor
 // already there was written by the interrupted migration: nothing else writes before it ends).
-// Versions change (a router's cached versions die with it); values, tombstones and commits keep.
+// Versions change (a router's cached versions die with it); values and their commits keep. A
+// tombstone (a deleted actor) is not carried over: the actor is absent either way.
 func (s *PebbleStore) migrateDirStore(root string) error {
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -61,9 +62,10 @@ func (s *PebbleStore) migrateFunction(root, fn string) (int, error) {
 		return 0, err
 	}
 	var (
-		writes []Write
-		keys   [][]byte
-		n      int
+		writes     []Write
+		keys       [][]byte
+		n          int
+		batchBytes int
 	)
 	flush := func() error {
 		res := make([]WriteResult, len(writes))
@@ -74,7 +76,7 @@ func (s *PebbleStore) migrateFunction(root, fn string) (int, error) {
 			}
 		}
 		n += len(writes)
-		writes, keys = writes[:0], keys[:0]
+		writes, keys, batchBytes = writes[:0], keys[:0], 0
 		return nil
 	}
 	for _, f := range files {
@@ -97,7 +99,8 @@ func (s *PebbleStore) migrateFunction(root, fn string) (int, error) {
 		e := decodeDirFile(b)
 		writes = append(writes, Write{Key: Key{Function: fn, ID: f.Name()}, Value: e.Value, Exists: e.Exists, Commit: e.Commit})
 		keys = append(keys, dbKey)
-		if len(writes) == migrateBatch {
+		batchBytes += len(e.Value)
+		if len(writes) == migrateBatch || batchBytes >= maxBatchBytes {
 			if err := flush(); err != nil {
 				return n, err
 			}
@@ -115,6 +118,9 @@ func (s *PebbleStore) migrateFunction(root, fn string) (int, error) {
 		dst += "." + time.Now().UTC().Format("20060102T150405")
 	}
 	if err := os.Rename(dir, dst); err != nil {
+		return n, err
+	}
+	if err := syncDir(backup); err != nil {
 		return n, err
 	}
 	return n, syncDir(root)

@@ -21,8 +21,9 @@ import (
 
 const (
 	// pebbleStripes is the number of mutexes that serialise the read-check-write of PebbleStore
-	// keys. A stripe is held only while a write is checked and applied to the memtable (a few
-	// microseconds), never across the fsync, so 1024 (8 KiB) make a wait rare at any load.
+	// keys. A stripe is held while a write is checked and applied to the memtable (a few
+	// microseconds; longer only when Pebble stalls writes or its queue of writes waiting for an
+	// fsync is full), not while its fsync runs, so 1024 (8 KiB) make a wait rare at any load.
 	pebbleStripes = 1024
 
 	// versionBlock is how many versions a PebbleStore hands out before it records a new limit.
@@ -74,6 +75,8 @@ type PebbleStore struct {
 	extendMu sync.Mutex    // serialises raising limit
 
 	logSyncs atomic.Uint64 // fsyncs of the write-ahead log (logFS)
+
+	fatal func(format string, args ...any) // stops the process: pebbleLogger.Fatalf
 }
 
 var (
@@ -126,12 +129,13 @@ func openPebble(dir string, lock *os.File, o PebbleOptions) (*PebbleStore, error
 	}
 	cache := pebble.NewCache(o.CacheBytes)
 	defer cache.Unref() // the database holds its own reference
-	s := &PebbleStore{dir: dir, lock: lock, seed: maphash.MakeSeed()}
+	logger := pebbleLogger{dir: dir}
+	s := &PebbleStore{dir: dir, lock: lock, seed: maphash.MakeSeed(), fatal: logger.Fatalf}
 	opts := &pebble.Options{
 		Cache:              cache,
 		MemTableSize:       o.MemTableBytes,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{dir: dir},
+		Logger:             logger,
 		FS:                 logFS{FS: vfs.Default, syncs: &s.logSyncs},
 	}
 	// Every write reads its key first, and a new actor's key is in no table: bloom filters
@@ -256,14 +260,24 @@ func (s *PebbleStore) writeOne(w Write) (Version, error) {
 	}
 	err = s.db.ApplyNoSyncWait(b, pebble.Sync)
 	mu.Unlock()
-	if err == nil {
-		err = b.SyncWait() // shared with every write that reached the log meanwhile
-	}
-	b.Close()
 	if err != nil {
+		b.Close()
 		return NoVersion, fmt.Errorf("local store: %s %s: %w: %w", w.op(), w.Key, ErrUnavailable, err)
 	}
+	s.syncWait(b) // shared with every write that reached the log meanwhile
+	b.Close()
 	return v, nil
+}
+
+// syncWait waits until b's log record is fsynced. A failed fsync is fatal: the write is already
+// visible (Pebble applies it to the memtable before the fsync), so a retry of its commit would
+// find it and report success although it may never reach the disk, and the kernel may have
+// dropped the dirty pages it failed to write, so a second fsync proves nothing. The process
+// stops; on restart the log holds what was durable.
+func (s *PebbleStore) syncWait(b *pebble.Batch) {
+	if err := b.SyncWait(); err != nil {
+		s.fatal("fsync of the write-ahead log failed: %v", err)
+	}
 }
 
 // WriteBatch implements BatchWriter: the writes that pass their check are applied as one Pebble
@@ -326,14 +340,13 @@ func (s *PebbleStore) applyBatch(writes []Write, keys [][]byte, res []WriteResul
 	}
 	err := s.db.ApplyNoSyncWait(b, pebble.Sync)
 	unlock()
-	if err == nil {
-		err = b.SyncWait()
-	}
 	if err != nil {
 		for _, i := range staged {
 			res[i] = WriteResult{Err: fmt.Errorf("local store: %s %s: %w: %w", writes[i].op(), writes[i].Key, ErrUnavailable, err)}
 		}
+		return
 	}
+	s.syncWait(b)
 }
 
 // stage checks w against the key's current entry and adds it to b. staged is false when w

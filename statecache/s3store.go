@@ -139,7 +139,7 @@ func OpenS3Store(ctx context.Context, cfg S3Config) (*S3Store, error) {
 	if cfg.TLS && cfg.InsecureSkipVerify {
 		tlsConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // opt-in, for tests
 	}
-	transport := newFastTransport(tlsConfig)
+	transport := newFastTransport(tlsConfig, cfg.Timeout)
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
 		Secure:    cfg.TLS,
@@ -384,8 +384,10 @@ func (s *S3Store) retry(ctx context.Context, op func(context.Context) error) err
 }
 
 // neverSent reports a failure that happened before the request could reach the store: the
-// connection was refused. Nothing can have landed.
-func neverSent(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+// connection was refused, or the request never left (errNotSent). Nothing can have landed.
+func neverSent(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, errNotSent)
+}
 
 func isConflict(err error) bool {
 	r := minio.ToErrorResponse(err)

@@ -22,16 +22,25 @@ const s3MaxConns = 512
 // per write-through call (docs/benchmarks.md).
 //
 // Bodies are buffered both ways (states are at most 64 MiB). A request's deadline is its
-// context's (S3Store gives every attempt one); a cancel without a deadline is not seen. Proxy
-// settings from the environment are not used: the endpoint is dialled directly.
+// context's (S3Store gives every attempt one); a context's cancellation is not seen otherwise.
+// Proxy settings from the environment are not used: the endpoint is dialled directly.
+//
+// The client never resends a request by itself (fasthttp would resend a PUT after a broken
+// connection): S3Store decides, and must know that a try may have landed.
 type fastTransport struct {
 	client *fasthttp.Client
 }
 
-func newFastTransport(tlsConfig *tls.Config) *fastTransport {
+// s3IdleConn is how long an idle connection is kept: below the idle timeouts of S3 servers and
+// load balancers (MinIO's is 30 s), so a kept connection is rarely one the server has closed.
+const s3IdleConn = 20 * time.Second
+
+func newFastTransport(tlsConfig *tls.Config, connWait time.Duration) *fastTransport {
 	return &fastTransport{client: &fasthttp.Client{
 		MaxConnsPerHost:               s3MaxConns,
-		MaxIdleConnDuration:           90 * time.Second, // as net/http's default transport
+		MaxConnWaitTimeout:            connWait, // more turns than connections queue, as with net/http
+		MaxIdemponentCallAttempts:     1,
+		MaxIdleConnDuration:           s3IdleConn,
 		TLSConfig:                     tlsConfig,
 		NoDefaultUserAgentHeader:      true, // minio-go sends its own
 		DisableHeaderNamesNormalizing: true, // minio-go's headers are signed as they are
@@ -49,10 +58,7 @@ func (t *fastTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	defer fasthttp.ReleaseResponse(resp)
 
 	req.Header.SetMethod(r.Method)
-	req.SetRequestURI(r.URL.String())
-	if r.Host != "" {
-		req.Header.SetHost(r.Host)
-	}
+	req.SetRequestURI(r.URL.String()) // its host is the Host header (minio-go signs URL.Host)
 	for k, vs := range r.Header {
 		for _, v := range vs {
 			req.Header.Add(k, v)
@@ -98,13 +104,19 @@ func (t *fastTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return out, nil
 }
 
-// transportError keeps what S3Store's retries look at: a timeout stays a net.Error with
-// Timeout() true, a refused dial wraps ECONNREFUSED, and a connection that closed before the
-// answer came is io.ErrUnexpectedEOF (the request may have landed).
+// errNotSent marks a failure before any byte of the request left: no free connection within the
+// wait, a dial that timed out or was refused. Such a write cannot have landed.
+var errNotSent = errors.New("request not sent")
+
+// transportError describes a failed round trip, keeping what S3Store's retries look at: a
+// request that was never sent wraps errNotSent, a connection closed before the answer came wraps
+// io.ErrUnexpectedEOF (the request may have landed), and the error is returned inside net/http's
+// *url.Error, a net.Error, so every transport failure counts as transient.
 func transportError(r *http.Request, err error) error {
+	var dial *fasthttp.ErrDialWithUpstream
 	switch {
-	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout):
-		return fmt.Errorf("%s %s: %w", r.Method, r.URL.Redacted(), err)
+	case errors.Is(err, fasthttp.ErrNoFreeConns), errors.Is(err, fasthttp.ErrDialTimeout), errors.As(err, &dial):
+		return fmt.Errorf("%s %s: %w: %w", r.Method, r.URL.Redacted(), errNotSent, err)
 	case errors.Is(err, fasthttp.ErrConnectionClosed):
 		return fmt.Errorf("%s %s: %w: %w", r.Method, r.URL.Redacted(), io.ErrUnexpectedEOF, err)
 	}

@@ -15,6 +15,11 @@ import (
 // landed as the store went away, and the later ones most likely never reached it.
 const maxMaybeLanded = 1024
 
+// maxBatchBytes bounds the values of one batch (a batch ends after the write that reaches it):
+// one log record of 64 MiB is written in well under a second, and stays far below Pebble's
+// 4 GiB limit of a batch, which 4096 actors of the largest allowed state would pass.
+const maxBatchBytes = 64 << 20
+
 // dirtyWrite is one buffered write-behind change of a key.
 type dirtyWrite struct {
 	key     Key
@@ -122,23 +127,27 @@ func (c *Cache) Flush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// flushBatches writes the changes of ids in batches of at most Config.FlushBatch: each costs the
-// store one write and one fsync. Changes rebased on an earlier flush that landed go in one more
+// flushBatches writes the changes of ids in batches of at most Config.FlushBatch writes and
+// about maxBatchBytes: each costs the store one write and one fsync. Changes rebased on an earlier flush that landed go in one more
 // round, as flushKey retries them.
 func (c *Cache) flushBatches(ctx context.Context, bw BatchWriter, ids []string) error {
 	var errs []error
 	for round := 0; round < 2 && len(ids) > 0; round++ {
 		var rebased []string
 		for len(ids) > 0 {
-			chunk := ids[:min(len(ids), c.cfg.FlushBatch)]
-			ids = ids[len(chunk):]
-			fs := make([]flushing, 0, len(chunk))
-			writes := make([]Write, 0, len(chunk))
-			names := make([]string, 0, len(chunk))
-			for _, id := range chunk {
+			var (
+				fs     []flushing
+				writes []Write
+				names  []string
+				size   int
+			)
+			for len(ids) > 0 && len(writes) < c.cfg.FlushBatch && size < maxBatchBytes {
+				id := ids[0]
+				ids = ids[1:]
 				if f, ok := c.pending(id); ok {
 					fs, names = append(fs, f), append(names, id)
 					writes = append(writes, f.write())
+					size += len(f.d.value)
 				}
 			}
 			if len(writes) == 0 {

@@ -26,6 +26,7 @@ import (
 	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/ingress"
 	"github.com/knactor/knactor/router/stats"
+	"github.com/knactor/knactor/statecache"
 )
 
 // kubeRouterFlags are the router's Kubernetes-mode flags.
@@ -215,10 +216,10 @@ func applyWriteModes(st *state, fns annotatedFunctions) {
 	for _, fn := range fns.Functions() {
 		mode := fns.Annotations(fn)[manifest.WriteModeAnnotation]
 		changed, err := st.pinMode(fn, mode)
-		switch {
-		case err != nil:
+		if err != nil {
 			slog.Warn("write mode not applied", "function", fn, "err", err)
-		case changed && mode == manifest.WriteBehind:
+		}
+		if changed && st.modeOf(fn) == statecache.WriteBehind && st.def != statecache.WriteBehind {
 			slog.Warn("write-behind assumes one router per actor system: with several routers a conflicting flush drops the buffered write", "function", fn)
 		}
 	}

@@ -134,13 +134,16 @@ func (s *state) setMode(function, mode string) error {
 }
 
 // pinMode makes function use mode ("" is the default mode) unless it already uses another one,
-// which is an error: the function's cached state lives in the other mode's cache. changed
-// reports a function seen for the first time.
+// which is an error: the function's cached state lives in the other mode's cache. A mode that
+// does not parse is an error too, and the function is pinned to the default. changed reports a
+// function seen for the first time.
 func (s *state) pinMode(function, mode string) (changed bool, err error) {
-	m := s.def
+	m, perr := s.def, error(nil)
 	if mode != "" {
-		if m, err = statecache.ParseWriteMode(mode); err != nil {
-			return false, err
+		if parsed, err := statecache.ParseWriteMode(mode); err == nil {
+			m = parsed
+		} else {
+			perr = err // the function runs with the default, pinned like any other mode
 		}
 	}
 	if _, err := s.cache(m); err != nil {
@@ -152,10 +155,10 @@ func (s *state) pinMode(function, mode string) (changed bool, err error) {
 		if cur != m {
 			return false, fmt.Errorf("function %q runs with write mode %s; knactor.dev/write-mode now says %s: restart the routers to apply it", function, cur, m)
 		}
-		return false, nil
+		return false, perr
 	}
 	s.modes[function] = m
-	return true, nil
+	return true, perr
 }
 
 func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
@@ -182,7 +185,14 @@ func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
 func (s *state) of(function string) *statecache.Cache {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.caches[s.modeLocked(function)]
+	mode, ok := s.modes[function]
+	if !ok {
+		// The first use pins the default: a mode set later for the function (an annotation seen
+		// late) must not move it away from the cache that holds its state.
+		mode = s.def
+		s.modes[function] = mode
+	}
+	return s.caches[mode]
 }
 
 // modeOf is the write mode function runs with.

@@ -47,10 +47,18 @@ func TestKubeWriteModes(t *testing.T) {
 					t.Errorf("%s runs %s, want %s", fn, got, mode)
 				}
 			}
+			// A changed annotation, a fixed one, and a function first called before its
+			// annotation was seen: each keeps the mode it first ran with.
+			other := map[string]string{manifest.WriteThrough: manifest.WriteBehind, manifest.WriteBehind: manifest.WriteThrough}
+			st.of("late") // a call before the watcher told of the function
 			fns["through"] = map[string]string{manifest.WriteModeAnnotation: manifest.WriteBehind}
+			fns["broken"] = map[string]string{manifest.WriteModeAnnotation: other[def]}
+			fns["late"] = map[string]string{manifest.WriteModeAnnotation: other[def]}
 			applyWriteModes(st, fns)
-			if got := st.modeOf("through").String(); got != manifest.WriteThrough {
-				t.Errorf("a changed annotation moved a running function to %s", got)
+			for fn, mode := range map[string]string{"through": manifest.WriteThrough, "broken": def, "late": def} {
+				if got := st.modeOf(fn).String(); got != mode {
+					t.Errorf("%s moved to %s after its annotation changed, want it kept at %s", fn, got, mode)
+				}
 			}
 		})
 	}
