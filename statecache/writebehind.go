@@ -128,8 +128,8 @@ func (c *Cache) Flush(ctx context.Context) error {
 }
 
 // flushBatches writes the changes of ids in batches of at most Config.FlushBatch writes and
-// about maxBatchBytes: each costs the store one write and one fsync. Changes rebased on an earlier flush that landed go in one more
-// round, as flushKey retries them.
+// about maxBatchBytes: each costs the store one write and one fsync. Changes rebased on an
+// earlier flush that landed go in one more round, as flushKey retries them.
 func (c *Cache) flushBatches(ctx context.Context, bw BatchWriter, ids []string) error {
 	var errs []error
 	for round := 0; round < 2 && len(ids) > 0; round++ {
