@@ -534,61 +534,34 @@ measure c "(c) router pass-through → function" "http://127.0.0.1:${ROUTER_PASS
 stop router-pass
 fi
 
-if want d; then
-free_port ROUTER_WB
-start_router router-wb "${ROUTER_WB}" --write-mode write-behind --state-dir "${tmp}/state-wb"
-log "(d) warming ${ACTORS} actors"
-warm_actors "http://127.0.0.1:${ROUTER_WB}"
-if measure d "(d) router stateful, cache hit, write-behind" "http://127.0.0.1:${ROUTER_WB}" \
-  "${bench}/actors.lua" router-wb counter; then
-  check_counts d "http://127.0.0.1:${ROUTER_WB}"
-fi
-stop router-wb
-fi
+# stateful ID TITLE ROUTER_ARGS... measures stateful calls through a router of its own on the
+# local store (started with ROUTER_ARGS), warming every actor first and checking the counters
+# after. STATEFUL_IDEM=1 gives every call an Idempotency-Key; STATEFUL_SYNCS=1 counts the
+# store's fsyncs per call.
+stateful() {
+  local id="$1" title="$2" port base
+  shift 2
+  free_port port
+  start_router "router-${id}" "${port}" --state-dir "${tmp}/state-${id}" "$@"
+  base="http://127.0.0.1:${port}"
+  log "${title%% *} warming ${ACTORS} actors"
+  warm_actors "${base}"
+  [[ "${STATEFUL_SYNCS:-0}" != 1 ]] || SYNCS_URL="${base}"
+  if IDEM="${STATEFUL_IDEM:-}" measure "${id}" "${title}" "${base}" "${bench}/actors.lua" "router-${id}" counter; then
+    check_counts "${id}" "${base}"
+  fi
+  SYNCS_URL=""
+  stop "router-${id}"
+}
 
+! want d || stateful d "(d) router stateful, cache hit, write-behind" --write-mode write-behind
 # (d') isolates the call path from the flush: with a flush interval longer than the run, the
 # write-behind state is written only when the router stops, after the measurements.
-if want d1; then
-free_port ROUTER_NF
-start_router router-nf "${ROUTER_NF}" --write-mode write-behind --flush-interval 1h --state-dir "${tmp}/state-nf"
-log "(d') warming ${ACTORS} actors"
-warm_actors "http://127.0.0.1:${ROUTER_NF}"
-if measure d1 "(d') the same, no flush during the run" "http://127.0.0.1:${ROUTER_NF}" \
-  "${bench}/actors.lua" router-nf counter; then
-  check_counts d1 "http://127.0.0.1:${ROUTER_NF}"
-fi
-stop router-nf
-fi
-
+! want d1 || stateful d1 "(d') the same, no flush during the run" --write-mode write-behind --flush-interval 1h
 # (d'k): the same calls, each with an Idempotency-Key of its own.
-if want d1k; then
-free_port ROUTER_IK
-start_router router-ik "${ROUTER_IK}" --write-mode write-behind --flush-interval 1h --state-dir "${tmp}/state-ik"
-log "(d'k) warming ${ACTORS} actors"
-warm_actors "http://127.0.0.1:${ROUTER_IK}"
-export IDEM=1
-if measure d1k "(d'k) the same, an Idempotency-Key on every call" "http://127.0.0.1:${ROUTER_IK}" \
-  "${bench}/actors.lua" router-ik counter; then
-  check_counts d1k "http://127.0.0.1:${ROUTER_IK}"
-fi
-unset IDEM
-stop router-ik
-fi
-
+! want d1k || STATEFUL_IDEM=1 stateful d1k "(d'k) the same, an Idempotency-Key on every call" --write-mode write-behind --flush-interval 1h
 # (f): write-through to the local store, the default of `knactor up`.
-if want f; then
-free_port ROUTER_WT
-start_router router-wt "${ROUTER_WT}" --write-mode write-through --state-dir "${tmp}/state-wt"
-log "(f) warming ${ACTORS} actors"
-warm_actors "http://127.0.0.1:${ROUTER_WT}"
-SYNCS_URL="http://127.0.0.1:${ROUTER_WT}"
-if measure f "(f) router stateful, write-through to the local store" "http://127.0.0.1:${ROUTER_WT}" \
-  "${bench}/actors.lua" router-wt counter; then
-  check_counts f "http://127.0.0.1:${ROUTER_WT}"
-fi
-SYNCS_URL=""
-stop router-wt
-fi
+! want f || STATEFUL_SYNCS=1 stateful f "(f) router stateful, write-through to the local store" --write-mode write-through
 
 if [[ "${MINIO}" == 1 ]] && want e; then
   # MinIO runs only now, so its background work cannot disturb the other targets.
