@@ -285,6 +285,7 @@ func (s *S3Store) put(ctx context.Context, op string, key Key, value []byte, exp
 	// microsecond). Left to itself minio-go signs a plain-http PUT as an aws-chunked stream: a
 	// 64 KiB chunk buffer and a chain of signatures per request, most of the client's CPU.
 	sum := sha256.Sum256(value)
+	payloadSHA256 := hex.EncodeToString(sum[:])
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", UserMetadata: meta, DisableContentSha256: true}
 	if expect == NoVersion {
 		opts.SetMatchETagExcept("*")
@@ -296,7 +297,7 @@ func (s *S3Store) put(ctx context.Context, op string, key Key, value []byte, exp
 		ambiguous bool // an attempt failed without a clear answer: it may have landed
 	)
 	err = s.retry(ctx, func(ctx context.Context) error {
-		info, err := s.core.PutObject(ctx, s.cfg.Bucket, name, bytes.NewReader(value), int64(len(value)), "", hex.EncodeToString(sum[:]), opts)
+		info, err := s.core.PutObject(ctx, s.cfg.Bucket, name, bytes.NewReader(value), int64(len(value)), "", payloadSHA256, opts)
 		version = Version(info.ETag)
 		if err != nil && !isConflict(err) && !neverSent(err) {
 			ambiguous = true

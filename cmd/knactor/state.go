@@ -115,24 +115,6 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 	return st, nil
 }
 
-// setMode makes function use mode ("" keeps the default).
-func (s *state) setMode(function, mode string) error {
-	if mode == "" {
-		return nil
-	}
-	m, err := statecache.ParseWriteMode(mode)
-	if err != nil {
-		return err
-	}
-	if _, err := s.cache(m); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.modes[function] = m
-	s.mu.Unlock()
-	return nil
-}
-
 // pinMode makes function use mode ("" is the default mode) unless it already uses another one,
 // which is an error: the function's cached state lives in the other mode's cache. A mode that
 // does not parse is an error too, and the function is pinned to the default. changed reports a

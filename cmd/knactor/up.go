@@ -290,7 +290,7 @@ func (f *localFunctions) deploy(fns []manifest.Function) ([]router.Deployment, e
 		}
 		if result != router.DeployUnchanged {
 			// State first and the router last: a call is routed only once everything knows it.
-			err := f.state.setMode(fn.Name, s.mode.String())
+			_, err := f.state.pinMode(fn.Name, s.mode.String())
 			if err == nil {
 				err = f.Runtime.Deploy(s.pod)
 			}
