@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -51,6 +52,8 @@ type actorCall struct {
 	// idemKey is the call's idempotency key ("" for none): a repeat is answered from the
 	// actor's record.
 	idemKey string
+	// timer is the timer this call fires (the scheduler's calls); nil for all others.
+	timer *firing
 }
 
 // turnResult is what a committed turn answers.
@@ -234,13 +237,21 @@ func (r *Router) awaitPodGone(ctx context.Context, function string, pod placemen
 	}
 }
 
-// serveGetState answers the actor's current state without calling the function.
+// serveGetState answers the actor's current state without calling the function; with
+// ?view=record, the whole record as JSON: state, version, timers, outbox and channels.
 func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key) {
 	start := time.Now()
 	c, cancel := context.WithTimeout(context.Background(), r.cfg.CallTimeout)
 	defer cancel()
+	view := string(ctx.QueryArgs().Peek("view"))
 	e, rec, err := r.loadRecord(c, key)
-	if err == nil && !rec.HasState {
+	switch {
+	case err != nil:
+	case view != "" && view != "record":
+		err = errorf(400, CodeBadRequest, "view %q: the only view is \"record\"", view)
+	case view == "record" && rec.Empty():
+		err = errorf(404, CodeActorNotFound, "actor %q of function %q has no state, timers or pending effects", key.ID, key.Function)
+	case view == "" && !rec.HasState:
 		err = errorf(404, CodeActorNotFound, "actor %q of function %q has no state", key.ID, key.Function)
 	}
 	if err != nil {
@@ -252,9 +263,41 @@ func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn Function, key statec
 	if n := rec.Keys(); n > 0 {
 		ctx.Response.Header.Set(HeaderRememberedKeys, strconv.Itoa(n))
 	}
-	ctx.Response.Header.SetContentTypeBytes(contentTypeOf(rec.State))
-	ctx.SetBody(rec.State)
+	if view == "record" {
+		ctx.Response.Header.SetContentTypeBytes(contentJSON)
+		ctx.SetBody(appendRecordView(nil, key, e.Version, &rec))
+	} else {
+		ctx.Response.Header.SetContentTypeBytes(contentTypeOf(rec.State))
+		ctx.SetBody(rec.State)
+	}
 	r.metrics.observe(fn.Name, kindState, 200, start)
+}
+
+// appendRecordView appends the JSON of GET ...?view=record (docs/api.md).
+func appendRecordView(b []byte, key statecache.Key, version statecache.Version, rec *record.Record) []byte {
+	b = append(b, `{"function":`...)
+	b = appendJSONString(b, key.Function)
+	b = append(b, `,"actor":`...)
+	b = appendJSONString(b, key.ID)
+	b = append(b, `,"version":`...)
+	b = appendJSONString(b, string(version))
+	if rec.HasState {
+		b = appendValue(b, "state", rec.State)
+	}
+	b = append(b, `,"timers":`...)
+	b = appendTimers(b, rec.Timers(), true)
+	b = append(b, `,"pending_effects":`...)
+	b = strconv.AppendInt(b, int64(len(rec.Outbox())), 10)
+	b = append(b, `,"channels":[`...)
+	for i, ch := range rec.Channels() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, ch)
+	}
+	b = append(b, `],"remembered_keys":`...)
+	b = strconv.AppendInt(b, int64(rec.Keys()), 10)
+	return append(b, '}')
 }
 
 func contentTypeOf(v []byte) []byte {
@@ -267,7 +310,7 @@ func contentTypeOf(v []byte) []byte {
 // serveDelete deletes the actor's state as a turn, so it never interleaves with a call.
 func (r *Router) serveDelete(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key) {
 	start := time.Now()
-	err := r.deleteActor(context.Background(), fn, key)
+	err := r.deleteActor(context.Background(), key)
 	if err != nil {
 		r.metrics.observe(fn.Name, kindState, statusOf(err), start)
 		writeError(ctx, err)
@@ -277,38 +320,19 @@ func (r *Router) serveDelete(ctx *fasthttp.RequestCtx, fn Function, key statecac
 	r.metrics.observe(fn.Name, kindState, 204, start)
 }
 
-func (r *Router) deleteActor(parent context.Context, fn Function, key statecache.Key) error {
-	ctx, cancel := context.WithTimeout(parent, r.cfg.CallTimeout)
-	defer cancel()
-	keyStr := key.String()
-	release, err := r.acquireTurn(ctx, keyStr, r.cfg.CallTimeout)
-	if err != nil {
-		return err
-	}
-	defer release()
-	commits := turnCommits{r: r}
-	for attempt := 1; ; attempt++ {
-		cur, _, err := r.loadRecord(ctx, key)
-		if err != nil {
-			return err
+// deleteActor deletes the actor's state as a turn: its state, timers, channels and idempotency
+// keys go (a repeat of an old call runs anew). Effects it asked for and that are not delivered
+// yet stay in its outbox until they are.
+func (r *Router) deleteActor(parent context.Context, key statecache.Key) error {
+	return r.updateRecord(parent, key, func(rec *record.Record) bool {
+		if rec.Empty() {
+			return false
 		}
-		if !cur.Exists {
-			return nil
-		}
-		// Deleting forgets the actor's idempotency keys too: a repeat of an old call runs anew.
-		v, _, err := r.write(ctx, key, nil, cur.Version, commits.of(attempt))
-		if errors.Is(err, statecache.ErrConflict) && attempt <= r.cfg.ConflictRetries {
-			continue
-		}
-		if errors.Is(err, statecache.ErrConflict) {
-			return errorf(409, CodeVersionConflict, "actor state kept changing; retry")
-		}
-		if err != nil {
-			return err
-		}
-		r.hub.publish(keyStr, v, nil, true)
-		return nil
-	}
+		outbox := rec.Outbox()
+		*rec = record.Record{}
+		rec.AddOutgoing(outbox...)
+		return true
+	})
 }
 
 // statusOf is the HTTP status an error answers with.

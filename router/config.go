@@ -82,6 +82,12 @@ type Config struct {
 	IdempotencyKeys  int
 	IdempotencyTTL   time.Duration
 	IdempotencyBytes int
+	// ScanInterval is how often the router lists the store's due-time index for timers and
+	// outbox entries it did not queue itself. Default DefaultScanInterval.
+	ScanInterval time.Duration
+	// TimerConcurrency bounds the actors whose due timers and effects run at once. Default
+	// DefaultTimerConcurrency.
+	TimerConcurrency int
 	ReadTimeout      time.Duration
 	WriteTimeout     time.Duration
 	IdleTimeout      time.Duration
@@ -101,6 +107,8 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.IdempotencyKeys, DefaultIdempotencyKeys)
 	setDefault(&c.IdempotencyTTL, DefaultIdempotencyTTL)
 	setDefault(&c.IdempotencyBytes, DefaultIdempotencyBytes)
+	setDefault(&c.ScanInterval, DefaultScanInterval)
+	setDefault(&c.TimerConcurrency, DefaultTimerConcurrency)
 	setDefault(&c.ReadTimeout, DefaultReadTimeout)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
@@ -132,6 +140,7 @@ func (c *Config) Validate() error {
 		"max reply bytes": c.MaxReplyBytes, "max queue per actor": c.MaxQueuePerActor,
 		"max effects per turn": c.MaxEffectsPerTurn, "conflict retries": c.ConflictRetries,
 		"idempotency keys": c.IdempotencyKeys, "idempotency bytes": c.IdempotencyBytes,
+		"timer concurrency": c.TimerConcurrency,
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
@@ -141,6 +150,7 @@ func (c *Config) Validate() error {
 		"call timeout": c.CallTimeout, "read timeout": c.ReadTimeout,
 		"write timeout": c.WriteTimeout, "idle timeout": c.IdleTimeout,
 		"store timeout": c.StoreTimeout, "idempotency ttl": c.IdempotencyTTL,
+		"scan interval": c.ScanInterval,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))

@@ -6,8 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"k8s.io/utils/clock"
-
+	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -19,82 +18,145 @@ const (
 	effectRetryBackoff = 200 * time.Millisecond
 )
 
+// The durable outbox (docs/protocol.md, "Effects"). A turn's effects are stored in its actor's
+// record by the turn's own write and removed once delivered, so a router that dies in between
+// leaves them for the actor's owner to dispatch again (with the same keys: applied once).
+const (
+	// dispatchGrace is how far ahead an immediate effect is due in the outbox. The router that
+	// committed it dispatches it at once; only if that router dies does the due time matter:
+	// the effect is dispatched by the scheduler that far after its commit.
+	dispatchGrace = 5 * time.Second
+	// outboxBackoff and outboxBackoffMax space the dispatches of an effect whose target keeps
+	// failing in a way that may pass (each dispatch itself tries effectAttempts times).
+	outboxBackoff    = time.Second
+	outboxBackoffMax = 5 * time.Minute
+	// maxOutboxAttempts bounds those dispatches: about an hour of trying, then the effect is
+	// dropped and logged (knactor_effects_total{outcome="dropped"}).
+	maxOutboxAttempts = 20
+)
+
 // effectKey is the idempotency key of the index-th effect of the turn that committed as commit:
 // the same on every dispatch of that effect, and unique to it.
 func effectKey(commit statecache.Commit, index int) string {
 	return effectKeyPrefix + string(commit) + ":" + strconv.Itoa(index)
 }
 
-// runEffects starts the effects of a committed turn, each as a turn of its target actor, in
-// order. Each carries an idempotency key derived from the turn's commit and its index, so it is
-// applied once however often it is dispatched. A failure that may pass is retried a few times;
-// then it is logged and counted. Delayed effects wait on the clock and are dropped if the router
-// shuts down first (see docs/protocol.md).
-func (r *Router) runEffects(cause *actorCall, commit statecache.Commit, effects []effect) {
+// outgoing turns the effects of an answer into outbox entries of the turn committing as commit.
+func outgoing(effects []effect, commit statecache.Commit, causedBy string, now time.Time) []record.Outgoing {
+	out := make([]record.Outgoing, len(effects))
 	for i, e := range effects {
-		fn, ok := r.backends.Function(e.Function)
-		if !ok {
-			r.log.Warn("effect dropped: unknown function", "function", e.Function, "cause", cause.requestID)
-			r.metrics.effect(e.Function, "dropped")
-			continue
+		o := record.Outgoing{
+			Key: effectKey(commit, i), Function: e.Function, Actor: e.Actor, Action: e.Action,
+			CausedBy: causedBy, Due: now.Add(time.Duration(e.DelayMS) * time.Millisecond),
 		}
-		payload := []byte(e.Payload)
-		if !isSet(e.Payload) {
-			payload = nil
+		if e.DelayMS == 0 {
+			o.Due = now.Add(dispatchGrace)
 		}
-		call := &actorCall{
-			fn: fn, key: statecache.Key{Function: e.Function, ID: e.Actor}, action: e.Action,
-			payload: payload, requestID: r.newRequestID(), idemKey: effectKey(commit, i),
-			metadata: []metaPair{{"caused_by", cause.requestID}},
+		if isSet(e.Payload) {
+			o.Payload = e.Payload
 		}
-		delay := time.Duration(e.DelayMS) * time.Millisecond
-		if delay == 0 {
-			r.effects.Add(1)
-			go r.runEffect(call)
-			continue
+		out[i] = o
+	}
+	return out
+}
+
+// dispatchNow starts the delivery of a committed turn's immediate effects (those without a
+// delay) on a goroutine counted by r.effects. Delayed ones wait in the outbox for the scheduler.
+func (r *Router) dispatchNow(src statecache.Key, effects []effect, entries []record.Outgoing) {
+	var now []record.Outgoing
+	for i, e := range effects {
+		if e.DelayMS == 0 {
+			now = append(now, entries[i])
 		}
-		r.timersMu.Lock()
-		if r.closing.Load() {
-			r.timersMu.Unlock()
-			r.log.Warn("delayed effect dropped: router is shutting down", "function", e.Function, "actor", e.Actor, "cause", cause.requestID)
-			r.metrics.effect(e.Function, "dropped")
-			continue
+	}
+	if len(now) == 0 {
+		return
+	}
+	r.effects.Add(1)
+	go func() {
+		defer r.effects.Done()
+		r.deliver(src, now)
+	}()
+}
+
+// deliver dispatches outbox entries of actor src, in order, each as a turn of its target with
+// its idempotency key, then removes from src's outbox the ones that are done (delivered, or
+// failed for good) and pushes back the ones to try again later. Entries another goroutine of
+// this router is dispatching are skipped.
+func (r *Router) deliver(src statecache.Key, entries []record.Outgoing) {
+	entries = r.sched.claim(entries)
+	if len(entries) == 0 {
+		return
+	}
+	defer r.sched.unclaim(entries)
+	done := make(map[string]bool, len(entries))
+	var later []record.Outgoing
+	for _, o := range entries {
+		err := r.dispatch(o)
+		switch {
+		case err == nil:
+			done[o.Key] = true
+		case !retryable(err):
+			done[o.Key] = true
+			r.log.Warn("effect failed", "function", o.Function, "actor", o.Actor, "action", o.Action,
+				"caused_by", o.CausedBy, "idempotency_key", o.Key, "err", err)
+			r.metrics.effect(o.Function, "failed")
+		case o.Attempts+1 >= maxOutboxAttempts:
+			done[o.Key] = true
+			r.log.Error("effect dropped after repeated failures", "function", o.Function, "actor", o.Actor,
+				"action", o.Action, "caused_by", o.CausedBy, "idempotency_key", o.Key, "dispatches", o.Attempts+1, "err", err)
+			r.metrics.effect(o.Function, "dropped")
+		default:
+			o.Attempts++
+			o.Due = r.clock.Now().Add(min(outboxBackoff<<(o.Attempts-1), outboxBackoffMax))
+			later = append(later, o)
+			r.metrics.effect(o.Function, "retry")
 		}
-		r.effects.Add(1)
-		var t clock.Timer
-		t = r.clock.AfterFunc(delay, func() {
-			r.timersMu.Lock()
-			delete(r.timers, t)
-			r.timersMu.Unlock()
-			r.runEffect(call)
-		})
-		r.timers[t] = struct{}{}
-		r.timersMu.Unlock()
+	}
+	err := r.updateRecord(context.Background(), src, func(rec *record.Record) bool {
+		changed := rec.RemoveOutgoing(done) > 0
+		for _, o := range later {
+			changed = rec.UpdateOutgoing(o) || changed
+		}
+		return changed
+	})
+	if err != nil {
+		// The entries stay in the outbox: the scheduler dispatches them again at their due time,
+		// with the same keys, so the ones delivered now are not applied twice.
+		r.log.Warn("effects delivered, but removing them from the outbox failed; they will be dispatched again (and applied once)",
+			"function", src.Function, "actor", src.ID, "err", err)
 	}
 }
 
-func (r *Router) runEffect(call *actorCall) {
-	defer r.effects.Done()
+// dispatch runs one outbox entry as a turn of its target actor, trying again a few times while
+// it fails in a way that may pass.
+func (r *Router) dispatch(o record.Outgoing) error {
+	fn, ok := r.backends.Function(o.Function)
+	if !ok {
+		return errorf(404, CodeUnknownFunction, "no function %q is deployed", o.Function)
+	}
+	call := &actorCall{
+		fn: fn, key: statecache.Key{Function: o.Function, ID: o.Actor}, action: o.Action,
+		payload: o.Payload, requestID: r.newRequestID(), idemKey: o.Key,
+		metadata: []metaPair{{"caused_by", o.CausedBy}},
+	}
 	backoff := effectRetryBackoff
 	for attempt := 1; ; attempt++ {
-		call.fn = r.current(call.fn) // a delayed effect's function may have moved on meanwhile
+		call.fn = r.current(call.fn) // the function may have moved on since the effect was asked for
 		_, err := r.invoke(context.Background(), call)
 		if err == nil {
 			r.metrics.effect(call.fn.Name, "ok")
-			return
+			return nil
 		}
-		if attempt < effectAttempts && retryable(err) {
-			select {
-			case <-r.clock.After(backoff):
-				backoff *= 2
-				continue
-			case <-r.stopping:
-			}
+		if attempt >= effectAttempts || !retryable(err) {
+			return err
 		}
-		r.log.Warn("effect failed", "function", call.fn.Name, "actor", call.key.ID, "action", call.action,
-			"request_id", call.requestID, "idempotency_key", call.idemKey, "attempts", attempt, "err", err)
-		r.metrics.effect(call.fn.Name, "failed")
-		return
+		select {
+		case <-r.clock.After(backoff):
+			backoff *= 2
+		case <-r.stopping:
+			return err
+		}
 	}
 }
 

@@ -3,19 +3,33 @@ package router
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strconv"
 	"time"
 
+	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
 )
 
 // Limits of the function contract (docs/protocol.md).
 const (
 	maxActionLen = 128
-	// maxEffectDelay bounds a delayed effect: delays live in the router's memory, so a day is
-	// already generous for something that is lost on a router restart.
+	// maxEffectDelay bounds a delayed effect. It waits in the actor's durable outbox; anything
+	// further off is a timer's job (a timer can be cancelled and is shown with the actor).
 	maxEffectDelay = 24 * time.Hour
+
+	// MaxTimers bounds the timers of one actor: each is carried in every write of its record,
+	// and a few dozen named schedules is what an actor (an auction, a session, a reminder list)
+	// needs; more is a sign the schedule belongs in the state.
+	MaxTimers = 64
+	// MinTimerInterval is the shortest period of a repeating timer: each firing is a turn and a
+	// durable write, and ten a second per actor is plenty for anything that should be a timer.
+	MinTimerInterval = 100 * time.Millisecond
+	// MaxTimerDelay is the furthest a timer may be set ahead, and its longest period.
+	MaxTimerDelay = 366 * 24 * time.Hour
+	// MaxTimerPayloadBytes bounds a timer's payload, stored with the actor's record.
+	MaxTimerPayloadBytes = 64 << 10
 )
 
 var errorCodeRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -40,6 +54,7 @@ type envelope struct {
 	state                   statecache.Entry
 	payload                 []byte
 	metadata                []metaPair
+	timers                  []record.Timer // the actor's timers, sent so the function can see them
 }
 
 type metaPair struct{ key, value string }
@@ -65,6 +80,10 @@ func (e *envelope) appendJSON(b []byte) []byte {
 	} else {
 		b = appendValue(b, "payload", e.payload)
 	}
+	if len(e.timers) > 0 {
+		b = append(b, `,"timers":`...)
+		b = appendTimers(b, e.timers, false)
+	}
 	b = append(b, `,"metadata":{`...)
 	for i, m := range e.metadata {
 		if i > 0 {
@@ -75,6 +94,37 @@ func (e *envelope) appendJSON(b []byte) []byte {
 		b = appendJSONString(b, m.value)
 	}
 	return append(b, "}}"...)
+}
+
+// appendTimers appends timers as the contract shows them: a JSON list of
+// {"name","due","every_ms","action"} (and "payload" when withPayload).
+func appendTimers(b []byte, timers []record.Timer, withPayload bool) []byte {
+	b = append(b, '[')
+	for i, t := range timers {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendJSONString(b, t.Name)
+		b = append(b, `,"due":`...)
+		b = appendJSONString(b, t.Due.UTC().Format(time.RFC3339Nano))
+		if t.Every > 0 {
+			b = append(b, `,"every_ms":`...)
+			b = strconv.AppendInt(b, t.Every.Milliseconds(), 10)
+		}
+		b = append(b, `,"action":`...)
+		b = appendJSONString(b, t.Action)
+		if withPayload {
+			b = append(b, `,"payload":`...)
+			if t.Payload == nil {
+				b = append(b, "null"...)
+			} else {
+				b = append(b, t.Payload...)
+			}
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // appendValue appends ,"name":<v> when v is valid JSON, else ,"name_b64":"<base64 of v>".
@@ -99,6 +149,7 @@ type answer struct {
 	ReplyB64  *string         `json:"reply_b64"`
 	Delete    *bool           `json:"delete"`
 	Effects   []effect        `json:"effects"`
+	Timers    []timerOp       `json:"timers"`
 	Error     *functionError  `json:"error"`
 	Forward   json.RawMessage `json:"forward"`
 	Pipe      json.RawMessage `json:"pipe"`
@@ -114,6 +165,71 @@ type effect struct {
 	DelayMS  int64           `json:"delay_ms"`
 }
 
+// timerOp sets or cancels one of the actor's timers. A set names the action, and when it is
+// first due: in_ms from now, at an RFC 3339 time, or (for a repeating timer without either)
+// every_ms from now.
+type timerOp struct {
+	Name    string          `json:"name"`
+	Cancel  bool            `json:"cancel"`
+	Action  string          `json:"action"`
+	Payload json.RawMessage `json:"payload"`
+	InMS    *int64          `json:"in_ms"`
+	At      *string         `json:"at"`
+	EveryMS int64           `json:"every_ms"`
+
+	at time.Time // At, parsed
+}
+
+// validate checks op against the contract's limits.
+func (op *timerOp) validate() error {
+	switch {
+	case !validAction(op.Name):
+		return fmt.Errorf("name %q must be 1-%d characters of [A-Za-z0-9_.-]", op.Name, maxActionLen)
+	case op.Cancel:
+		return nil
+	case !validAction(op.Action):
+		return fmt.Errorf("timer %q: invalid action %q", op.Name, op.Action)
+	case op.InMS != nil && op.At != nil:
+		return fmt.Errorf("timer %q: in_ms and at are exclusive", op.Name)
+	case op.InMS == nil && op.At == nil && op.EveryMS == 0:
+		return fmt.Errorf("timer %q: needs in_ms, at or every_ms", op.Name)
+	case op.InMS != nil && (*op.InMS < 0 || time.Duration(*op.InMS)*time.Millisecond > MaxTimerDelay):
+		return fmt.Errorf("timer %q: in_ms %d is outside 0..%d", op.Name, *op.InMS, MaxTimerDelay.Milliseconds())
+	case op.EveryMS != 0 && (time.Duration(op.EveryMS)*time.Millisecond < MinTimerInterval || time.Duration(op.EveryMS)*time.Millisecond > MaxTimerDelay):
+		return fmt.Errorf("timer %q: every_ms %d is outside %d..%d", op.Name, op.EveryMS, MinTimerInterval.Milliseconds(), MaxTimerDelay.Milliseconds())
+	case len(op.Payload) > MaxTimerPayloadBytes:
+		return fmt.Errorf("timer %q: payload is %d bytes, over %d", op.Name, len(op.Payload), MaxTimerPayloadBytes)
+	}
+	if op.At != nil {
+		at, err := time.Parse(time.RFC3339Nano, *op.At)
+		if err != nil {
+			return fmt.Errorf("timer %q: at is not an RFC 3339 time: %v", op.Name, err)
+		}
+		op.at = at
+	}
+	return nil
+}
+
+// timer returns the timer op sets, as of now. A time further off than MaxTimerDelay is an error.
+func (op *timerOp) timer(now time.Time) (record.Timer, error) {
+	t := record.Timer{Name: op.Name, Action: op.Action, Every: time.Duration(op.EveryMS) * time.Millisecond}
+	if isSet(op.Payload) {
+		t.Payload = op.Payload
+	}
+	switch {
+	case op.InMS != nil:
+		t.Due = now.Add(time.Duration(*op.InMS) * time.Millisecond)
+	case op.At != nil:
+		t.Due = op.at
+	default:
+		t.Due = now.Add(t.Every)
+	}
+	if t.Due.Sub(now) > MaxTimerDelay {
+		return t, fmt.Errorf("timer %q: at %s is more than %v ahead", op.Name, *op.At, MaxTimerDelay)
+	}
+	return t, nil
+}
+
 type functionError struct {
 	Status  int    `json:"status"`
 	Code    string `json:"code"`
@@ -127,6 +243,7 @@ type outcome struct {
 	reply      []byte
 	replyIsRaw bool // reply holds bytes from reply_b64, not JSON
 	effects    []effect
+	timers     []timerOp // sets and cancels, in order
 	fnErr      *apiError // the function answered with the error form
 }
 
@@ -206,6 +323,15 @@ func parseAnswer(body []byte, self string, maxState, maxEffects int) (outcome, e
 		}
 	}
 	o.effects = a.Effects
+	if len(a.Timers) > MaxTimers {
+		return outcome{}, badReply("answer sets or cancels %d timers, over the limit of %d", len(a.Timers), MaxTimers)
+	}
+	for i := range a.Timers {
+		if err := a.Timers[i].validate(); err != nil {
+			return outcome{}, badReply("timer %d: %v", i, err)
+		}
+	}
+	o.timers = a.Timers
 	return o, nil
 }
 

@@ -18,8 +18,8 @@ import (
 	"github.com/knactor/knactor/statecache"
 )
 
-// harness runs a real Router on a loopback port with a directory store, and function pods as
-// real HTTP servers.
+// harness runs a real Router on a loopback port with the local store (Pebble), and function
+// pods as real HTTP servers.
 type harness struct {
 	t        *testing.T
 	r        *Router
@@ -32,13 +32,13 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	return newHarnessOn(t, cfg, dirStore(t))
+	return newHarnessOn(t, cfg, localStore(t))
 }
 
-// dirStore opens a directory store in a temp dir, closed when the test ends.
-func dirStore(t *testing.T) *statecache.DirStore {
+// localStore opens the local store in a temp dir, closed when the test ends.
+func localStore(t *testing.T) *statecache.PebbleStore {
 	t.Helper()
-	store, err := statecache.OpenDirStore(t.TempDir())
+	store, err := statecache.OpenPebbleStore(t.TempDir(), statecache.PebbleOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func TestConcurrentRepeatsOfOneKeyRunOnce(t *testing.T) {
 
 // Keys live in the store with the state: a new router (a restart, another owner) replays them.
 func TestIdempotencyKeysSurviveARouterRestart(t *testing.T) {
-	store := dirStore(t)
+	store := localStore(t)
 	first := newHarnessOn(t, Config{}, store)
 	first.deploy(counterFn, newTestActor())
 	first.do("POST", "/v1/actors/counter/s/add", `{"by":5}`, withKey("restart")...).want(t, 200, `{"value":5}`)
@@ -171,7 +171,7 @@ func (s *lostAnswerStore) Put(ctx context.Context, k statecache.Key, v []byte, e
 // router writes again under the same commit, the store recognises it, and the turn is not run
 // a second time, with or without an idempotency key.
 func TestALandedWriteWhoseAnswerWasLostIsNotAppliedTwice(t *testing.T) {
-	dir := dirStore(t)
+	dir := localStore(t)
 	store := &lostAnswerStore{Store: dir}
 	h := newHarnessOn(t, Config{}, store)
 	a := newTestActor()
@@ -217,7 +217,7 @@ func (s *flakyStore) Put(ctx context.Context, k statecache.Key, v []byte, expect
 // A store outage shorter than StoreTimeout only delays calls; a longer one answers 503 with
 // Retry-After; once the store is back, calls succeed again without a restart.
 func TestStoreOutageWaitsThenAnswers503ThenRecovers(t *testing.T) {
-	dir := dirStore(t)
+	dir := localStore(t)
 	store := &flakyStore{Store: dir}
 	h := newHarnessOn(t, Config{StoreTimeout: 2 * time.Second}, store)
 	h.deploy(counterFn, newTestActor())
@@ -318,7 +318,7 @@ func (s *hiddenLandingStore) Put(ctx context.Context, k statecache.Key, v []byte
 // be re-run (it may have landed) and answers 503 saying so; a keyed call is re-run, finds its key
 // in the record and replays. Either way each call is applied once.
 func TestALandedWriteHiddenByAnotherWriterIsNotRunAgain(t *testing.T) {
-	store := &hiddenLandingStore{Store: dirStore(t)}
+	store := &hiddenLandingStore{Store: localStore(t)}
 	a := newHarnessOn(t, Config{}, store)
 	b := newHarnessOn(t, Config{}, store.Store)
 	actor := newTestActor()

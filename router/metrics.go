@@ -27,6 +27,8 @@ type metrics struct {
 	duration  *prometheus.HistogramVec
 	conflicts *prometheus.CounterVec
 	effects   *prometheus.CounterVec
+	timers    *prometheus.CounterVec
+	scanErrs  prometheus.Counter
 	replays   *prometheus.CounterVec
 	storeTry  *prometheus.CounterVec
 	handler   fasthttp.RequestHandler
@@ -70,8 +72,16 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 		}, []string{"function"}),
 		effects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knactor_router_effects_total",
-			Help: "Effects run after committed turns, by function and result (ok, failed, dropped).",
+			Help: "Effects dispatched from actors' outboxes, by target function and result (ok; failed: the target refused or failed for good; retry: dispatched again later; dropped: given up after repeated failures).",
 		}, []string{"function", "result"}),
+		timers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "knactor_router_timer_firings_total",
+			Help: "Timer firings, by function and result (fired; refused: the function answered an error; retry: failed and tried again later; skipped: given up after repeated function failures; orphaned: the function is not deployed).",
+		}, []string{"function", "result"}),
+		scanErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "knactor_router_due_index_scan_errors_total",
+			Help: "Listings of the store's due-time index that failed (timers and effects then fire late).",
+		}),
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knactor_router_idempotent_replays_total",
 			Help: "Calls answered from an actor's record because their idempotency key had committed before.",
@@ -87,7 +97,7 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 	}, func() float64 { return float64(r.mailboxes.Active()) })
 	perFunction := &inflightCollector{r: r, desc: prometheus.NewDesc("knactor_router_inflight_requests",
 		"Requests in flight, by function.", []string{"function"}, nil)}
-	cs := []prometheus.Collector{m.requests, m.duration, m.conflicts, m.effects, m.replays, m.storeTry, inflight, perFunction,
+	cs := []prometheus.Collector{m.requests, m.duration, m.conflicts, m.effects, m.timers, m.scanErrs, m.replays, m.storeTry, inflight, perFunction,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
 	for _, c := range cs {
 		m.registry.MustRegister(c)
@@ -124,6 +134,10 @@ func (m *metrics) observe(function, kind string, status int, start time.Time) {
 func (m *metrics) conflict(function string) { m.conflicts.WithLabelValues(function).Inc() }
 
 func (m *metrics) effect(function, result string) { m.effects.WithLabelValues(function, result).Inc() }
+
+func (m *metrics) timer(function, result string) { m.timers.WithLabelValues(function, result).Inc() }
+
+func (m *metrics) scanError() { m.scanErrs.Inc() }
 
 func (m *metrics) replay(function string) { m.replays.WithLabelValues(function).Inc() }
 

@@ -17,7 +17,7 @@ func (f peersFunc) Owner(key string) (string, bool) { return f(key) }
 // owner, so turns never race across routers (no conflicts, one call at a time) and the count is
 // exact; the first router counts none of them in its statistics.
 func TestForwardToOwnerRouter(t *testing.T) {
-	store := dirStore(t)
+	store := localStore(t)
 	owner := newHarnessOn(t, Config{}, store)
 	addr := strings.TrimPrefix(owner.url, "http://")
 	front := newHarnessOn(t, Config{}, store, func(o *Options) {
@@ -63,7 +63,7 @@ func TestForwardFallsBackWhenOwnerRefuses(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	store := dirStore(t)
+	store := localStore(t)
 	h := newHarnessOn(t, Config{}, store, func(o *Options) {
 		o.Peers = peersFunc(func(string) (string, bool) { return dead, true })
 	})

@@ -30,6 +30,7 @@ import (
 
 // StateCache is the state the router reads and writes: statecache.Cache satisfies it.
 type StateCache interface {
+	statecache.DueIndex
 	Get(ctx context.Context, key statecache.Key) (statecache.Entry, error)
 	Put(ctx context.Context, key statecache.Key, value []byte, expect statecache.Version, commit statecache.Commit) (statecache.Version, error)
 	Delete(ctx context.Context, key statecache.Key, expect statecache.Version, commit statecache.Commit) (statecache.Version, error)
@@ -51,7 +52,7 @@ type Options struct {
 	State    StateCache
 	// Activator scales functions from zero; nil answers 503 for a function without ready pods.
 	Activator Activator
-	// Clock times delayed effects and statistics. Default the real clock.
+	// Clock times timers, delayed effects and statistics. Default the real clock.
 	Clock clock.WithDelayedExecution
 	// Logger receives operational events. Default slog.Default().
 	Logger *slog.Logger
@@ -77,8 +78,9 @@ type Options struct {
 // Router serves knactor's public API.
 //
 // Goroutines: fasthttp runs each request on a worker goroutine; a call's turn runs on that
-// goroutine while it holds the actor's mailbox. Effects run on goroutines counted by effects
-// (delayed ones start from clock timers kept in timers, guarded by timersMu) and WebSocket
+// goroutine while it holds the actor's mailbox. Immediate effects are delivered on goroutines
+// counted by effects; the scheduler (sched) owns a loop and the goroutines that fire timers and
+// deliver due outbox entries; WebSocket
 // sessions own one reader and one writer goroutine each, tracked by the hub. Shutdown stops all.
 type Router struct {
 	cfg       Config
@@ -115,9 +117,8 @@ type Router struct {
 	idemLimits record.Limits // from cfg: the idempotency keys each actor remembers
 	storeDown  atomic.Bool   // the latest state read or write found the store unavailable
 
-	effects  sync.WaitGroup
-	timersMu sync.Mutex
-	timers   map[clock.Timer]struct{}
+	effects  sync.WaitGroup // deliveries of immediate effects
+	sched    *scheduler
 	stopping chan struct{} // closed when Shutdown starts: effect retries stop waiting
 	stopOnce sync.Once
 }
@@ -152,7 +153,6 @@ func New(cfg Config, opts Options) (*Router, error) {
 		stats:        stats.NewRecorder(opts.Clock),
 		reqPrefix:    hex.EncodeToString(prefix[:]),
 		commitPrefix: base64.RawURLEncoding.EncodeToString(commitPrefix[:]),
-		timers:       make(map[clock.Timer]struct{}),
 		stopping:     make(chan struct{}),
 		idemLimits: record.Limits{
 			Keys: cfg.IdempotencyKeys, TTL: cfg.IdempotencyTTL, Bytes: cfg.IdempotencyBytes,
@@ -198,6 +198,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		}
 	}
 	r.hub = newHub(r)
+	r.sched = newScheduler(r)
 	r.server = &fasthttp.Server{
 		Handler:                       r.handle,
 		Name:                          "knactor",
@@ -237,6 +238,7 @@ func isRetryableConnError(err error) bool {
 
 // Serve serves the API on ln until Shutdown. It returns nil after a graceful shutdown.
 func (r *Router) Serve(ln net.Listener) error {
+	r.sched.start()
 	return r.server.Serve(ln)
 }
 
@@ -250,9 +252,10 @@ func (r *Router) ListenAndServe() error {
 }
 
 // Shutdown stops accepting calls, gives connections shutdownReadGrace to send the rest of a
-// request, lets in-flight turns finish (bounded by ctx), closes
-// WebSocket sessions with a going-away close frame, cancels pending delayed effects and waits
-// for running ones. The caller closes the state cache afterwards, which flushes write-behind.
+// request, lets in-flight turns finish (bounded by ctx), closes WebSocket sessions with a
+// going-away close frame, stops the scheduler (timers and outbox entries not yet handled stay in
+// the store for the next router) and waits for the deliveries that run. The caller closes the
+// state cache afterwards, which flushes write-behind.
 func (r *Router) Shutdown(ctx context.Context) error {
 	r.closing.Store(true)
 	r.stopOnce.Do(func() { close(r.stopping) })
@@ -261,14 +264,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	r.conns.shutdown()
 	r.hub.closeAll()
 	err := <-done
-	r.timersMu.Lock()
-	for t := range r.timers {
-		if t.Stop() {
-			r.effects.Done()
-		}
-	}
-	r.timers = map[clock.Timer]struct{}{}
-	r.timersMu.Unlock()
+	err = errors.Join(err, r.sched.shutdown(ctx))
 	waited := make(chan struct{})
 	go func() { r.effects.Wait(); close(waited) }()
 	select {

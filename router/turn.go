@@ -35,6 +35,8 @@ func checkIdempotencyKey(key string, forwarded bool) error {
 		return errorf(400, CodeBadRequest, "%s must be 1-%d printable ASCII characters", HeaderIdempotencyKey, record.MaxKeyLen)
 	case !forwarded && strings.HasPrefix(key, effectKeyPrefix):
 		return errorf(400, CodeBadRequest, "%s %q: keys starting with %q are the router's own (effects)", HeaderIdempotencyKey, key, effectKeyPrefix)
+	case strings.HasPrefix(key, timerKeyPrefix):
+		return errorf(400, CodeBadRequest, "%s %q: keys starting with %q are the router's own (timers)", HeaderIdempotencyKey, key, timerKeyPrefix)
 	}
 	return nil
 }
@@ -92,6 +94,14 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		if err != nil {
 			return nil, err
 		}
+		if call.timer != nil {
+			if err := call.timer.load(call, &rec, r.clock.Now()); err != nil {
+				return nil, err
+			}
+			if call.timer.skip {
+				return r.commitOnly(ctx, call, cur, rec, &commits, attempt)
+			}
+		}
 		if call.idemKey != "" {
 			if res, err := r.replay(call, &rec, digest, cur.Version); res != nil || err != nil {
 				return res, err
@@ -105,6 +115,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			function: call.fn.Name, actor: call.key.ID, action: call.action, payload: call.payload,
 			state:    statecache.Entry{Value: rec.State, Exists: rec.HasState, Version: cur.Version},
 			metadata: r.turnMetadata(call, attempt, deadline),
+			timers:   rec.Timers(),
 		}
 		out, err := r.send(pod.Addr, &env, deadline, maxState)
 		done()
@@ -121,10 +132,15 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			}
 			return nil, err
 		}
-		if out.fnErr != nil {
+		if out.fnErr != nil && call.timer == nil {
 			return nil, out.fnErr
 		}
-		version, changed, err := r.commit(ctx, call, cur, rec, &out, &commits, attempt, digest)
+		if out.fnErr != nil {
+			// The function refused the timer's turn: that is its answer, so the firing is
+			// consumed (nothing else of the answer counts).
+			out = outcome{fnErr: out.fnErr}
+		}
+		version, changed, entries, err := r.commit(ctx, call, cur, rec, &out, &commits, attempt, digest)
 		if errors.Is(err, statecache.ErrConflict) {
 			r.metrics.conflict(call.fn.Name)
 			if attempt > r.cfg.ConflictRetries {
@@ -139,7 +155,10 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			r.hub.publish(keyStr, version, out.newState, out.delete)
 		}
 		if len(out.effects) > 0 {
-			r.runEffects(call, commits.of(attempt), out.effects)
+			r.dispatchNow(call.key, out.effects, entries)
+		}
+		if out.fnErr != nil {
+			return nil, out.fnErr
 		}
 		if !rec.HasState && !changed {
 			version = statecache.NoVersion
@@ -157,6 +176,13 @@ func (r *Router) turnMetadata(call *actorCall, attempt int, deadline time.Time) 
 		metaPair{"deadline", deadline.UTC().Format(time.RFC3339Nano)})
 	if call.idemKey != "" {
 		md = append(md, metaPair{"idempotency_key", call.idemKey})
+	}
+	if t := call.timer; t != nil {
+		md = append(md,
+			metaPair{"idempotency_key", t.key()},
+			metaPair{"timer", t.name},
+			metaPair{"timer_due", t.due.UTC().Format(time.RFC3339Nano)},
+			metaPair{"timer_fired", t.fired.UTC().Format(time.RFC3339Nano)})
 	}
 	return append(md, call.metadata...)
 }
@@ -245,16 +271,14 @@ func (r *Router) write(ctx context.Context, key statecache.Key, value []byte, ex
 	return version, ambiguous, err
 }
 
-// commit makes a turn's outcome durable: the new state, and the call's idempotency key with its
-// reply, in one conditional write named by the attempt's commit id. A turn that changes nothing
-// and carries no key writes nothing. It reports the actor's version afterwards and whether the
-// state changed.
+// commit makes a turn's outcome durable: the new state, the call's idempotency key with its
+// reply, the answer's timers and effects (the outbox) and a fired timer's next due time, in one
+// conditional write named by the attempt's commit id. A turn that changes nothing and carries no
+// key writes nothing. It reports the actor's version afterwards, whether the state changed, and
+// the outbox entries of the answer's effects.
 func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Entry, rec record.Record, out *outcome,
-	commits *turnCommits, attempt int, digest record.Digest) (statecache.Version, bool, error) {
+	commits *turnCommits, attempt int, digest record.Digest) (statecache.Version, bool, []record.Outgoing, error) {
 	changed := out.newState != nil || (out.delete && rec.HasState)
-	if !changed && call.idemKey == "" {
-		return cur.Version, false, nil
-	}
 	next := rec
 	switch {
 	case out.newState != nil:
@@ -263,27 +287,102 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 		next.State, next.HasState = nil, false
 	}
 	now := r.clock.Now()
+	scheduled, err := r.schedule(&next, call, out, now)
+	if err != nil {
+		return cur.Version, false, nil, err
+	}
+	var entries []record.Outgoing
+	if len(out.effects) > 0 {
+		entries = outgoing(out.effects, commits.of(attempt), call.requestID, now)
+		next.AddOutgoing(entries...)
+		scheduled = true
+	}
+	if !changed && call.idemKey == "" && !scheduled {
+		return cur.Version, false, nil, nil
+	}
 	if call.idemKey != "" {
 		next.Remember(record.Entry{Key: call.idemKey, Digest: digest, At: now, Status: 200,
 			Reply: out.reply, RawReply: out.replyIsRaw}, r.idemLimits)
 	} else {
 		next.Prune(now, r.idemLimits)
 	}
+	version, ambiguous, err := r.writeRecord(ctx, call.key, cur, &rec, &next, commits.of(attempt))
+	var conflict *statecache.ConflictError
+	if errors.As(err, &conflict) && (ambiguous || conflict.AfterAmbiguous) && call.idemKey == "" && call.timer == nil {
+		// A try whose answer was lost may have landed before another writer's write, which
+		// now hides it. Re-running could apply the call twice; only the caller can settle it.
+		// (With a key, the re-run settles it: the reloaded record holds the key if it landed;
+		// a timer's firing is settled by the reloaded timer.)
+		return version, changed, nil, errorf(503, CodeStoreUnavailable,
+			"the outcome of the state write is unknown: a try got no answer and the actor has changed since, so the call may or may not have taken effect; send an %s to retry safely", HeaderIdempotencyKey)
+	}
+	return version, changed, entries, err
+}
+
+// writeRecord stores next, the record that follows prev (the one read at cur), and keeps the
+// store's due-time index in step: an entry at next's due time is added before the write (so a
+// committed timer or outbox entry is always listed), and prev's entry is removed after it. A
+// record left Empty deletes the key.
+func (r *Router) writeRecord(ctx context.Context, key statecache.Key, cur statecache.Entry, prev, next *record.Record,
+	commit statecache.Commit) (version statecache.Version, ambiguous bool, err error) {
 	if next.Empty() && !cur.Exists {
-		return cur.Version, changed, nil
+		return cur.Version, false, nil
+	}
+	prevDue, had := prev.NextDue()
+	nextDue, has := next.NextDue()
+	if has && !(had && prevDue.Equal(nextDue)) {
+		if err := r.addDue(ctx, key, nextDue); err != nil {
+			return cur.Version, false, err
+		}
 	}
 	var value []byte // nil: delete
 	if !next.Empty() {
 		value = next.Value()
 	}
-	version, ambiguous, err := r.write(ctx, call.key, value, cur.Version, commits.of(attempt))
-	var conflict *statecache.ConflictError
-	if errors.As(err, &conflict) && (ambiguous || conflict.AfterAmbiguous) && call.idemKey == "" {
-		// A try whose answer was lost may have landed before another writer's write, which
-		// now hides it. Re-running could apply the call twice; only the caller can settle it.
-		// (With a key, the re-run settles it: the reloaded record holds the key if it landed.)
-		return version, changed, errorf(503, CodeStoreUnavailable,
-			"the outcome of the state write is unknown: a try got no answer and the actor has changed since, so the call may or may not have taken effect; send an %s to retry safely", HeaderIdempotencyKey)
+	version, ambiguous, err = r.write(ctx, key, value, cur.Version, commit)
+	if err != nil {
+		return version, ambiguous, err
 	}
-	return version, changed, err
+	if had && !(has && prevDue.Equal(nextDue)) {
+		r.removeDue(key, prevDue)
+	}
+	if has {
+		r.sched.push(key, nextDue, false)
+	}
+	return version, ambiguous, nil
+}
+
+// updateRecord changes an actor's record outside a call (the outbox after a delivery, the API's
+// DELETE), as a turn of its own: it holds the actor's mailbox, and re-reads and re-applies
+// change after a version conflict. change reports whether it changed anything.
+func (r *Router) updateRecord(parent context.Context, key statecache.Key, change func(rec *record.Record) bool) error {
+	ctx, cancel := context.WithTimeout(parent, r.cfg.CallTimeout)
+	defer cancel()
+	release, err := r.acquireTurn(ctx, key.String(), r.cfg.CallTimeout)
+	if err != nil {
+		return err
+	}
+	defer release()
+	commits := turnCommits{r: r}
+	for attempt := 1; ; attempt++ {
+		cur, rec, err := r.loadRecord(ctx, key)
+		if err != nil {
+			return err
+		}
+		next := rec
+		if !change(&next) {
+			return nil
+		}
+		v, _, err := r.writeRecord(ctx, key, cur, &rec, &next, commits.of(attempt))
+		if errors.Is(err, statecache.ErrConflict) && attempt <= r.cfg.ConflictRetries {
+			continue
+		}
+		if errors.Is(err, statecache.ErrConflict) {
+			return errorf(409, CodeVersionConflict, "actor state kept changing; retry")
+		}
+		if err == nil && rec.HasState && !next.HasState {
+			r.hub.publish(key.String(), v, nil, true)
+		}
+		return err
+	}
 }

@@ -110,6 +110,7 @@ func (a *Actor[S]) run(ctx context.Context, env *envelope, act action[S]) (*answ
 		Version:  env.Version,
 		Metadata: env.Metadata,
 		exists:   env.exists(),
+		timers:   env.Timers,
 	}
 	if err := decodeValue(env.State, env.StateB64, &t.State); err != nil {
 		return nil, Errorf(http.StatusUnprocessableEntity, "bad_state", "stored state does not fit the actor's state type: %w", err)
@@ -131,7 +132,11 @@ func (a *Actor[S]) run(ctx context.Context, env *envelope, act action[S]) (*answ
 	if err != nil {
 		return nil, err
 	}
-	ans := &answer{Reply: reply.json, ReplyB64: reply.binary, Effects: effects}
+	timers, err := t.wireTimers()
+	if err != nil {
+		return nil, err
+	}
+	ans := &answer{Reply: reply.json, ReplyB64: reply.binary, Effects: effects, Timers: timers}
 	if t.deleted {
 		ans.Delete = true
 		return ans, nil

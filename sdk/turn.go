@@ -22,15 +22,18 @@ type Turn[S any] struct {
 	// X-Knactor-Meta-* headers, keyed by lowercased name.
 	Metadata map[string]string
 
-	exists  bool
-	deleted bool
-	effects []Effect
+	exists   bool
+	deleted  bool
+	effects  []Effect
+	timers   []TimerInfo
+	timerOps []timerChange
 }
 
 // Exists reports whether the actor had stored state when the turn began.
 func (t *Turn[S]) Exists() bool { return t.exists }
 
 // Delete deletes the actor's state when the turn commits; changes to State are then ignored.
+// The actor's timers and channel subscriptions go with it; effects still run.
 func (t *Turn[S]) Delete() { t.deleted = true }
 
 // Effect asks the router to invoke e after the turn commits. Effects run at most once, and only for

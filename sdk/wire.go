@@ -37,6 +37,7 @@ type envelope struct {
 	Payload    json.RawMessage   `json:"payload"`
 	PayloadB64 []byte            `json:"payload_b64"`
 	Metadata   map[string]string `json:"metadata"`
+	Timers     []TimerInfo       `json:"timers"`
 }
 
 // parseEnvelope decodes and validates an invocation body.
@@ -77,6 +78,7 @@ type answer struct {
 	ReplyB64 []byte          `json:"reply_b64,omitzero"`
 	Delete   bool            `json:"delete,omitzero"`
 	Effects  []wireEffect    `json:"effects,omitzero"`
+	Timers   []wireTimer     `json:"timers,omitzero"`
 }
 
 // wireEffect is an effect as the contract encodes it.

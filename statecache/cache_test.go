@@ -13,6 +13,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/statecache/storetest"
 	"github.com/knactor/knactor/test/miniotest"
 )
 
@@ -667,5 +668,31 @@ func TestWriteBehindFlushIsOneBatch(t *testing.T) {
 		if got := storeValue(t, store, k); got != strconv.Itoa(i) {
 			t.Fatalf("%s holds %q after the flush", k, got)
 		}
+	}
+}
+
+func TestCacheDueIndexContract(t *testing.T) {
+	storetest.RunDueIndex(t, func(t *testing.T) statecache.DueIndex {
+		return newCache(t, &statecache.MemStore{}, statecache.Config{})
+	})
+}
+
+func TestCacheOverAStoreWithoutIndexHasNoDueIndex(t *testing.T) {
+	c := newCache(t, openDir(t), statecache.Config{})
+	d := statecache.Due{At: time.UnixMilli(1), Key: statecache.Key{Function: "timer", ID: "a"}}
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"AddDue", func() error { return c.AddDue(bg, d) }},
+		{"RemoveDue", func() error { return c.RemoveDue(bg, d) }},
+		{"ListDue", func() error { _, err := c.ListDue(bg, time.UnixMilli(2), statecache.Due{}, 10); return err }},
+	}
+	for _, tt := range calls {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); !errors.Is(err, statecache.ErrNoDueIndex) {
+				t.Fatalf("err = %v, want ErrNoDueIndex", err)
+			}
+		})
 	}
 }

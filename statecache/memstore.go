@@ -2,8 +2,11 @@ package statecache
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // MemStore keeps state in memory: a Store with S3Store's semantics (conditional writes,
@@ -11,12 +14,16 @@ import (
 // store, and for tests that need a store and nothing else; it passes the same contract suite.
 // The zero value is ready to use.
 type MemStore struct {
-	mu  sync.Mutex // guards seq and m
+	mu  sync.Mutex // guards seq, m and due
 	seq uint64
 	m   map[string]Entry
+	due map[string]Due // the due-time index, by DueName
 }
 
-var _ Store = (*MemStore)(nil)
+var (
+	_ Store    = (*MemStore)(nil)
+	_ DueIndex = (*MemStore)(nil)
+)
 
 // Get implements Store.
 func (s *MemStore) Get(_ context.Context, key Key) (Entry, error) {
@@ -70,4 +77,64 @@ func (s *MemStore) write(key Key, e Entry, expect Version) (Version, error) {
 	e.Version = Version("m" + strconv.FormatUint(s.seq, 36))
 	s.m[id] = e
 	return e.Version, nil
+}
+
+// AddDue implements DueIndex.
+func (s *MemStore) AddDue(_ context.Context, d Due) error {
+	name, err := DueName(d)
+	if err != nil {
+		return fmt.Errorf("memory store: add due %s: %w", d.Key, err)
+	}
+	// Kept as the other stores return it: its time to the millisecond, as the name holds it.
+	kept, err := ParseDueName(name, d.Key.ID)
+	if err != nil {
+		return fmt.Errorf("memory store: add due %s: %w", d.Key, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.due == nil {
+		s.due = make(map[string]Due)
+	}
+	s.due[name] = kept
+	return nil
+}
+
+// RemoveDue implements DueIndex.
+func (s *MemStore) RemoveDue(_ context.Context, d Due) error {
+	name, err := DueName(d)
+	if err != nil {
+		return fmt.Errorf("memory store: remove due %s: %w", d.Key, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.due, name)
+	return nil
+}
+
+// ListDue implements DueIndex. It sorts the entries in range at every call: fine for tests
+// and benchmarks, not for a large index.
+func (s *MemStore) ListDue(_ context.Context, until time.Time, after Due, limit int) ([]Due, error) {
+	afterName, err := dueAfterName(after)
+	if err != nil {
+		return nil, fmt.Errorf("memory store: list due: %w", err)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	end := DueUntil(until)
+	s.mu.Lock()
+	names := make([]string, 0, len(s.due))
+	for name := range s.due {
+		if name > afterName && name < end {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	names = names[:min(len(names), limit)]
+	out := make([]Due, len(names))
+	for i, name := range names {
+		out[i] = s.due[name]
+	}
+	s.mu.Unlock()
+	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/knactor/knactor/statecache"
 	"github.com/knactor/knactor/statecache/storetest"
@@ -56,6 +57,43 @@ func TestPebbleStoreReopenKeepsStateAndNeverReusesVersions(t *testing.T) {
 	}
 	if v2 == v1 {
 		t.Fatalf("version %q handed out twice", v1)
+	}
+}
+
+func TestPebbleStoreDueIndexSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openPebbleAt(t, dir)
+	at := time.UnixMilli(1_900_000_000_000)
+	ds := []statecache.Due{
+		{At: at, Key: statecache.Key{Function: "timer", ID: "a"}},
+		{At: at.Add(time.Second), Key: statecache.Key{Function: "timer", ID: strings.Repeat("long/", statecache.MaxIDBytes/5)}},
+		{At: at.Add(2 * time.Second), Key: statecache.Key{Function: "timer", ID: "removed"}},
+	}
+	for _, d := range ds {
+		if err := s.AddDue(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RemoveDue(ctx, ds[2]); err != nil {
+		t.Fatal(err)
+	}
+	// The index's writes are not synced themselves: a synced write, the record's commit that
+	// follows them, carries them to the disk. Close flushes either way.
+	if _, err := s.Put(ctx, statecache.Key{Function: "timer", ID: "a"}, []byte("1"), statecache.NoVersion, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openPebbleAt(t, dir)
+	defer s.Close()
+	got, err := s.ListDue(ctx, at.Add(time.Hour), statecache.Due{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !got[0].At.Equal(ds[0].At) || got[0].Key != ds[0].Key || !got[1].At.Equal(ds[1].At) || got[1].Key != ds[1].Key {
+		t.Fatalf("after reopen: %v, want the entries of %s and %.20s...", got, ds[0].Key, ds[1].Key)
 	}
 }
 

@@ -44,8 +44,16 @@ func TestPebbleStoreContract(t *testing.T) {
 	storetest.Run(t, openPebble)
 }
 
+func TestPebbleStoreDueIndexContract(t *testing.T) {
+	storetest.RunDueIndex(t, func(t *testing.T) statecache.DueIndex { return openPebble(t).(*statecache.PebbleStore) })
+}
+
 func TestMemStoreContract(t *testing.T) {
 	storetest.Run(t, func(*testing.T) statecache.Store { return &statecache.MemStore{} })
+}
+
+func TestMemStoreDueIndexContract(t *testing.T) {
+	storetest.RunDueIndex(t, func(*testing.T) statecache.DueIndex { return &statecache.MemStore{} })
 }
 
 // s3Config returns a config for the test server with a prefix of its own, so subtests share a
@@ -67,6 +75,86 @@ func TestS3StoreContract(t *testing.T) {
 		}
 		return s
 	})
+}
+
+func TestS3StoreDueIndexContract(t *testing.T) {
+	srv := miniotest.Start(t)
+	var n atomic.Int64
+	open := func(t *testing.T, cfg statecache.S3Config) statecache.DueIndex {
+		s, err := statecache.OpenS3Store(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("prefixed", func(t *testing.T) {
+		storetest.RunDueIndex(t, func(t *testing.T) statecache.DueIndex {
+			return open(t, s3Config(srv, fmt.Sprintf("due%d/", n.Add(1))))
+		})
+	})
+	t.Run("bucket root", func(t *testing.T) {
+		storetest.RunDueIndex(t, func(t *testing.T) statecache.DueIndex {
+			cfg := s3Config(srv, "")
+			cfg.Bucket = fmt.Sprintf("due-root-%d", n.Add(1))
+			return open(t, cfg)
+		})
+	})
+}
+
+// TestS3StoreDueIndexSkipsObjectsThatAreNotEntries puts objects under the index's folder that
+// AddDue never writes: a listing skips them and returns the entries around them.
+func TestS3StoreDueIndexSkipsObjectsThatAreNotEntries(t *testing.T) {
+	srv := miniotest.Start(t)
+	ctx := context.Background()
+	s, err := statecache.OpenS3Store(ctx, s3Config(srv, "junk/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.UnixMilli(1)
+	a := statecache.Due{At: at, Key: statecache.Key{Function: "fn", ID: "a"}}
+	z := statecache.Due{At: at.Add(time.Millisecond), Key: statecache.Key{Function: "fn", ID: "z"}}
+	for _, d := range []statecache.Due{a, z} {
+		if err := s.AddDue(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := strings.Repeat("x", statecache.MaxIDBytes)
+	junk := []struct {
+		prefix string
+		key    statecache.Key
+		body   string
+	}{
+		{"junk/.due/", statecache.Key{Function: "0000000000000001x", ID: "y"}, "y"},
+		{"junk/.due/0000000000000001/fn/", statecache.Key{Function: "x", ID: "y"}, "x/y"},
+		// A hashed name whose body is not the id it hashes.
+		{"junk/.due/0000000000000001/", statecache.Key{Function: "fn", ID: long}, "another id"},
+	}
+	for _, j := range junk {
+		raw, err := statecache.OpenS3Store(ctx, s3Config(srv, j.prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.Put(ctx, j.key, []byte(j.body), statecache.NoVersion, statecache.NoCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, limit := range []int{1, 2, 10} {
+		var got []statecache.Due
+		for after := (statecache.Due{}); ; {
+			page, err := s.ListDue(ctx, at.Add(time.Hour), after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, page...)
+			if len(page) < limit {
+				break
+			}
+			after = page[len(page)-1]
+		}
+		if len(got) != 2 || got[0].Key != a.Key || got[1].Key != z.Key {
+			t.Fatalf("limit %d: listed %v, want the entries of fn/a and fn/z", limit, got)
+		}
+	}
 }
 
 // TestS3StoreAmbiguousWrites puts a fault-injecting proxy between the store and a real MinIO.

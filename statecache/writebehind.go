@@ -35,6 +35,9 @@ type dirtyWrite struct {
 	// flushFailed marks a change whose flush failed ambiguously: a change that replaces it
 	// adds its commit to maybeLanded.
 	flushFailed bool
+	// removals are due-index entries to remove once this change (or a later one) is durable:
+	// the stored record may still need them until then (see Cache.RemoveDue).
+	removals []Due
 }
 
 // appendMaybe adds commit to maybe, up to maxMaybeLanded commits (the oldest are kept).
@@ -71,13 +74,15 @@ func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byt
 	value = c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists, Commit: commit}, durable: cur.durable})
 	c.dirtyMu.Lock()
 	var maybe []Commit
+	var removals []Due
 	if prev, ok := c.dirty[id]; ok {
-		maybe = prev.maybeLanded
+		maybe, removals = prev.maybeLanded, prev.removals
 		if prev.flushFailed {
 			maybe = appendMaybe(slices.Clone(maybe), prev.commit)
 		}
 	}
-	c.dirty[id] = &dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v, commit: commit, maybeLanded: maybe}
+	c.dirty[id] = &dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v, commit: commit,
+		maybeLanded: maybe, removals: removals}
 	c.dirtyMu.Unlock()
 	return v, nil
 }
@@ -101,6 +106,7 @@ func (c *Cache) Flush(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	c.dirtyMu.Unlock()
+	defer c.applyRemovals(ctx)
 	if bw, ok := c.store.(BatchWriter); ok {
 		return c.flushBatches(ctx, bw, ids)
 	}
@@ -271,7 +277,9 @@ func (c *Cache) settle(id string, f flushing, v Version, err error) error {
 	} else if cur != nil {
 		// A newer change was buffered meanwhile; it now applies on top of v.
 		cur.base, cur.maybeLanded = v, nil
+		cur.removals = slices.DeleteFunc(cur.removals, func(r Due) bool { return containsDue(d.removals, r) })
 	}
+	c.removable = append(c.removable, d.removals...)
 	// The cached entry, whichever change it shows, now sits on store version v.
 	if e, ok := c.fromMemory(id); ok {
 		e.durable = v

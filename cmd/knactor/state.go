@@ -203,6 +203,26 @@ func (s *state) Delete(ctx context.Context, k statecache.Key, expect statecache.
 	return s.of(k.Function).Delete(ctx, k, expect, c)
 }
 
+// AddDue implements statecache.DueIndex through the function's cache, which knows its write
+// mode (a write-behind cache orders index removals after its flushes).
+func (s *state) AddDue(ctx context.Context, d statecache.Due) error {
+	return s.of(d.Key.Function).AddDue(ctx, d)
+}
+
+// RemoveDue implements statecache.DueIndex through the function's cache.
+func (s *state) RemoveDue(ctx context.Context, d statecache.Due) error {
+	return s.of(d.Key.Function).RemoveDue(ctx, d)
+}
+
+// ListDue implements statecache.DueIndex with the store's index, which all caches share.
+func (s *state) ListDue(ctx context.Context, until time.Time, after statecache.Due, limit int) ([]statecache.Due, error) {
+	ix, ok := s.store.(statecache.DueIndex)
+	if !ok {
+		return nil, statecache.ErrNoDueIndex
+	}
+	return ix.ListDue(ctx, until, after, limit)
+}
+
 // WarmIDs implements local.WarmActors.
 func (s *state) WarmIDs(function string) []string { return s.of(function).WarmIDs(function) }
 

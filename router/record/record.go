@@ -86,6 +86,7 @@ type Record struct {
 	n        int    // entries in keys
 	added    []byte // the framed entry Remember added, written after keys
 	absent   string // a key the latest Find saw nowhere in the window: Remember need not look
+	sched    schedule
 }
 
 // magic starts every value in record form. A JSON state never starts with a NUL byte; a binary
@@ -94,6 +95,7 @@ var magic = []byte("\x00KNR")
 
 const (
 	formatV1     = 1
+	formatV2     = 2 // format 1 and a schedule block (timers, outbox, channels)
 	flagHasState = 1
 	flagRawReply = 1
 )
@@ -103,11 +105,11 @@ var ErrCorrupt = errors.New("corrupt actor record")
 
 // The record form:
 //
-//	magic | format (1) | flags (1) | len(state) state | count | entries
+//	magic | format (1 or 2) | flags (1) | len(state) state | count | entries [| schedule]
 //	entry: len(body) body
 //	body:  len(key) key | digest (16) | unix nanos (varint) | status | flags (1) | len(reply) reply
 //
-// Lengths and counts are uvarints.
+// Format 2 adds the schedule block (see schedule). Lengths and counts are uvarints.
 
 // Decode reads a stored value. exists is whether the store holds a value for the key; a value
 // without the record header is a bare state. Decode checks the framing of every entry and the
@@ -121,8 +123,9 @@ func Decode(value []byte, exists bool) (Record, error) {
 		return Record{State: value, HasState: true}, nil
 	}
 	d := decoder{b: rest}
-	if f := d.byte(); f != formatV1 {
-		return Record{}, fmt.Errorf("%w: unknown format %d", ErrCorrupt, f)
+	format := d.byte()
+	if format != formatV1 && format != formatV2 {
+		return Record{}, fmt.Errorf("%w: unknown format %d (written by a newer knactor?)", ErrCorrupt, format)
 	}
 	var r Record
 	r.HasState = d.byte()&flagHasState != 0
@@ -137,8 +140,13 @@ func Decode(value []byte, exists bool) (Record, error) {
 	if d.err == nil {
 		r.keys, r.n = d.b, int(n)
 		d.b, d.err = checkFraming(d.b, r.n)
+		r.keys = r.keys[:len(r.keys)-len(d.b)] // format 2's schedule follows the entries
 	}
-	if d.err == nil && len(d.b) > 0 {
+	switch {
+	case d.err != nil:
+	case format == formatV2:
+		r.sched, d.err = decodeSchedule(d.b)
+	case len(d.b) > 0:
 		d.err = fmt.Errorf("%d bytes after the last entry", len(d.b))
 	}
 	if d.err != nil {
@@ -297,12 +305,12 @@ func (r *Record) Prune(now time.Time, lim Limits) {
 }
 
 // Empty reports whether the record holds neither state nor keys: the actor can be deleted.
-func (r *Record) Empty() bool { return !r.HasState && r.Keys() == 0 }
+func (r *Record) Empty() bool { return !r.HasState && r.Keys() == 0 && r.sched.empty() }
 
 // bare reports whether r is stored as its bare state: no keys, and a state that cannot be
 // mistaken for a record.
 func (r *Record) bare() bool {
-	return r.Keys() == 0 && r.HasState && !bytes.HasPrefix(r.State, magic)
+	return r.Keys() == 0 && r.HasState && r.sched.empty() && !bytes.HasPrefix(r.State, magic)
 }
 
 // Value returns the stored form of r: the bare state itself (no copy) when it can be, else a new
@@ -326,11 +334,19 @@ func (r *Record) Append(b []byte) []byte {
 	if r.HasState {
 		flags |= flagHasState
 	}
-	b = append(b, formatV1, flags)
+	format := byte(formatV1)
+	if !r.sched.empty() {
+		format = formatV2
+	}
+	b = append(b, format, flags)
 	b = appendBytes(b, r.State)
 	b = binary.AppendUvarint(b, uint64(r.Keys()))
 	b = append(b, r.keys...)
-	return append(b, r.added...)
+	b = append(b, r.added...)
+	if format == formatV2 {
+		b = r.sched.append(b)
+	}
+	return b
 }
 
 // appendBody appends the body of e's entry.

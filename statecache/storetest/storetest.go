@@ -1,5 +1,6 @@
 // Package storetest is the contract test suite of statecache.Store: every implementation must
 // pass Run. It checks conditional writes, deletion, id escaping and concurrent writers.
+// RunDueIndex is the suite of statecache.DueIndex.
 package storetest
 
 import (
@@ -7,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/knactor/knactor/statecache"
 )
@@ -417,4 +420,315 @@ func testBatch(t *testing.T, s statecache.Store) {
 	if len(bw.WriteBatch(ctx, nil)) != 0 {
 		t.Fatal("an empty batch has results")
 	}
+}
+
+// RunDueIndex runs the contract suite of a due-time index. open returns a new, empty index for
+// each subtest.
+func RunDueIndex(t *testing.T, open func(t *testing.T) statecache.DueIndex) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, idx statecache.DueIndex)
+	}{
+		{"OrderedByTimeThenName", testDueOrder},
+		{"UntilIsInclusiveToTheMillisecond", testDueUntil},
+		{"AfterPagesThroughEveryEntryOnce", testDuePaging},
+		{"Remove", testDueRemove},
+		{"AddTwiceIsOneEntry", testDueAddTwice},
+		{"RemoveAbsentIsNotAnError", testDueRemoveAbsent},
+		{"TrickyIDsRoundTrip", testDueTrickyIDs},
+		{"InvalidKeys", testDueInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+// dueBase is the suite's "now": on a whole millisecond, some years ahead.
+var dueBase = time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+
+// ms is at as an index keeps it: to the millisecond, never before the Unix epoch.
+func ms(at time.Time) time.Time { return time.UnixMilli(max(at.UnixMilli(), 0)) }
+
+func due(at time.Time, fn, id string) statecache.Due {
+	return statecache.Due{At: at, Key: statecache.Key{Function: fn, ID: id}}
+}
+
+func addDue(t *testing.T, idx statecache.DueIndex, ds ...statecache.Due) {
+	t.Helper()
+	for _, d := range ds {
+		if err := idx.AddDue(ctx, d); err != nil {
+			t.Fatalf("AddDue(%v %s): %v", d.At, d.Key, err)
+		}
+	}
+}
+
+func removeDue(t *testing.T, idx statecache.DueIndex, d statecache.Due) {
+	t.Helper()
+	if err := idx.RemoveDue(ctx, d); err != nil {
+		t.Fatalf("RemoveDue(%v %s): %v", d.At, d.Key, err)
+	}
+}
+
+func listDue(t *testing.T, idx statecache.DueIndex, until time.Time, after statecache.Due, limit int) []statecache.Due {
+	t.Helper()
+	got, err := idx.ListDue(ctx, until, after, limit)
+	if err != nil {
+		t.Fatalf("ListDue(until %v, after %v %s, limit %d): %v", until, after.At, after.Key, limit, err)
+	}
+	if len(got) > max(limit, 0) {
+		t.Fatalf("ListDue(limit %d) returned %d entries", limit, len(got))
+	}
+	return got
+}
+
+// sortedDues returns ds in the index's order, by name (time, then actor), each at its
+// millisecond.
+func sortedDues(t *testing.T, ds []statecache.Due) []statecache.Due {
+	t.Helper()
+	names := make(map[string]statecache.Due, len(ds))
+	for _, d := range ds {
+		name, err := statecache.DueName(d)
+		if err != nil {
+			t.Fatalf("DueName(%v %s): %v", d.At, d.Key, err)
+		}
+		names[name] = statecache.Due{At: ms(d.At), Key: d.Key}
+	}
+	sorted := slices.Sorted(func(yield func(string) bool) {
+		for name := range names {
+			if !yield(name) {
+				return
+			}
+		}
+	})
+	out := make([]statecache.Due, len(sorted))
+	for i, name := range sorted {
+		out[i] = names[name]
+	}
+	return out
+}
+
+func wantDues(t *testing.T, what string, got, want []statecache.Due) {
+	t.Helper()
+	same := len(got) == len(want)
+	for i := 0; same && i < len(got); i++ {
+		same = got[i].Key == want[i].Key && got[i].At.Equal(want[i].At)
+	}
+	if same {
+		return
+	}
+	show := func(ds []statecache.Due) string {
+		var b strings.Builder
+		for _, d := range ds {
+			fmt.Fprintf(&b, "\n\t%s %.40q", d.At.UTC().Format("2006-01-02T15:04:05.000"), d.Key.String())
+		}
+		return b.String()
+	}
+	t.Fatalf("%s: got %d entries:%s\nwant %d:%s", what, len(got), show(got), len(want), show(want))
+}
+
+func testDueOrder(t *testing.T, idx statecache.DueIndex) {
+	far := dueBase.Add(time.Hour)
+	if got := listDue(t, idx, far, statecache.Due{}, 10); len(got) != 0 {
+		t.Fatalf("an empty index lists %d entries", len(got))
+	}
+	ds := []statecache.Due{
+		due(dueBase.Add(3*time.Second), "alpha", "a"),
+		due(dueBase, "beta", "a"),
+		due(dueBase.Add(time.Second), "alpha", "c"),
+		due(dueBase, "alpha", "b"),
+		due(dueBase.Add(300*time.Microsecond), "alpha", "a"), // the same millisecond as dueBase
+		due(dueBase.Add(1100*time.Microsecond), "alpha", "0"),
+		due(dueBase.Add(time.Second), "alpha", "a"), // an actor due twice has two entries
+		due(dueBase.Add(-time.Minute), "gamma", "z"),
+		due(dueBase.Add(time.Second), "alpha", "B"),
+	}
+	addDue(t, idx, ds...)
+	got := listDue(t, idx, far, statecache.Due{}, 100)
+	wantDues(t, "all entries", got, sortedDues(t, ds))
+	for i := 1; i < len(got); i++ {
+		if got[i].At.Before(got[i-1].At) {
+			t.Fatalf("entry %d (%v) is listed after a later one (%v)", i, got[i].At, got[i-1].At)
+		}
+	}
+	wantDues(t, "the first 3", listDue(t, idx, far, statecache.Due{}, 3), sortedDues(t, ds)[:3])
+	if got := listDue(t, idx, far, statecache.Due{}, 0); len(got) != 0 {
+		t.Fatalf("limit 0 lists %d entries", len(got))
+	}
+}
+
+func testDueUntil(t *testing.T, idx statecache.DueIndex) {
+	epoch := time.UnixMilli(0)
+	tests := []struct {
+		name      string
+		at, until time.Time
+		listed    bool
+	}{
+		{"due at until", dueBase, dueBase, true},
+		{"due a millisecond after until", dueBase, dueBase.Add(-time.Millisecond), false},
+		{"due a nanosecond after until, in the next millisecond", dueBase, dueBase.Add(-time.Nanosecond), false},
+		{"due later in until's millisecond", dueBase.Add(999 * time.Microsecond), dueBase, true},
+		{"due earlier in until's millisecond", dueBase, dueBase.Add(999999 * time.Nanosecond), true},
+		{"due in the millisecond after until's", dueBase.Add(time.Millisecond), dueBase.Add(999999 * time.Nanosecond), false},
+		{"due long before until", dueBase.Add(-24 * time.Hour), dueBase, true},
+		{"due before the epoch, kept at the epoch", epoch.Add(-time.Hour), dueBase, true},
+		{"due at the epoch", epoch, epoch, true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := due(tt.at, "until", fmt.Sprint("case-", i))
+			addDue(t, idx, d)
+			var want []statecache.Due
+			if tt.listed {
+				want = []statecache.Due{{At: ms(tt.at), Key: d.Key}}
+			}
+			wantDues(t, "listed", listDue(t, idx, tt.until, statecache.Due{}, 10), want)
+			removeDue(t, idx, d)
+		})
+	}
+}
+
+func testDuePaging(t *testing.T, idx statecache.DueIndex) {
+	const n, limit = 25, 7
+	var ds []statecache.Due
+	for i := range n {
+		// Three entries a millisecond, named against the order they are added in.
+		ds = append(ds, due(dueBase.Add(time.Duration(i/3)*time.Millisecond), "page", fmt.Sprintf("id-%02d", n-i)))
+	}
+	later := due(dueBase.Add(time.Second), "page", "later") // past until: never listed
+	addDue(t, idx, later)
+	addDue(t, idx, ds...)
+	until := dueBase.Add(time.Duration(n/3) * time.Millisecond)
+	want := sortedDues(t, ds)
+
+	var all []statecache.Due
+	var sizes []int
+	after := statecache.Due{}
+	for page := 0; ; page++ {
+		if page > n {
+			t.Fatalf("paging does not end: %d pages", page)
+		}
+		got := listDue(t, idx, until, after, limit)
+		all = append(all, got...)
+		sizes = append(sizes, len(got))
+		if len(got) < limit {
+			break
+		}
+		after = got[len(got)-1]
+	}
+	if !slices.Equal(sizes, []int{7, 7, 7, 4}) {
+		t.Errorf("pages of %v entries, want [7 7 7 4]", sizes)
+	}
+	wantDues(t, "every page", all, want)
+	if got := listDue(t, idx, until, want[n-1], limit); len(got) != 0 {
+		t.Fatalf("after the last entry: %d entries", len(got))
+	}
+	if got := listDue(t, idx, dueBase.Add(-time.Millisecond), later, limit); len(got) != 0 {
+		t.Fatalf("after an entry past until: %d entries", len(got))
+	}
+
+	// A cursor need not be an entry any more: the listing goes on after where it was.
+	removeDue(t, idx, want[10])
+	wantDues(t, "after a removed entry", listDue(t, idx, until, want[10], limit), want[11:11+limit])
+	// Nor have been one: a cursor between two entries starts at the later one.
+	between := statecache.Due{At: want[4].At, Key: statecache.Key{Function: "page", ID: want[4].Key.ID + "0"}}
+	wantDues(t, "after a name between two", listDue(t, idx, until, between, 2), want[5:7])
+}
+
+func testDueRemove(t *testing.T, idx statecache.DueIndex) {
+	a, b, c := due(dueBase, "remove", "a"), due(dueBase, "remove", "b"), due(dueBase.Add(time.Second), "remove", "c")
+	addDue(t, idx, a, b, c)
+	until := dueBase.Add(time.Minute)
+	removeDue(t, idx, b)
+	wantDues(t, "after removing b", listDue(t, idx, until, statecache.Due{}, 10), sortedDues(t, []statecache.Due{a, c}))
+	// Another time of the same actor is another entry.
+	removeDue(t, idx, due(c.At.Add(time.Millisecond), "remove", "c"))
+	wantDues(t, "after removing c at another time", listDue(t, idx, until, statecache.Due{}, 10), sortedDues(t, []statecache.Due{a, c}))
+	// The same millisecond is the same entry.
+	removeDue(t, idx, due(c.At.Add(400*time.Microsecond), "remove", "c"))
+	wantDues(t, "after removing c", listDue(t, idx, until, statecache.Due{}, 10), sortedDues(t, []statecache.Due{a}))
+	removeDue(t, idx, a)
+	wantDues(t, "after removing all", listDue(t, idx, until, statecache.Due{}, 10), nil)
+}
+
+func testDueAddTwice(t *testing.T, idx statecache.DueIndex) {
+	d := due(dueBase, "twice", "a")
+	addDue(t, idx, d, d, due(dueBase.Add(500*time.Microsecond), "twice", "a"))
+	wantDues(t, "one entry", listDue(t, idx, dueBase.Add(time.Minute), statecache.Due{}, 10), sortedDues(t, []statecache.Due{d}))
+	removeDue(t, idx, d)
+	wantDues(t, "after its removal", listDue(t, idx, dueBase.Add(time.Minute), statecache.Due{}, 10), nil)
+}
+
+func testDueRemoveAbsent(t *testing.T, idx statecache.DueIndex) {
+	d := due(dueBase, "absent", "a")
+	removeDue(t, idx, d)
+	addDue(t, idx, d)
+	removeDue(t, idx, d)
+	removeDue(t, idx, d)
+	wantDues(t, "listed", listDue(t, idx, dueBase.Add(time.Minute), statecache.Due{}, 10), nil)
+}
+
+func testDueTrickyIDs(t *testing.T, idx statecache.DueIndex) {
+	var ds []statecache.Due
+	hashed := 0
+	for i, id := range TrickyIDs {
+		d := due(dueBase.Add(time.Duration(i%3)*time.Millisecond), "tricky", id)
+		name, err := statecache.DueName(d)
+		if err != nil {
+			t.Fatalf("DueName(%q): %v", id, err)
+		}
+		if strings.Contains(name, "/~") {
+			hashed++
+		}
+		ds = append(ds, d)
+	}
+	if hashed == 0 {
+		t.Fatal("no tricky id is named by its hash")
+	}
+	addDue(t, idx, ds...)
+	until := dueBase.Add(time.Minute)
+	want := sortedDues(t, ds)
+	wantDues(t, "one listing", listDue(t, idx, until, statecache.Due{}, len(ds)+1), want)
+	var all []statecache.Due
+	for after := (statecache.Due{}); ; {
+		got := listDue(t, idx, until, after, 4)
+		all = append(all, got...)
+		if len(got) < 4 {
+			break
+		}
+		after = got[len(got)-1]
+	}
+	wantDues(t, "pages of 4", all, want)
+	for _, d := range ds {
+		removeDue(t, idx, d)
+	}
+	wantDues(t, "after removing all", listDue(t, idx, until, statecache.Due{}, len(ds)), nil)
+}
+
+func testDueInvalid(t *testing.T, idx statecache.DueIndex) {
+	for _, k := range []statecache.Key{
+		{Function: "", ID: "x"},
+		{Function: "Upper", ID: "x"},
+		{Function: "../etc", ID: "x"},
+		{Function: "a/b", ID: "x"},
+		{Function: ".due", ID: "x"},
+		{Function: "counter", ID: ""},
+		{Function: "counter", ID: strings.Repeat("x", statecache.MaxIDBytes+1)},
+		{Function: "counter", ID: "bad\xffutf8"},
+	} {
+		d := statecache.Due{At: dueBase, Key: k}
+		if err := idx.AddDue(ctx, d); !errors.Is(err, statecache.ErrInvalidKey) {
+			t.Errorf("AddDue(%q): err = %v, want ErrInvalidKey", k, err)
+		}
+		if err := idx.RemoveDue(ctx, d); !errors.Is(err, statecache.ErrInvalidKey) {
+			t.Errorf("RemoveDue(%q): err = %v, want ErrInvalidKey", k, err)
+		}
+		if _, err := idx.ListDue(ctx, dueBase, d, 10); !errors.Is(err, statecache.ErrInvalidKey) {
+			t.Errorf("ListDue(after %q): err = %v, want ErrInvalidKey", k, err)
+		}
+	}
+	// Only the zero Due starts a listing at the beginning; a time alone is no cursor.
+	if _, err := idx.ListDue(ctx, dueBase, statecache.Due{At: dueBase}, 10); !errors.Is(err, statecache.ErrInvalidKey) {
+		t.Errorf("ListDue(after a Due without a key): err = %v, want ErrInvalidKey", err)
+	}
+	wantDues(t, "after refused writes", listDue(t, idx, dueBase.Add(time.Minute), statecache.Due{}, 10), nil)
 }

@@ -58,16 +58,24 @@ func (u upProc) metric(t testing.TB, name, labels string) float64 {
 	return -1
 }
 
-func (u upProc) readyPods(t testing.TB) int {
-	return int(u.metric(t, "knactor_pods", `function="counter",state="ready"`))
+func (u upProc) readyPods(t testing.TB) int { return u.readyPodsOf(t, "counter") }
+
+func (u upProc) readyPodsOf(t testing.TB, function string) int {
+	return int(u.metric(t, "knactor_pods", `function="`+function+`",state="ready"`))
 }
 
-// waitPods waits until cond holds for the ready pod count, or fails after limit.
+// waitPods waits until cond holds for the counter's ready pod count, or fails after limit.
 func (u upProc) waitPods(t testing.TB, what string, limit time.Duration, cond func(int) bool) time.Duration {
+	t.Helper()
+	return u.waitPodsOf(t, "counter", what, limit, cond)
+}
+
+// waitPodsOf waits until cond holds for function's ready pod count, or fails after limit.
+func (u upProc) waitPodsOf(t testing.TB, function, what string, limit time.Duration, cond func(int) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
-		n := u.readyPods(t)
+		n := u.readyPodsOf(t, function)
 		if cond(n) {
 			return time.Since(start)
 		}

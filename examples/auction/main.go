@@ -1,0 +1,110 @@
+// Command auction is an auction per actor id, closed by a durable timer.
+//
+// Action "open" with {"item": "...", "duration_ms": N} (or "closes_at": RFC 3339) opens the
+// auction and sets its "close" timer; "bid" with {"bidder": "...", "amount": N} takes a bid
+// higher than the best so far while the auction is open; "status" replies the auction. When the
+// timer fires, "close" closes the auction and names the winner. The timer lives in the router's
+// store with the auction's state, so an auction closes on time through router restarts, crashes
+// and scale to zero, and closes exactly once.
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/knactor/knactor/sdk"
+)
+
+// State is one auction.
+type State struct {
+	Item       string    `json:"item,omitempty"`
+	Open       bool      `json:"open"`
+	ClosesAt   time.Time `json:"closes_at,omitzero"`
+	HighBid    int64     `json:"high_bid,omitempty"`
+	HighBidder string    `json:"high_bidder,omitempty"`
+	Bids       int       `json:"bids"`
+	Winner     string    `json:"winner,omitempty"`
+	// Closings counts the times "close" ran: exactly one for a closed auction.
+	Closings int `json:"closings,omitempty"`
+}
+
+// OpenPayload opens an auction that closes after DurationMS, or at ClosesAt.
+type OpenPayload struct {
+	Item       string    `json:"item"`
+	DurationMS int64     `json:"duration_ms"`
+	ClosesAt   time.Time `json:"closes_at"`
+}
+
+// BidPayload is a bid.
+type BidPayload struct {
+	Bidder string `json:"bidder"`
+	Amount int64  `json:"amount"`
+}
+
+// closeTimer names the timer that closes an auction.
+const closeTimer = "close"
+
+func main() {
+	sdk.Main(newActor())
+}
+
+func newActor() *sdk.Actor[State] {
+	a := sdk.NewActor[State]()
+	sdk.Handle(a, "open", open)
+	sdk.Handle(a, "bid", bid)
+	sdk.Handle(a, "close", closeAuction)
+	sdk.Handle(a, "status", func(_ context.Context, t *sdk.Turn[State], _ struct{}) (State, error) {
+		return t.State, nil
+	})
+	return a
+}
+
+// open opens the auction and sets the timer that closes it.
+func open(_ context.Context, t *sdk.Turn[State], p OpenPayload) (State, error) {
+	switch {
+	case t.State.Open || t.State.Closings > 0:
+		return State{}, sdk.Errorf(http.StatusConflict, "already_opened", "auction %q was opened already", t.Actor)
+	case p.Item == "":
+		return State{}, sdk.Errorf(http.StatusBadRequest, "bad_payload", "an auction needs an item")
+	case p.ClosesAt.IsZero() && (p.DurationMS <= 0 || time.Duration(p.DurationMS)*time.Millisecond > sdk.MaxTimerDelay):
+		return State{}, sdk.Errorf(http.StatusBadRequest, "bad_payload", "give closes_at, or duration_ms between 1 and %d", sdk.MaxTimerDelay.Milliseconds())
+	}
+	timer := sdk.Timer{Name: closeTimer, Action: "close", At: p.ClosesAt, In: time.Duration(p.DurationMS) * time.Millisecond}
+	closesAt := p.ClosesAt
+	if closesAt.IsZero() {
+		timer.At = time.Time{}
+		closesAt = time.Now().Add(timer.In) // informational: the router's clock decides
+	} else {
+		timer.In = 0
+	}
+	t.SetTimer(timer)
+	t.State = State{Item: p.Item, Open: true, ClosesAt: closesAt.UTC().Truncate(time.Millisecond)}
+	return t.State, nil
+}
+
+// bid takes a bid above the best so far.
+func bid(_ context.Context, t *sdk.Turn[State], p BidPayload) (State, error) {
+	switch {
+	case !t.State.Open:
+		return State{}, sdk.Errorf(http.StatusConflict, "not_open", "auction %q is not open", t.Actor)
+	case p.Bidder == "" || p.Amount <= 0:
+		return State{}, sdk.Errorf(http.StatusBadRequest, "bad_payload", "a bid needs a bidder and a positive amount")
+	case p.Amount <= t.State.HighBid:
+		return State{}, sdk.Errorf(http.StatusConflict, "bid_too_low", "the best bid is %d", t.State.HighBid)
+	}
+	t.State.HighBid, t.State.HighBidder = p.Amount, p.Bidder
+	t.State.Bids++
+	return t.State, nil
+}
+
+// closeAuction is the close timer's action: the auction closes, the best bidder wins.
+func closeAuction(_ context.Context, t *sdk.Turn[State], _ struct{}) (State, error) {
+	if name, _, ok := t.FiredTimer(); !ok || name != closeTimer {
+		return State{}, sdk.Errorf(http.StatusForbidden, "timer_only", "an auction closes on its timer")
+	}
+	t.State.Open = false
+	t.State.Winner = t.State.HighBidder
+	t.State.Closings++
+	return t.State, nil
+}
