@@ -218,4 +218,3 @@ func TestTimerFiresAfterARouterRestart(t *testing.T) {
 		t.Fatalf("index after firing: %v %v, want empty", list, err)
 	}
 }
-
