@@ -54,6 +54,11 @@ type actorCall struct {
 	idemKey string
 	// timer is the timer this call fires (the scheduler's calls); nil for all others.
 	timer *firing
+	// channel is set on a broadcast's turn of a subscriber: the turn runs only if the actor
+	// still subscribes to it.
+	channel string
+	// chain lists the actors a chain of forwards and pipes passed through before this call.
+	chain []string
 }
 
 // turnResult is what a committed turn answers.
@@ -63,6 +68,7 @@ type turnResult struct {
 	version    statecache.Version
 	pod        string
 	replayed   bool // answered from the actor's record: the call had committed before
+	hop        *hop // the answer hands the call on (forward, pipe): run runs it next
 }
 
 // serveActor routes /v1/actors/{function}/{id}[/{action}]. Path segments are percent-decoded;
@@ -132,13 +138,17 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecac
 	}
 	call := &actorCall{fn: fn, key: key, action: action, payload: payload, requestID: r.requestID(ctx),
 		forwarded: forwarded, host: host, idemKey: idemKey}
+	if forwarded {
+		call.chain = parseChain(ctx.Request.Header.Peek(HeaderChain))
+		call.channel = string(ctx.Request.Header.Peek(HeaderChannel))
+	}
 	ctx.Request.Header.VisitAll(func(k, v []byte) {
 		if name, ok := bytes.CutPrefix(k, []byte(metaHeaderPrefix)); ok && len(name) > 0 {
 			call.metadata = append(call.metadata, metaPair{string(bytes.ToLower(name)), string(v)})
 		}
 	})
 	// Not ctx: a RequestCtx is cancelled when shutdown begins, and in-flight turns must finish.
-	res, err := r.invoke(context.Background(), call)
+	res, err := r.run(context.Background(), call)
 	if err != nil {
 		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
 		writeError(ctx, err)
@@ -288,14 +298,9 @@ func appendRecordView(b []byte, key statecache.Key, version statecache.Version, 
 	b = appendTimers(b, rec.Timers(), true)
 	b = append(b, `,"pending_effects":`...)
 	b = strconv.AppendInt(b, int64(len(rec.Outbox())), 10)
-	b = append(b, `,"channels":[`...)
-	for i, ch := range rec.Channels() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, ch)
-	}
-	b = append(b, `],"remembered_keys":`...)
+	b = append(b, `,"channels":`...)
+	b = appendStrings(b, rec.Channels())
+	b = append(b, `,"remembered_keys":`...)
 	b = strconv.AppendInt(b, int64(rec.Keys()), 10)
 	return append(b, '}')
 }

@@ -41,9 +41,18 @@ func effectKey(commit statecache.Commit, index int) string {
 	return effectKeyPrefix + string(commit) + ":" + strconv.Itoa(index)
 }
 
-// outgoing turns the effects of an answer into outbox entries of the turn committing as commit.
-func outgoing(effects []effect, commit statecache.Commit, causedBy string, now time.Time) []record.Outgoing {
-	out := make([]record.Outgoing, len(effects))
+// outgoing turns the effects and broadcasts of an answer into outbox entries of the turn
+// committing as commit.
+func outgoing(effects []effect, broadcasts []broadcastOp, commit statecache.Commit, causedBy string, now time.Time) []record.Outgoing {
+	out := make([]record.Outgoing, len(effects), len(effects)+len(broadcasts))
+	for _, b := range broadcasts {
+		o := record.Outgoing{Key: effectKey(commit, len(out)), Channel: b.Channel, Action: b.Action,
+			CausedBy: causedBy, Due: now.Add(dispatchGrace)}
+		if isSet(b.Payload) {
+			o.Payload = b.Payload
+		}
+		out = append(out, o)
+	}
 	for i, e := range effects {
 		o := record.Outgoing{
 			Key: effectKey(commit, i), Function: e.Function, Actor: e.Actor, Action: e.Action,
@@ -60,13 +69,15 @@ func outgoing(effects []effect, commit statecache.Commit, causedBy string, now t
 	return out
 }
 
-// dispatchNow starts the delivery of a committed turn's immediate effects (those without a
-// delay) on a goroutine counted by r.effects. Delayed ones wait in the outbox for the scheduler.
-func (r *Router) dispatchNow(src statecache.Key, effects []effect, entries []record.Outgoing) {
+// dispatchNow starts the delivery of a committed turn's immediate effects and broadcasts
+// (entries due within dispatchGrace of now) on a goroutine counted by r.effects. Delayed ones
+// wait in the outbox for the scheduler.
+func (r *Router) dispatchNow(src statecache.Key, entries []record.Outgoing) {
 	var now []record.Outgoing
-	for i, e := range effects {
-		if e.DelayMS == 0 {
-			now = append(now, entries[i])
+	soon := r.clock.Now().Add(dispatchGrace)
+	for _, o := range entries {
+		if !o.Due.After(soon) && o.Attempts == 0 {
+			now = append(now, o)
 		}
 	}
 	if len(now) == 0 {
@@ -92,7 +103,12 @@ func (r *Router) deliver(src statecache.Key, entries []record.Outgoing) {
 	done := make(map[string]bool, len(entries))
 	var later []record.Outgoing
 	for _, o := range entries {
-		err := r.dispatch(o)
+		var err error
+		if o.Channel != "" {
+			err = r.broadcast(o)
+		} else {
+			err = r.dispatch(o)
+		}
 		switch {
 		case err == nil:
 			done[o.Key] = true
@@ -140,24 +156,11 @@ func (r *Router) dispatch(o record.Outgoing) error {
 		payload: o.Payload, requestID: r.newRequestID(), idemKey: o.Key,
 		metadata: []metaPair{{"caused_by", o.CausedBy}},
 	}
-	backoff := effectRetryBackoff
-	for attempt := 1; ; attempt++ {
-		call.fn = r.current(call.fn) // the function may have moved on since the effect was asked for
-		_, err := r.invoke(context.Background(), call)
-		if err == nil {
-			r.metrics.effect(call.fn.Name, "ok")
-			return nil
-		}
-		if attempt >= effectAttempts || !retryable(err) {
-			return err
-		}
-		select {
-		case <-r.clock.After(backoff):
-			backoff *= 2
-		case <-r.stopping:
-			return err
-		}
+	_, err := r.invokeRetrying(context.Background(), call)
+	if err == nil {
+		r.metrics.effect(call.fn.Name, "ok")
 	}
+	return err
 }
 
 // retryable reports a call failure that may pass: a busy actor, no capacity or store, a

@@ -30,6 +30,13 @@ const (
 	MaxTimerDelay = 366 * 24 * time.Hour
 	// MaxTimerPayloadBytes bounds a timer's payload, stored with the actor's record.
 	MaxTimerPayloadBytes = 64 << 10
+
+	// MaxChannels bounds the channels one actor subscribes to: each is carried in every write
+	// of its record and is an index entry in the store.
+	MaxChannels = 64
+	// MaxHops bounds a chain of forwards and pipes: each hop is a turn the caller waits for, and
+	// eight is more than any workflow that should answer one request needs.
+	MaxHops = 8
 )
 
 var errorCodeRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -55,14 +62,20 @@ type envelope struct {
 	payload                 []byte
 	metadata                []metaPair
 	timers                  []record.Timer // the actor's timers, sent so the function can see them
+	channels                []string       // the channels the actor subscribes to
 }
+
+// ContractVersion is the version of the function contract the router speaks, sent in every
+// envelope: 2 added timers, the durable outbox and workflows (forward, pipe, broadcast,
+// channels) to version 1.
+const ContractVersion = 2
 
 type metaPair struct{ key, value string }
 
 // appendJSON appends the envelope's JSON to b. State and payload go as JSON when they are valid
 // JSON and as base64 otherwise; the version is sent only for an actor that has state.
 func (e *envelope) appendJSON(b []byte) []byte {
-	b = append(b, `{"function":`...)
+	b = append(b, `{"contract":2,"function":`...)
 	b = appendJSONString(b, e.function)
 	b = append(b, `,"actor":`...)
 	b = appendJSONString(b, e.actor)
@@ -84,6 +97,10 @@ func (e *envelope) appendJSON(b []byte) []byte {
 		b = append(b, `,"timers":`...)
 		b = appendTimers(b, e.timers, false)
 	}
+	if len(e.channels) > 0 {
+		b = append(b, `,"channels":`...)
+		b = appendStrings(b, e.channels)
+	}
 	b = append(b, `,"metadata":{`...)
 	for i, m := range e.metadata {
 		if i > 0 {
@@ -94,6 +111,18 @@ func (e *envelope) appendJSON(b []byte) []byte {
 		b = appendJSONString(b, m.value)
 	}
 	return append(b, "}}"...)
+}
+
+// appendStrings appends ss as a JSON list.
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
 }
 
 // appendTimers appends timers as the contract shows them: a JSON list of
@@ -151,9 +180,25 @@ type answer struct {
 	Effects   []effect        `json:"effects"`
 	Timers    []timerOp       `json:"timers"`
 	Error     *functionError  `json:"error"`
-	Forward   json.RawMessage `json:"forward"`
-	Pipe      json.RawMessage `json:"pipe"`
-	Broadcast json.RawMessage `json:"broadcast"`
+	Forward   *hopTarget      `json:"forward"`
+	Pipe      *hopTarget      `json:"pipe"`
+	Broadcast []broadcastOp   `json:"broadcast"`
+	Subscribe []string        `json:"subscribe"`
+	Leave     []string        `json:"unsubscribe"`
+}
+
+// hopTarget names the actor and action a forward or a pipe hands the call on to.
+type hopTarget struct {
+	Function string `json:"function"`
+	Actor    string `json:"actor"`
+	Action   string `json:"action"`
+}
+
+// broadcastOp runs Action with Payload as a turn of every actor subscribed to Channel.
+type broadcastOp struct {
+	Channel string          `json:"channel"`
+	Action  string          `json:"action"`
+	Payload json.RawMessage `json:"payload"`
 }
 
 // effect is a follow-up invocation that runs once the turn that asked for it commits.
@@ -244,6 +289,10 @@ type outcome struct {
 	replyIsRaw bool // reply holds bytes from reply_b64, not JSON
 	effects    []effect
 	timers     []timerOp // sets and cancels, in order
+	hop        *hop      // forward or pipe: the call goes on to another actor
+	broadcasts []broadcastOp
+	subscribe  []string
+	leave      []string
 	fnErr      *apiError // the function answered with the error form
 }
 
@@ -253,9 +302,6 @@ func parseAnswer(body []byte, self string, maxState, maxEffects int) (outcome, e
 	var a answer
 	if err := json.Unmarshal(body, &a); err != nil {
 		return outcome{}, badReply("answer is not a JSON object of the contract: %v", err)
-	}
-	if isSet(a.Forward) || isSet(a.Pipe) || isSet(a.Broadcast) {
-		return outcome{}, badReply("forward, pipe and broadcast are reserved and not supported yet")
 	}
 	if a.Error != nil {
 		e := a.Error
@@ -332,7 +378,54 @@ func parseAnswer(body []byte, self string, maxState, maxEffects int) (outcome, e
 		}
 	}
 	o.timers = a.Timers
+	if err := o.parseWorkflow(&a, self, maxEffects); err != nil {
+		return outcome{}, err
+	}
 	return o, nil
+}
+
+// parseWorkflow validates the answer's forward or pipe, broadcasts and subscriptions.
+func (o *outcome) parseWorkflow(a *answer, self string, maxEffects int) error {
+	if a.Forward != nil && a.Pipe != nil {
+		return badReply("answer has both forward and pipe")
+	}
+	for kind, t := range map[string]*hopTarget{"forward": a.Forward, "pipe": a.Pipe} {
+		if t == nil {
+			continue
+		}
+		if t.Function == "" {
+			t.Function = self
+		}
+		if err := (statecache.Key{Function: t.Function, ID: t.Actor}).Validate(); err != nil {
+			return badReply("%s: %v", kind, err)
+		}
+		if !validAction(t.Action) {
+			return badReply("%s: invalid action %q", kind, t.Action)
+		}
+		o.hop = &hop{pipe: kind == "pipe", target: *t}
+	}
+	if len(a.Broadcast)+len(a.Effects) > maxEffects {
+		return badReply("answer asks for %d effects and broadcasts, over the limit of %d", len(a.Broadcast)+len(a.Effects), maxEffects)
+	}
+	for i, b := range a.Broadcast {
+		if err := statecache.ValidateChannel(b.Channel); err != nil {
+			return badReply("broadcast %d: %v", i, err)
+		}
+		if !validAction(b.Action) {
+			return badReply("broadcast %d: invalid action %q", i, b.Action)
+		}
+	}
+	o.broadcasts = a.Broadcast
+	if len(a.Subscribe) > MaxChannels || len(a.Leave) > MaxChannels {
+		return badReply("answer subscribes to or leaves more than %d channels", MaxChannels)
+	}
+	for _, c := range append(append([]string(nil), a.Subscribe...), a.Leave...) {
+		if err := statecache.ValidateChannel(c); err != nil {
+			return badReply("subscribe/unsubscribe: %v", err)
+		}
+	}
+	o.subscribe, o.leave = a.Subscribe, a.Leave
+	return nil
 }
 
 func isSet(m json.RawMessage) bool { return m != nil && string(m) != "null" }

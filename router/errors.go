@@ -31,6 +31,13 @@ const (
 	CodeFunctionTimeout      = "function_timeout"
 	CodeShuttingDown         = "shutting_down"
 	CodeInternal             = "internal"
+	// CodeWorkflowCycle and CodeWorkflowTooLong (508): a chain of forwards and pipes came back
+	// to an actor it had passed through, or grew past MaxHops.
+	CodeWorkflowCycle   = "workflow_cycle"
+	CodeWorkflowTooLong = "workflow_too_long"
+	// CodeNotSubscribed (409): a broadcast reached an actor that has left the channel; nothing
+	// ran (between routers only).
+	CodeNotSubscribed = "not_subscribed"
 )
 
 // retryAfterSeconds is the Retry-After of 429 and 503 answers: long enough for a queue to drain

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 
@@ -74,6 +75,12 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 	if call.idemKey != "" {
 		// The owner runs the turn, so it records the key (and answers a repeat from it).
 		req.Header.Set(HeaderIdempotencyKey, call.idemKey)
+	}
+	if len(call.chain) > 0 {
+		req.Header.Set(HeaderChain, strings.Join(call.chain, ","))
+	}
+	if call.channel != "" {
+		req.Header.Set(HeaderChannel, call.channel)
 	}
 	if len(r.tokens) > 0 {
 		req.Header.Set("Authorization", "Bearer "+string(r.tokens[0]))

@@ -31,6 +31,7 @@ import (
 // StateCache is the state the router reads and writes: statecache.Cache satisfies it.
 type StateCache interface {
 	statecache.DueIndex
+	statecache.ChannelIndex
 	Get(ctx context.Context, key statecache.Key) (statecache.Entry, error)
 	Put(ctx context.Context, key statecache.Key, value []byte, expect statecache.Version, commit statecache.Commit) (statecache.Version, error)
 	Delete(ctx context.Context, key statecache.Key, expect statecache.Version, commit statecache.Commit) (statecache.Version, error)
@@ -361,6 +362,7 @@ var (
 	pathMetrics  = []byte("/metrics")
 	prefixActors = []byte("/v1/actors/")
 	prefixFuncs  = []byte("/v1/functions/")
+	prefixChans  = []byte("/v1/channels/")
 	bearerPrefix = []byte("Bearer ")
 	okBody       = []byte("ok\n")
 	errNotFound  = errorf(404, CodeNotFound, "no such endpoint; see /v1/actors/{function}/{id}/{action} and /v1/functions/{function}/...")
@@ -402,6 +404,10 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 				host = string(ctx.Request.Header.Peek(HeaderRouteHost))
 			}
 			r.serveActor(ctx, path[len(prefixActors):], host)
+		}
+	case bytes.HasPrefix(path, prefixChans):
+		if r.authorized(ctx) {
+			r.serveChannelWebSocket(ctx, path[len(prefixChans):])
 		}
 	case bytes.HasPrefix(path, prefixFuncs):
 		if r.authorized(ctx) {

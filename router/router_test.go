@@ -149,7 +149,7 @@ func TestFailedCallsNeverChangeState(t *testing.T) {
 		{"error form with bad status", rawPod(200, `{"error":{"status":200,"code":"x"}}`), 502, CodeBadFunctionReply},
 		{"error form", rawPod(409, `{"error":{"status":409,"code":"taken","message":"name taken"}}`), 409, "taken"},
 		{"state and delete", rawPod(200, `{"state":1,"delete":true}`), 502, CodeBadFunctionReply},
-		{"reserved field", rawPod(200, `{"state":1,"forward":{"actor":"x"}}`), 502, CodeBadFunctionReply},
+		{"forward without action", rawPod(200, `{"state":1,"forward":{"actor":"x"}}`), 502, CodeBadFunctionReply},
 		{"state too large", rawPod(200, big), 502, CodeBadFunctionReply},
 		{"bad effect", rawPod(200, `{"state":1,"effects":[{"actor":"","action":"add"}]}`), 502, CodeBadFunctionReply},
 		{"timeout", hang, 504, CodeFunctionTimeout},

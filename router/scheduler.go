@@ -293,6 +293,24 @@ func (r *Router) addDue(ctx context.Context, key statecache.Key, at time.Time) e
 	return r.withStore(sctx, key.Function, "index", do(sctx), do)
 }
 
+// join adds key to channel's members before a write that subscribes it (see writeRecord).
+func (r *Router) join(ctx context.Context, channel string, key statecache.Key) error {
+	sctx := r.newStoreCtx(ctx)
+	defer sctx.stop()
+	do := func(ctx context.Context) error { return r.state.Join(ctx, channel, key) }
+	return r.withStore(sctx, key.Function, "index", do(sctx), do)
+}
+
+// leave removes key from channel's members after a write that unsubscribed it. A failure only
+// leaves a stale member, which a broadcast skips.
+func (r *Router) leave(channel string, key statecache.Key) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout)
+	defer cancel()
+	if err := r.state.Leave(ctx, channel, key); err != nil {
+		r.log.Debug("removing a stale channel member failed", "channel", channel, "function", key.Function, "actor", key.ID, "err", err)
+	}
+}
+
 // removeDue removes an index entry that is no longer the actor's next due time. A failure only
 // leaves a stale entry, which the scheduler removes when it comes due.
 func (r *Router) removeDue(key statecache.Key, at time.Time) {

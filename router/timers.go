@@ -139,7 +139,7 @@ func (r *Router) fireTimer(key statecache.Key, name string, tries *timerTries) (
 	f := &firing{name: name, skip: tries.failures >= maxTimerAttempts}
 	// forwarded: the scheduler runs only actors this router owns; the turn runs here.
 	call := &actorCall{fn: fn, key: key, requestID: r.newRequestID(), timer: f, forwarded: true}
-	_, err := r.invoke(context.Background(), call)
+	_, err := r.run(context.Background(), call)
 	var ae *apiError
 	switch {
 	case errors.Is(err, errNotDue):

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,8 @@ func checkIdempotencyKey(key string, forwarded bool) error {
 		return errorf(400, CodeBadRequest, "%s must be 1-%d printable ASCII characters", HeaderIdempotencyKey, record.MaxKeyLen)
 	case !forwarded && strings.HasPrefix(key, effectKeyPrefix):
 		return errorf(400, CodeBadRequest, "%s %q: keys starting with %q are the router's own (effects)", HeaderIdempotencyKey, key, effectKeyPrefix)
+	case !forwarded && strings.HasPrefix(key, flowKeyPrefix):
+		return errorf(400, CodeBadRequest, "%s %q: keys starting with %q are the router's own (forwards and pipes)", HeaderIdempotencyKey, key, flowKeyPrefix)
 	case strings.HasPrefix(key, timerKeyPrefix):
 		return errorf(400, CodeBadRequest, "%s %q: keys starting with %q are the router's own (timers)", HeaderIdempotencyKey, key, timerKeyPrefix)
 	}
@@ -107,6 +110,9 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 				return res, err
 			}
 		}
+		if call.channel != "" && !slices.Contains(rec.Channels(), call.channel) {
+			return nil, errNotSubscribed
+		}
 		pod, done, err := r.pick(ctx, deadline, call.fn, owner)
 		if err != nil {
 			return nil, err
@@ -116,6 +122,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			state:    statecache.Entry{Value: rec.State, Exists: rec.HasState, Version: cur.Version},
 			metadata: r.turnMetadata(call, attempt, deadline),
 			timers:   rec.Timers(),
+			channels: rec.Channels(),
 		}
 		out, err := r.send(pod.Addr, &env, deadline, maxState)
 		done()
@@ -154,8 +161,8 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		if changed {
 			r.hub.publish(keyStr, version, out.newState, out.delete)
 		}
-		if len(out.effects) > 0 {
-			r.dispatchNow(call.key, out.effects, entries)
+		if len(entries) > 0 {
+			r.dispatchNow(call.key, entries)
 		}
 		if out.fnErr != nil {
 			return nil, out.fnErr
@@ -163,7 +170,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		if !rec.HasState && !changed {
 			version = statecache.NoVersion
 		}
-		return &turnResult{reply: out.reply, replyIsRaw: out.replyIsRaw, version: version, pod: pod.Name}, nil
+		return &turnResult{reply: out.reply, replyIsRaw: out.replyIsRaw, version: version, pod: pod.Name, hop: out.hop}, nil
 	}
 }
 
@@ -223,6 +230,15 @@ func (r *Router) replay(call *actorCall, rec *record.Record, digest record.Diges
 	e, ok := rec.Find(call.idemKey, r.clock.Now(), r.cfg.IdempotencyTTL)
 	if !ok {
 		return nil, nil
+	}
+	if e.Hop && e.Digest == digest {
+		// The call was handed on: follow it, and the next actor answers from its own record.
+		h, err := decodeHop(e.Reply)
+		if err != nil {
+			return nil, errorf(500, CodeInternal, "actor %q: remembered hop is unreadable: %v", call.key.ID, err)
+		}
+		r.metrics.replay(call.fn.Name)
+		return &turnResult{hop: h, version: version, replayed: true}, nil
 	}
 	if e.Digest != digest {
 		return nil, errorf(422, CodeIdempotencyKeyReused,
@@ -291,18 +307,29 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 	if err != nil {
 		return cur.Version, false, nil, err
 	}
+	joined, left, err := subscriptions(&rec, &next, out)
+	if err != nil {
+		return cur.Version, false, nil, err
+	}
+	scheduled = scheduled || len(joined) > 0 || len(left) > 0
 	var entries []record.Outgoing
-	if len(out.effects) > 0 {
-		entries = outgoing(out.effects, commits.of(attempt), call.requestID, now)
+	if len(out.effects)+len(out.broadcasts) > 0 {
+		entries = outgoing(out.effects, out.broadcasts, commits.of(attempt), call.requestID, now)
 		next.AddOutgoing(entries...)
 		scheduled = true
+	}
+	if out.hop != nil {
+		prepareHop(out.hop, call, out, commits.of(attempt))
 	}
 	if !changed && call.idemKey == "" && !scheduled {
 		return cur.Version, false, nil, nil
 	}
 	if call.idemKey != "" {
-		next.Remember(record.Entry{Key: call.idemKey, Digest: digest, At: now, Status: 200,
-			Reply: out.reply, RawReply: out.replyIsRaw}, r.idemLimits)
+		e := record.Entry{Key: call.idemKey, Digest: digest, At: now, Status: 200, Reply: out.reply, RawReply: out.replyIsRaw}
+		if out.hop != nil {
+			e.Reply, e.RawReply, e.Hop = out.hop.encode(), false, true
+		}
+		next.Remember(e, r.idemLimits)
 	} else {
 		next.Prune(now, r.idemLimits)
 	}
@@ -335,6 +362,13 @@ func (r *Router) writeRecord(ctx context.Context, key statecache.Key, cur statec
 			return cur.Version, false, err
 		}
 	}
+	for _, c := range next.Channels() {
+		if !slices.Contains(prev.Channels(), c) {
+			if err := r.join(ctx, c, key); err != nil {
+				return cur.Version, false, err
+			}
+		}
+	}
 	var value []byte // nil: delete
 	if !next.Empty() {
 		value = next.Value()
@@ -345,6 +379,11 @@ func (r *Router) writeRecord(ctx context.Context, key statecache.Key, cur statec
 	}
 	if had && !(has && prevDue.Equal(nextDue)) {
 		r.removeDue(key, prevDue)
+	}
+	for _, c := range prev.Channels() {
+		if !slices.Contains(next.Channels(), c) {
+			r.leave(c, key)
+		}
 	}
 	if has {
 		r.sched.push(key, nextDue, false)

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -107,6 +109,16 @@ type wsTarget struct {
 	key       statecache.Key
 	host      string // the Host whose route the session came by; empty for the main route
 	subscribe bool
+	channel   string // a channel's session (GET /v1/channels/{channel}/ws): receives broadcasts only
+}
+
+// subKey is what the session subscribes to in hub.subs: its actor's key, or its channel's name
+// after '#' (a function name never starts with '#', so the two never meet).
+func (t *wsTarget) subKey() string {
+	if t.channel != "" {
+		return "#" + t.channel
+	}
+	return t.key.String()
 }
 
 type wsTargetKey struct{}
@@ -149,7 +161,7 @@ func (h *hub) add(s *wsSession) bool {
 	h.wg.Add(1) // the reader, done in remove
 	h.sessions[s] = struct{}{}
 	if s.target.subscribe {
-		k := s.target.key.String()
+		k := s.target.subKey()
 		if h.subs[k] == nil {
 			h.subs[k] = make(map[*wsSession]struct{})
 		}
@@ -161,7 +173,7 @@ func (h *hub) add(s *wsSession) bool {
 func (h *hub) remove(s *wsSession) {
 	h.mu.Lock()
 	delete(h.sessions, s)
-	k := s.target.key.String()
+	k := s.target.subKey()
 	if subs := h.subs[k]; subs != nil {
 		delete(subs, s)
 		if len(subs) == 0 {
@@ -193,6 +205,54 @@ func (h *hub) publish(key string, version statecache.Version, state []byte, dele
 	for s := range subs {
 		s.enqueue(msg)
 	}
+}
+
+// publishChannel pushes a broadcast to the WebSocket sessions of its channel:
+// {"event":"broadcast","channel","action","payload","caused_by"}.
+func (h *hub) publishChannel(o record.Outgoing) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	subs := h.subs["#"+o.Channel]
+	if len(subs) == 0 {
+		return
+	}
+	msg := make([]byte, 0, 96+len(o.Payload))
+	msg = append(msg, `{"event":"broadcast","channel":`...)
+	msg = appendJSONString(msg, o.Channel)
+	msg = append(msg, `,"action":`...)
+	msg = appendJSONString(msg, o.Action)
+	msg = append(msg, `,"payload":`...)
+	if o.Payload == nil {
+		msg = append(msg, "null"...)
+	} else {
+		msg = append(msg, o.Payload...)
+	}
+	msg = append(msg, `,"caused_by":`...)
+	msg = appendJSONString(msg, o.CausedBy)
+	msg = append(msg, '}')
+	for s := range subs {
+		s.enqueue(msg)
+	}
+}
+
+// serveChannelWebSocket upgrades GET /v1/channels/{channel}/ws: a session that receives the
+// channel's broadcasts and sends nothing.
+func (r *Router) serveChannelWebSocket(ctx *fasthttp.RequestCtx, rest []byte) {
+	channel, ws, ok := bytes.Cut(rest, []byte("/"))
+	if !ok || string(ws) != wsAction {
+		writeError(ctx, errorf(404, CodeNotFound, "want GET /v1/channels/{channel}/ws"))
+		return
+	}
+	if !ctx.IsGet() {
+		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s on a channel: use GET .../ws", ctx.Method()))
+		return
+	}
+	if err := statecache.ValidateChannel(string(channel)); err != nil {
+		writeError(ctx, errorf(400, CodeBadRequest, "%v", err))
+		return
+	}
+	ctx.SetUserValue(wsTargetKey{}, &wsTarget{channel: string(channel), subscribe: true})
+	r.hub.handler(ctx)
 }
 
 // closeAll tells every session to go away (1001) and refuses new ones.
@@ -302,6 +362,9 @@ func (s *wsSession) invoke(data []byte) []byte {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return wsError(nil, errorf(400, CodeBadRequest, `message must be {"id","action","payload"}: %v`, err))
 	}
+	if s.target.channel != "" {
+		return wsError(m.ID, errorf(400, CodeBadRequest, "a channel's WebSocket only receives broadcasts; call actors on /v1/actors/{function}/{id}/ws"))
+	}
 	if !validAction(m.Action) {
 		return wsError(m.ID, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", m.Action, maxActionLen))
 	}
@@ -314,7 +377,7 @@ func (s *wsSession) invoke(data []byte) []byte {
 	}
 	call := &actorCall{fn: r.current(s.target.fn), key: s.target.key, action: m.Action, payload: payload, host: s.target.host,
 		requestID: r.newRequestID(), idemKey: m.IdempotencyKey, metadata: []metaPair{{"transport", "websocket"}}}
-	res, err := r.invoke(context.Background(), call)
+	res, err := r.run(context.Background(), call)
 	if err != nil {
 		r.metrics.observe(s.target.fn.Name, kindWebSocket, statusOf(err), start)
 		return wsError(m.ID, err)

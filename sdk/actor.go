@@ -111,6 +111,8 @@ func (a *Actor[S]) run(ctx context.Context, env *envelope, act action[S]) (*answ
 		Metadata: env.Metadata,
 		exists:   env.exists(),
 		timers:   env.Timers,
+		channels: env.Channels,
+		contract: max(env.Contract, 1),
 	}
 	if err := decodeValue(env.State, env.StateB64, &t.State); err != nil {
 		return nil, Errorf(http.StatusUnprocessableEntity, "bad_state", "stored state does not fit the actor's state type: %w", err)
@@ -137,6 +139,9 @@ func (a *Actor[S]) run(ctx context.Context, env *envelope, act action[S]) (*answ
 		return nil, err
 	}
 	ans := &answer{Reply: reply.json, ReplyB64: reply.binary, Effects: effects, Timers: timers}
+	if err := t.wireWorkflow(ans); err != nil {
+		return nil, err
+	}
 	if t.deleted {
 		ans.Delete = true
 		return ans, nil

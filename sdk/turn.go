@@ -27,6 +27,14 @@ type Turn[S any] struct {
 	effects  []Effect
 	timers   []TimerInfo
 	timerOps []timerChange
+
+	contract    int
+	channels    []string
+	hop         *Target
+	pipe        bool
+	broadcasts  []Broadcast
+	subscribe   []string
+	unsubscribe []string
 }
 
 // Exists reports whether the actor had stored state when the turn began.

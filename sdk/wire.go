@@ -38,6 +38,8 @@ type envelope struct {
 	PayloadB64 []byte            `json:"payload_b64"`
 	Metadata   map[string]string `json:"metadata"`
 	Timers     []TimerInfo       `json:"timers"`
+	Channels   []string          `json:"channels"`
+	Contract   int               `json:"contract"`
 }
 
 // parseEnvelope decodes and validates an invocation body.
@@ -72,13 +74,18 @@ func (e *envelope) deadline() (time.Time, bool) {
 
 // answer is the success form of a function's answer.
 type answer struct {
-	State    json.RawMessage `json:"state,omitzero"`
-	StateB64 []byte          `json:"state_b64,omitzero"`
-	Reply    json.RawMessage `json:"reply,omitzero"`
-	ReplyB64 []byte          `json:"reply_b64,omitzero"`
-	Delete   bool            `json:"delete,omitzero"`
-	Effects  []wireEffect    `json:"effects,omitzero"`
-	Timers   []wireTimer     `json:"timers,omitzero"`
+	State       json.RawMessage `json:"state,omitzero"`
+	StateB64    []byte          `json:"state_b64,omitzero"`
+	Reply       json.RawMessage `json:"reply,omitzero"`
+	ReplyB64    []byte          `json:"reply_b64,omitzero"`
+	Delete      bool            `json:"delete,omitzero"`
+	Effects     []wireEffect    `json:"effects,omitzero"`
+	Timers      []wireTimer     `json:"timers,omitzero"`
+	Forward     *wireTarget     `json:"forward,omitzero"`
+	Pipe        *wireTarget     `json:"pipe,omitzero"`
+	Broadcast   []wireBroadcast `json:"broadcast,omitzero"`
+	Subscribe   []string        `json:"subscribe,omitzero"`
+	Unsubscribe []string        `json:"unsubscribe,omitzero"`
 }
 
 // wireEffect is an effect as the contract encodes it.

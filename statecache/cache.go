@@ -149,9 +149,10 @@ type Cache struct {
 
 	dirtyMu sync.Mutex
 	dirty   map[string]*dirtyWrite // write-behind writes not yet in the store, by Key.String()
-	// removable are due-index entries whose removal waited for a flush that has now made the
-	// record that no longer needs them durable (see RemoveDue); guarded by dirtyMu.
-	removable []Due
+	// removable are index entries (due times, channel memberships) whose removal waited for a
+	// flush that has now made the record that no longer needs them durable (see
+	// removeIndexEntry); guarded by dirtyMu.
+	removable []indexEntry
 
 	flushMu sync.Mutex
 

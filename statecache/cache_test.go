@@ -696,3 +696,38 @@ func TestCacheOverAStoreWithoutIndexHasNoDueIndex(t *testing.T) {
 		})
 	}
 }
+
+func TestCacheChannelIndexContract(t *testing.T) {
+	for _, mode := range []statecache.WriteMode{statecache.WriteThrough, statecache.WriteBehind} {
+		t.Run(mode.String(), func(t *testing.T) {
+			storetest.RunChannelIndex(t, func(t *testing.T) statecache.ChannelIndex {
+				return newCache(t, &statecache.MemStore{}, statecache.Config{Mode: mode, FlushInterval: time.Hour})
+			})
+		})
+	}
+}
+
+func TestCacheOverAStoreWithoutIndexHasNoChannelIndex(t *testing.T) {
+	for _, mode := range []statecache.WriteMode{statecache.WriteThrough, statecache.WriteBehind} {
+		c := newCache(t, openDir(t), statecache.Config{Mode: mode, FlushInterval: time.Hour})
+		k := statecache.Key{Function: "chat", ID: "a"}
+		// A buffered change of the key must not make a Leave wait for a flush that cannot
+		// apply it.
+		mustPut(t, c, k, "1", "")
+		calls := []struct {
+			name string
+			call func() error
+		}{
+			{"Join", func() error { return c.Join(bg, "room", k) }},
+			{"Leave", func() error { return c.Leave(bg, "room", k) }},
+			{"Members", func() error { _, err := c.Members(bg, "room", statecache.Key{}, 10); return err }},
+		}
+		for _, tt := range calls {
+			t.Run(mode.String()+"/"+tt.name, func(t *testing.T) {
+				if err := tt.call(); !errors.Is(err, statecache.ErrNoChannelIndex) {
+					t.Fatalf("err = %v, want ErrNoChannelIndex", err)
+				}
+			})
+		}
+	}
+}

@@ -3,7 +3,6 @@ package statecache
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -20,20 +19,7 @@ func (c *Cache) AddDue(ctx context.Context, d Due) error {
 	if err != nil {
 		return err
 	}
-	if c.cfg.Mode != WriteBehind {
-		return idx.AddDue(ctx, d)
-	}
-	id := d.Key.String()
-	mu := c.stripe(id)
-	mu.Lock()
-	defer mu.Unlock()
-	c.dirtyMu.Lock()
-	if w, ok := c.dirty[id]; ok {
-		w.removals = slices.DeleteFunc(w.removals, func(r Due) bool { return sameDue(r, d) })
-	}
-	c.removable = slices.DeleteFunc(c.removable, func(r Due) bool { return sameDue(r, d) })
-	c.dirtyMu.Unlock()
-	return idx.AddDue(ctx, d)
+	return c.addIndexEntry(ctx, dueEntry(d), func(ctx context.Context) error { return idx.AddDue(ctx, d) })
 }
 
 // RemoveDue implements DueIndex with the store's index. With WriteThrough the entry goes at once.
@@ -41,61 +27,10 @@ func (c *Cache) AddDue(ctx context.Context, d Due) error {
 // makes it durable: until then the stored record, which a crash would bring back, may still
 // need the entry.
 func (c *Cache) RemoveDue(ctx context.Context, d Due) error {
-	idx, err := c.dueIndex()
-	if err != nil {
+	if _, err := c.dueIndex(); err != nil {
 		return err
 	}
-	if c.cfg.Mode != WriteBehind {
-		return idx.RemoveDue(ctx, d)
-	}
-	id := d.Key.String()
-	mu := c.stripe(id)
-	mu.Lock()
-	defer mu.Unlock()
-	c.dirtyMu.Lock()
-	if w, ok := c.dirty[id]; ok {
-		if !containsDue(w.removals, d) {
-			w.removals = append(w.removals, d)
-		}
-		c.dirtyMu.Unlock()
-		return nil
-	}
-	c.dirtyMu.Unlock()
-	return idx.RemoveDue(ctx, d)
-}
-
-// applyRemovals removes the entries of removable (after a flush). Each removal holds its key's
-// stripe and checks that the entry is still to go, so an AddDue of the same entry (which holds
-// the stripe too) is never undone.
-func (c *Cache) applyRemovals(ctx context.Context) {
-	idx, err := c.dueIndex()
-	if err != nil {
-		return
-	}
-	c.dirtyMu.Lock()
-	todo := slices.Clone(c.removable)
-	c.dirtyMu.Unlock()
-	for _, d := range todo {
-		mu := c.stripe(d.Key.String())
-		mu.Lock()
-		c.dirtyMu.Lock()
-		i := slices.IndexFunc(c.removable, func(r Due) bool { return sameDue(r, d) })
-		if i >= 0 {
-			c.removable = slices.Delete(c.removable, i, i+1)
-		}
-		c.dirtyMu.Unlock()
-		if i >= 0 {
-			// A failure leaves a stale entry: the scheduler removes it when it comes due.
-			_ = idx.RemoveDue(ctx, d)
-		}
-		mu.Unlock()
-	}
-}
-
-func sameDue(a, b Due) bool { return a.Key == b.Key && a.At.Equal(b.At) }
-
-func containsDue(ds []Due, d Due) bool {
-	return slices.ContainsFunc(ds, func(r Due) bool { return sameDue(r, d) })
+	return c.removeIndexEntry(ctx, dueEntry(d))
 }
 
 // ListDue implements DueIndex with the store's index.

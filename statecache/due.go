@@ -84,17 +84,9 @@ func ParseDueName(name, id string) (Due, error) {
 		// one that would sort out of time order.
 		return Due{}, fmt.Errorf("%w: due-index name %q: time is not in canonical form", ErrInvalidKey, name)
 	}
-	if id != "" {
-		fn, _, _ := strings.Cut(obj, "/")
-		k := Key{Function: fn, ID: id}
-		if o, err := k.ObjectName(); err != nil || o != obj {
-			return Due{}, fmt.Errorf("%w: due-index name %q does not name actor %q", ErrInvalidKey, name, id)
-		}
-		return Due{At: at, Key: k}, nil
-	}
-	k, err := ParseObjectName(obj)
+	k, err := parseIndexedObject(obj, id)
 	if err != nil {
-		return Due{}, err
+		return Due{}, fmt.Errorf("due-index name %q: %w", name, err)
 	}
 	return Due{At: at, Key: k}, nil
 }

@@ -115,6 +115,27 @@ func ParseObjectName(name string) (Key, error) {
 	return k, nil
 }
 
+// parseIndexedObject returns the actor an index entry names by obj, a Key.ObjectName. id is the
+// actor id kept beside the entry: with it, the key is that id's if obj names it (the only way to
+// recover an id named by its hash); with "", obj is parsed alone (ParseObjectName).
+func parseIndexedObject(obj, id string) (Key, error) {
+	if id == "" {
+		return ParseObjectName(obj)
+	}
+	fn, _, _ := strings.Cut(obj, "/")
+	k := Key{Function: fn, ID: id}
+	if o, err := k.ObjectName(); err != nil || o != obj {
+		return Key{}, fmt.Errorf("%w: object name %q does not name actor %q", ErrInvalidKey, obj, id)
+	}
+	return k, nil
+}
+
+// objectNameHashed reports whether obj ("{function}/{segment}") names its actor by the id's hash.
+func objectNameHashed(obj string) bool {
+	_, seg, _ := strings.Cut(obj, "/")
+	return seg != "" && seg[0] == hashedMarker
+}
+
 func idSegment(id string) string {
 	if seg, ok := escapeID(id); ok {
 		return seg

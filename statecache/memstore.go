@@ -14,15 +14,17 @@ import (
 // store, and for tests that need a store and nothing else; it passes the same contract suite.
 // The zero value is ready to use.
 type MemStore struct {
-	mu  sync.Mutex // guards seq, m and due
-	seq uint64
-	m   map[string]Entry
-	due map[string]Due // the due-time index, by DueName
+	mu      sync.Mutex // guards seq, m, due and members
+	seq     uint64
+	m       map[string]Entry
+	due     map[string]Due // the due-time index, by DueName
+	members map[string]Key // the channel index, by MemberName
 }
 
 var (
-	_ Store    = (*MemStore)(nil)
-	_ DueIndex = (*MemStore)(nil)
+	_ Store        = (*MemStore)(nil)
+	_ DueIndex     = (*MemStore)(nil)
+	_ ChannelIndex = (*MemStore)(nil)
 )
 
 // Get implements Store.
@@ -121,20 +123,67 @@ func (s *MemStore) ListDue(_ context.Context, until time.Time, after Due, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
-	end := DueUntil(until)
 	s.mu.Lock()
-	names := make([]string, 0, len(s.due))
-	for name := range s.due {
-		if name > afterName && name < end {
+	defer s.mu.Unlock()
+	return sortedRange(s.due, afterName, DueUntil(until), limit), nil
+}
+
+// Join implements ChannelIndex.
+func (s *MemStore) Join(_ context.Context, channel string, key Key) error {
+	name, err := MemberName(channel, key)
+	if err != nil {
+		return fmt.Errorf("memory store: join channel %q: %s: %w", channel, key, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.members == nil {
+		s.members = make(map[string]Key)
+	}
+	s.members[name] = key
+	return nil
+}
+
+// Leave implements ChannelIndex.
+func (s *MemStore) Leave(_ context.Context, channel string, key Key) error {
+	name, err := MemberName(channel, key)
+	if err != nil {
+		return fmt.Errorf("memory store: leave channel %q: %s: %w", channel, key, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.members, name)
+	return nil
+}
+
+// Members implements ChannelIndex. Like ListDue it sorts at every call.
+func (s *MemStore) Members(_ context.Context, channel string, after Key, limit int) ([]Key, error) {
+	afterName, err := memberCursor(channel, after)
+	if err != nil {
+		return nil, fmt.Errorf("memory store: members of channel %q: %w", channel, err)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Every member name of channel sorts after channel + "/" and before membersEnd(channel).
+	return sortedRange(s.members, channel+"/"+afterName, membersEnd(channel), limit), nil
+}
+
+// sortedRange returns the values of m whose names sort after after and before end, up to limit,
+// in name order.
+func sortedRange[T any](m map[string]T, after, end string, limit int) []T {
+	var names []string
+	for name := range m {
+		if name > after && name < end {
 			names = append(names, name)
 		}
 	}
 	slices.Sort(names)
 	names = names[:min(len(names), limit)]
-	out := make([]Due, len(names))
+	out := make([]T, len(names))
 	for i, name := range names {
-		out[i] = s.due[name]
+		out[i] = m[name]
 	}
-	s.mu.Unlock()
-	return out, nil
+	return out
 }

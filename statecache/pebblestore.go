@@ -40,7 +40,9 @@ const (
 	DefaultPebbleMemTableBytes = 16 << 20
 )
 
-// Key prefixes inside the database: state under "s/", the store's own records under "m/".
+// Key prefixes inside the database: state under "s/", the store's own records under "m/", the
+// due-time index under "d/" (pebbleDuePrefix) and the channel index under "c/"
+// (pebbleChannelPrefix).
 const (
 	pebbleStatePrefix = "s/"
 	pebbleVersionKey  = "m/version-limit"

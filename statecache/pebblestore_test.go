@@ -97,6 +97,41 @@ func TestPebbleStoreDueIndexSurvivesReopen(t *testing.T) {
 	}
 }
 
+func TestPebbleStoreChannelIndexSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openPebbleAt(t, dir)
+	keys := []statecache.Key{
+		{Function: "chat", ID: "a"},
+		{Function: "chat", ID: strings.Repeat("long/", statecache.MaxIDBytes/5)},
+		{Function: "chat", ID: "left"},
+	}
+	for _, k := range keys {
+		if err := s.Join(ctx, "room", k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Leave(ctx, "room", keys[2]); err != nil {
+		t.Fatal(err)
+	}
+	// As with the due-time index, the record's synced commit carries the unsynced joins.
+	if _, err := s.Put(ctx, keys[0], []byte("1"), statecache.NoVersion, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openPebbleAt(t, dir)
+	defer s.Close()
+	got, err := s.Members(ctx, "room", statecache.Key{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != keys[0] || got[1] != keys[1] {
+		t.Fatalf("after reopen: %v, want %s and %.20s...", got, keys[0], keys[1])
+	}
+}
+
 func TestPebbleStoreRefusesALockedDirectory(t *testing.T) {
 	dir := t.TempDir()
 	s := openPebbleAt(t, dir)

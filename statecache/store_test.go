@@ -48,12 +48,20 @@ func TestPebbleStoreDueIndexContract(t *testing.T) {
 	storetest.RunDueIndex(t, func(t *testing.T) statecache.DueIndex { return openPebble(t).(*statecache.PebbleStore) })
 }
 
+func TestPebbleStoreChannelIndexContract(t *testing.T) {
+	storetest.RunChannelIndex(t, func(t *testing.T) statecache.ChannelIndex { return openPebble(t).(*statecache.PebbleStore) })
+}
+
 func TestMemStoreContract(t *testing.T) {
 	storetest.Run(t, func(*testing.T) statecache.Store { return &statecache.MemStore{} })
 }
 
 func TestMemStoreDueIndexContract(t *testing.T) {
 	storetest.RunDueIndex(t, func(*testing.T) statecache.DueIndex { return &statecache.MemStore{} })
+}
+
+func TestMemStoreChannelIndexContract(t *testing.T) {
+	storetest.RunChannelIndex(t, func(*testing.T) statecache.ChannelIndex { return &statecache.MemStore{} })
 }
 
 // s3Config returns a config for the test server with a prefix of its own, so subtests share a
@@ -77,10 +85,12 @@ func TestS3StoreContract(t *testing.T) {
 	})
 }
 
-func TestS3StoreDueIndexContract(t *testing.T) {
+// eachS3Layout runs run over stores with a prefix and over stores at a bucket's root: open gives
+// each subtest a store of its own prefix or bucket on one MinIO.
+func eachS3Layout(t *testing.T, name string, run func(t *testing.T, open func(t *testing.T) *statecache.S3Store)) {
 	srv := miniotest.Start(t)
 	var n atomic.Int64
-	open := func(t *testing.T, cfg statecache.S3Config) statecache.DueIndex {
+	open := func(t *testing.T, cfg statecache.S3Config) *statecache.S3Store {
 		s, err := statecache.OpenS3Store(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -88,17 +98,86 @@ func TestS3StoreDueIndexContract(t *testing.T) {
 		return s
 	}
 	t.Run("prefixed", func(t *testing.T) {
-		storetest.RunDueIndex(t, func(t *testing.T) statecache.DueIndex {
-			return open(t, s3Config(srv, fmt.Sprintf("due%d/", n.Add(1))))
+		run(t, func(t *testing.T) *statecache.S3Store {
+			return open(t, s3Config(srv, fmt.Sprintf("%s%d/", name, n.Add(1))))
 		})
 	})
 	t.Run("bucket root", func(t *testing.T) {
-		storetest.RunDueIndex(t, func(t *testing.T) statecache.DueIndex {
+		run(t, func(t *testing.T) *statecache.S3Store {
 			cfg := s3Config(srv, "")
-			cfg.Bucket = fmt.Sprintf("due-root-%d", n.Add(1))
+			cfg.Bucket = fmt.Sprintf("%s-root-%d", name, n.Add(1))
 			return open(t, cfg)
 		})
 	})
+}
+
+func TestS3StoreDueIndexContract(t *testing.T) {
+	eachS3Layout(t, "due", func(t *testing.T, open func(t *testing.T) *statecache.S3Store) {
+		storetest.RunDueIndex(t, func(t *testing.T) statecache.DueIndex { return open(t) })
+	})
+}
+
+func TestS3StoreChannelIndexContract(t *testing.T) {
+	eachS3Layout(t, "channels", func(t *testing.T, open func(t *testing.T) *statecache.S3Store) {
+		storetest.RunChannelIndex(t, func(t *testing.T) statecache.ChannelIndex { return open(t) })
+	})
+}
+
+// s3Junk is an object an index's own writes never make: key's object, with body, in a store of
+// prefix (which names a folder of the index).
+type s3Junk struct {
+	prefix string
+	key    statecache.Key
+	body   string
+}
+
+// putJunk writes each of junk.
+func putJunk(t *testing.T, srv *miniotest.Server, junk []s3Junk) {
+	t.Helper()
+	for _, j := range junk {
+		raw, err := statecache.OpenS3Store(context.Background(), s3Config(srv, j.prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.Put(context.Background(), j.key, []byte(j.body), statecache.NoVersion, statecache.NoCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestS3StoreChannelIndexSkipsObjectsThatAreNotMembers puts objects under a channel's folder
+// that Join never writes: a listing skips them and returns the members around them.
+func TestS3StoreChannelIndexSkipsObjectsThatAreNotMembers(t *testing.T) {
+	srv := miniotest.Start(t)
+	ctx := context.Background()
+	s, err := statecache.OpenS3Store(ctx, s3Config(srv, "junk/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, z := statecache.Key{Function: "fn", ID: "a"}, statecache.Key{Function: "fn", ID: "z"}
+	for _, k := range []statecache.Key{a, z} {
+		if err := s.Join(ctx, "room", k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := strings.Repeat("x", statecache.MaxIDBytes)
+	putJunk(t, srv, []s3Junk{
+		{"junk/.channels/", statecache.Key{Function: "room", ID: "b"}, "b"},                  // no function
+		{"junk/.channels/room/fn/", statecache.Key{Function: "x", ID: "y"}, "x/y"},           // not canonical
+		{"junk/.channels/room/", statecache.Key{Function: "fn", ID: long}, "another id"},     // body names another actor
+		{"junk/.channels/room/", statecache.Key{Function: "fn", ID: "m"}, "not read at all"}, // a member: its name says who
+	})
+	m := statecache.Key{Function: "fn", ID: "m"}
+	for _, limit := range []int{1, 2, 10} {
+		got, _ := storetest.Pages(t, limit, func(after statecache.Key, limit int) []statecache.Key {
+			page, err := s.Members(ctx, "room", after, limit)
+			mustNil(t, err)
+			return page
+		})
+		if len(got) != 3 || got[0] != a || got[1] != m || got[2] != z {
+			t.Fatalf("limit %d: listed %v, want fn/a, fn/m and fn/z", limit, got)
+		}
+	}
 }
 
 // TestS3StoreDueIndexSkipsObjectsThatAreNotEntries puts objects under the index's folder that
@@ -119,38 +198,18 @@ func TestS3StoreDueIndexSkipsObjectsThatAreNotEntries(t *testing.T) {
 		}
 	}
 	long := strings.Repeat("x", statecache.MaxIDBytes)
-	junk := []struct {
-		prefix string
-		key    statecache.Key
-		body   string
-	}{
+	putJunk(t, srv, []s3Junk{
 		{"junk/.due/", statecache.Key{Function: "0000000000000001x", ID: "y"}, "y"},
 		{"junk/.due/0000000000000001/fn/", statecache.Key{Function: "x", ID: "y"}, "x/y"},
 		// A hashed name whose body is not the id it hashes.
 		{"junk/.due/0000000000000001/", statecache.Key{Function: "fn", ID: long}, "another id"},
-	}
-	for _, j := range junk {
-		raw, err := statecache.OpenS3Store(ctx, s3Config(srv, j.prefix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := raw.Put(ctx, j.key, []byte(j.body), statecache.NoVersion, statecache.NoCommit); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	for _, limit := range []int{1, 2, 10} {
-		var got []statecache.Due
-		for after := (statecache.Due{}); ; {
+		got, _ := storetest.Pages(t, limit, func(after statecache.Due, limit int) []statecache.Due {
 			page, err := s.ListDue(ctx, at.Add(time.Hour), after, limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, page...)
-			if len(page) < limit {
-				break
-			}
-			after = page[len(page)-1]
-		}
+			mustNil(t, err)
+			return page
+		})
 		if len(got) != 2 || got[0].Key != a.Key || got[1].Key != z.Key {
 			t.Fatalf("limit %d: listed %v, want the entries of fn/a and fn/z", limit, got)
 		}

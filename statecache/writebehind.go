@@ -35,9 +35,10 @@ type dirtyWrite struct {
 	// flushFailed marks a change whose flush failed ambiguously: a change that replaces it
 	// adds its commit to maybeLanded.
 	flushFailed bool
-	// removals are due-index entries to remove once this change (or a later one) is durable:
-	// the stored record may still need them until then (see Cache.RemoveDue).
-	removals []Due
+	// removals are index entries (due times, channel memberships) to remove once this change
+	// (or a later one) is durable: the stored record may still need them until then (see
+	// Cache.removeIndexEntry).
+	removals []indexEntry
 }
 
 // appendMaybe adds commit to maybe, up to maxMaybeLanded commits (the oldest are kept).
@@ -74,7 +75,7 @@ func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byt
 	value = c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists, Commit: commit}, durable: cur.durable})
 	c.dirtyMu.Lock()
 	var maybe []Commit
-	var removals []Due
+	var removals []indexEntry
 	if prev, ok := c.dirty[id]; ok {
 		maybe, removals = prev.maybeLanded, prev.removals
 		if prev.flushFailed {
@@ -277,7 +278,7 @@ func (c *Cache) settle(id string, f flushing, v Version, err error) error {
 	} else if cur != nil {
 		// A newer change was buffered meanwhile; it now applies on top of v.
 		cur.base, cur.maybeLanded = v, nil
-		cur.removals = slices.DeleteFunc(cur.removals, func(r Due) bool { return containsDue(d.removals, r) })
+		cur.removals = slices.DeleteFunc(cur.removals, func(r indexEntry) bool { return containsEntry(d.removals, r) })
 	}
 	c.removable = append(c.removable, d.removals...)
 	// The cached entry, whichever change it shows, now sits on store version v.

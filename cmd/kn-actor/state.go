@@ -38,15 +38,21 @@ type stateResult struct {
 
 func newStateGetCommand(g *globals) *cobra.Command {
 	var output string
+	var whole bool
 	cmd := &cobra.Command{
 		Use:   "get FUNCTION ID",
 		Short: "Print an actor's state",
 		Long: `Print the state of the actor ID of FUNCTION as stored (GET /v1/actors/FUNCTION/ID).
 
 -o json or -o yaml print {"function", "id", "version", "state"} ("state_b64" when the state is
-not JSON).`,
+not JSON).
+
+--record prints the actor's whole record (GET ...?view=record): its state, version, timers
+(name, due time, period, action, payload), the number of effects not delivered yet, the
+channels it subscribes to and the idempotency keys it remembers.`,
 		Example: `  kn-actor state get counter alice
-  kn-actor state get counter alice -o yaml`,
+  kn-actor state get counter alice -o yaml
+  kn-actor state get auction lot-1 --record`,
 		Args: argsBetween(2, 2, "FUNCTION ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := parseFormat(output)
@@ -61,14 +67,22 @@ not JSON).`,
 			if err != nil {
 				return err
 			}
-			ans, err := c.do(cmd.Context(), http.MethodGet, actorPath(fn, id), nil, nil)
+			path := actorPath(fn, id)
+			if whole {
+				path += "?view=record"
+			}
+			ans, err := c.do(cmd.Context(), http.MethodGet, path, nil, nil)
 			if err != nil {
 				return stateError(c, err, fn, id)
+			}
+			if whole {
+				return printRecord(cmd.OutOrStdout(), f, ans)
 			}
 			return printState(cmd.OutOrStdout(), f, fn, id, ans)
 		},
 	}
 	addOutputFlag(cmd, &output, "the state as stored")
+	cmd.Flags().BoolVar(&whole, "record", false, "print the whole record: state, timers, pending effects, channels")
 	return cmd
 }
 
@@ -107,6 +121,18 @@ func stateError(c *client, err error, function, id string) error {
 }
 
 // printState prints state get's answer.
+// printRecord prints GET ...?view=record: indented JSON, or YAML with -o yaml.
+func printRecord(w io.Writer, f format, ans *answer) error {
+	var v map[string]any
+	if err := json.Unmarshal(ans.body, &v); err != nil {
+		return fmt.Errorf("the router's record view is not JSON: %w", err)
+	}
+	if f == formatHuman {
+		f = formatJSON
+	}
+	return printStructured(w, f, v)
+}
+
 func printState(w io.Writer, f format, function, id string, ans *answer) error {
 	if f == formatHuman {
 		return printValue(w, ans.body, json.Valid(ans.body))

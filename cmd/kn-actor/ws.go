@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -33,9 +34,10 @@ func newWSCommand(g *globals) *cobra.Command {
 	var (
 		output    string
 		subscribe bool
+		channel   string
 	)
 	cmd := &cobra.Command{
-		Use:   "ws FUNCTION ID",
+		Use:   "ws FUNCTION ID | ws --channel CHANNEL",
 		Short: "Talk to an actor over an interactive WebSocket session",
 		Long: `Open a WebSocket session pinned to the actor ID of FUNCTION (GET /v1/actors/FUNCTION/ID/ws).
 
@@ -51,17 +53,35 @@ ACTION [JSON].
 
 -o json prints every message of the router as it came, one JSON object per line
 ({"id","version","reply"}, {"id","error"}, {"event":"state"|"deleted",...}); -o yaml prints
-each as a YAML document.`,
+each as a YAML document.
+
+--channel CHANNEL watches a channel instead (GET /v1/channels/CHANNEL/ws): every broadcast to
+its subscribers is printed as "CHANNEL ACTION PAYLOAD" (or as the router sent it with -o json),
+until Ctrl-C.`,
 		Example: `  kn-actor ws counter alice
   add {"by":2}
   get
   ^D
-  printf 'add {"by":1}\nget\n' | kn-actor ws counter alice --subscribe -o json`,
-		Args: argsBetween(2, 2, "FUNCTION ID"),
+  printf 'add {"by":1}\nget\n' | kn-actor ws counter alice --subscribe -o json
+  kn-actor ws --channel auction.lot-1`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if channel != "" {
+				return argsBetween(0, 0, "(no arguments with --channel)")(cmd, args)
+			}
+			return argsBetween(2, 2, "FUNCTION ID")(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := parseFormat(output)
 			if err != nil {
 				return err
+			}
+			if channel != "" {
+				c, err := g.newClient()
+				if err != nil {
+					return err
+				}
+				s := &wsSession{c: c, channel: channel, format: f, out: cmd.OutOrStdout(), errw: cmd.ErrOrStderr()}
+				return s.watch(cmd.Context())
 			}
 			fn, id := args[0], args[1]
 			if err := checkActor(fn, id); err != nil {
@@ -76,6 +96,7 @@ each as a YAML document.`,
 		},
 	}
 	cmd.Flags().BoolVar(&subscribe, "subscribe", false, "also print every change of the actor's state, by any caller")
+	cmd.Flags().StringVar(&channel, "channel", "", "watch the broadcasts to a channel instead of talking to an actor")
 	addOutputFlag(cmd, &output, "replies as they came, state changes described")
 	return cmd
 }
@@ -101,6 +122,10 @@ type wsIncoming struct {
 	Event    string          `json:"event"`
 	State    json.RawMessage `json:"state"`
 	StateB64 []byte          `json:"state_b64"`
+	// A broadcast on a channel's session.
+	Channel string          `json:"channel"`
+	Action  string          `json:"action"`
+	Payload json.RawMessage `json:"payload"`
 }
 
 // parseWSLine parses one input line, ACTION [JSON]. An empty or # line gives action "".
@@ -129,6 +154,7 @@ func parseWSLine(line string) (action string, payload json.RawMessage, err error
 type wsSession struct {
 	c            *client
 	function, id string
+	channel      string // set: the session watches this channel
 	format       format
 	out, errw    io.Writer
 	mu           sync.Mutex // serializes printing (out and errw may be one terminal)
@@ -215,11 +241,35 @@ func (s *wsSession) run(ctx context.Context, stdin io.Reader, subscribe bool) er
 	return nil
 }
 
+// watch prints a channel's broadcasts until the router ends the session or ctx ends.
+func (s *wsSession) watch(ctx context.Context) error {
+	conn, err := s.dial(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	fmt.Fprintf(s.errw, "Watching channel %q: Ctrl-C to end.\n", s.channel)
+	done := make(chan struct{})
+	defer close(done)
+	readErr := make(chan error, 1)
+	go s.read(conn, make(chan bool, 1), readErr, done)
+	select {
+	case err := <-readErr:
+		return s.ended(err)
+	case <-ctx.Done():
+		s.close(conn, readErr)
+		return nil
+	}
+}
+
 // dial opens the session, explaining a refused handshake.
 func (s *wsSession) dial(ctx context.Context, subscribe bool) (*websocket.Conn, error) {
 	u := *s.c.base
 	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	target := u.String() + actorPath(s.function, s.id, "ws")
+	if s.channel != "" {
+		target = u.String() + "/v1/channels/" + url.PathEscape(s.channel) + "/ws"
+	}
 	if subscribe {
 		target += "?subscribe=1"
 	}
@@ -280,6 +330,8 @@ func (s *wsSession) print(data []byte, m *wsIncoming) {
 		}
 	}
 	switch {
+	case m.Event == "broadcast":
+		fmt.Fprintf(s.out, "%s %s %s\n", m.Channel, m.Action, m.Payload)
 	case m.Event == "deleted":
 		fmt.Fprintf(s.out, "state deleted (version %s)\n", m.Version)
 	case m.Event != "":

@@ -214,6 +214,26 @@ func (s *state) RemoveDue(ctx context.Context, d statecache.Due) error {
 	return s.of(d.Key.Function).RemoveDue(ctx, d)
 }
 
+// Join implements statecache.ChannelIndex through the function's cache.
+func (s *state) Join(ctx context.Context, channel string, k statecache.Key) error {
+	return s.of(k.Function).Join(ctx, channel, k)
+}
+
+// Leave implements statecache.ChannelIndex through the function's cache, which orders it after
+// its flushes with write-behind.
+func (s *state) Leave(ctx context.Context, channel string, k statecache.Key) error {
+	return s.of(k.Function).Leave(ctx, channel, k)
+}
+
+// Members implements statecache.ChannelIndex with the store's index, which all caches share.
+func (s *state) Members(ctx context.Context, channel string, after statecache.Key, limit int) ([]statecache.Key, error) {
+	ix, ok := s.store.(statecache.ChannelIndex)
+	if !ok {
+		return nil, statecache.ErrNoChannelIndex
+	}
+	return ix.Members(ctx, channel, after, limit)
+}
+
 // ListDue implements statecache.DueIndex with the store's index, which all caches share.
 func (s *state) ListDue(ctx context.Context, until time.Time, after statecache.Due, limit int) ([]statecache.Due, error) {
 	ix, ok := s.store.(statecache.DueIndex)

@@ -1,16 +1,24 @@
-// Command auction is an auction per actor id, closed by a durable timer.
+// Command auction is an auction per actor id, closed by a durable timer, and its bidders.
 //
-// Action "open" with {"item": "...", "duration_ms": N} (or "closes_at": RFC 3339) opens the
-// auction and sets its "close" timer; "bid" with {"bidder": "...", "amount": N} takes a bid
-// higher than the best so far while the auction is open; "status" replies the auction. When the
-// timer fires, "close" closes the auction and names the winner. The timer lives in the router's
-// store with the auction's state, so an auction closes on time through router restarts, crashes
-// and scale to zero, and closes exactly once.
+// Run without arguments it serves the auction function. Action "open" with
+// {"item": "...", "duration_ms": N} (or "closes_at": RFC 3339) opens the auction and sets its
+// "close" timer; "bid" with {"bidder": "...", "amount": N} takes a bid higher than the best so far
+// while the auction is open; "status" replies the auction. When the timer fires, "close" closes
+// the auction, names the winner, and broadcasts the result to the channel "auction.{id}". The
+// timer lives in the router's store with the auction's state, so an auction closes on time
+// through router restarts, crashes and scale to zero, and closes exactly once.
+//
+// Run as "auction bidder" it serves the bidder function: a bidder actor's "bid" with
+// {"auction": id, "amount": N} subscribes the bidder to the auction's channel and pipes the bid
+// to the auction (whose answer is the caller's); "result" is what the auction's broadcast runs on
+// every bidder, and "status" replies what the bidder won and lost. A WebSocket on
+// /v1/channels/auction.{id}/ws watches the result arrive.
 package main
 
 import (
 	"context"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/knactor/knactor/sdk"
@@ -46,7 +54,22 @@ type BidPayload struct {
 const closeTimer = "close"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "bidder" {
+		sdk.Main(newBidder())
+		return
+	}
 	sdk.Main(newActor())
+}
+
+// channelOf is the channel of an auction's bidders.
+func channelOf(auction string) string { return "auction." + auction }
+
+// Result is what an auction broadcasts to its bidders when it closes.
+type Result struct {
+	Auction string `json:"auction"`
+	Item    string `json:"item"`
+	Winner  string `json:"winner"`
+	Amount  int64  `json:"amount"`
 }
 
 func newActor() *sdk.Actor[State] {
@@ -106,5 +129,7 @@ func closeAuction(_ context.Context, t *sdk.Turn[State], _ struct{}) (State, err
 	t.State.Open = false
 	t.State.Winner = t.State.HighBidder
 	t.State.Closings++
+	t.Broadcast(sdk.Broadcast{Channel: channelOf(t.Actor), Action: "result",
+		Payload: Result{Auction: t.Actor, Item: t.State.Item, Winner: t.State.Winner, Amount: t.State.HighBid}})
 	return t.State, nil
 }

@@ -2,7 +2,11 @@
 
 Function "pycounter" has the semantics of examples/counter (the Go one): each actor holds a
 count, {"value": <int>}, that starts at 0. Action "add" with payload {"by": <int>} adds to it
-and replies {"value": <new total>}; action "get" replies {"value": <total>}. Counts and
+and replies {"value": <new total>}; action "get" replies {"value": <total>}. Action "remind"
+with {"by": <int>, "in_ms": <int>} is a reminder: it sets the actor's durable timer "reminder",
+which runs "add" with {"by": <int>} in_ms milliseconds later (a later "remind" replaces it,
+"forget" cancels it); the router keeps the timer with the state, so it fires through restarts
+and from zero pods. Counts and
 increments are 64-bit signed integers, as in Go: a sum outside that range is refused with
 422 "overflow".
 
@@ -170,7 +174,27 @@ def get(value, env):
     return {"reply": {"value": value}}
 
 
-ACTIONS = {"add": add, "get": get}
+# The longest a reminder may wait: the contract's limit on a timer's delay (366 days).
+MAX_REMIND_MS = 366 * 24 * 3600 * 1000
+
+
+def remind(value, env):
+    """Action remind: sets the timer "reminder" to add "by" to the count in "in_ms" ms."""
+    payload = payload_object(env, "remind")
+    by, in_ms = payload.get("by", 1), payload.get("in_ms")
+    if not is_int64(by) or not isinstance(in_ms, int) or isinstance(in_ms, bool) or not 0 <= in_ms <= MAX_REMIND_MS:
+        raise Refusal(400, "bad_payload", f'payload of action "remind" must be {{"by": <int>, "in_ms": 0..{MAX_REMIND_MS}}}')
+    timer = {"name": "reminder", "action": "add", "payload": {"by": by}, "in_ms": in_ms}
+    return {"reply": {"value": value, "reminder_in_ms": in_ms}, "timers": [timer]}
+
+
+def forget(value, env):
+    """Action forget: cancels the reminder, if one is set."""
+    payload_object(env, "forget")
+    return {"reply": {"value": value}, "timers": [{"name": "reminder", "cancel": True}]}
+
+
+ACTIONS = {"add": add, "get": get, "remind": remind, "forget": forget}
 
 
 def invoke(body):

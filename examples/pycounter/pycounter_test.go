@@ -30,6 +30,16 @@ var options = conformance.Options{
 	}, {
 		Name:   "get",
 		Expect: expect("", `{"value":0}`),
+	}, {
+		Name:    "remind",
+		Payload: json.RawMessage(`{"by":2,"in_ms":1000}`),
+		Expect: func(a *conformance.Answer) error {
+			if len(a.Timers) != 1 || a.Timers[0].Name != "reminder" || a.Timers[0].Action != "add" ||
+				a.Timers[0].InMS == nil || *a.Timers[0].InMS != 1000 || string(a.Timers[0].Payload) != `{"by":2}` {
+				return fmt.Errorf("want the timer reminder, add {\"by\":2} in 1000 ms; got %+v", a.Timers)
+			}
+			return nil
+		},
 	}},
 }
 

@@ -72,6 +72,9 @@ type Entry struct {
 	Status   int
 	Reply    []byte
 	RawReply bool // Reply is bytes (reply_b64), not JSON
+	// Hop marks a call whose turn handed the call on (forward, pipe): Reply holds the hop's
+	// encoding, and a repeat follows it to the final reply instead of answering Reply.
+	Hop bool
 }
 
 // Record is an actor's stored value, decoded. The zero Record is an actor without state or keys.
@@ -98,6 +101,7 @@ const (
 	formatV2     = 2 // format 1 and a schedule block (timers, outbox, channels)
 	flagHasState = 1
 	flagRawReply = 1
+	flagHop      = 2
 )
 
 // ErrCorrupt reports a value in record form that cannot be decoded.
@@ -357,7 +361,10 @@ func appendBody(b []byte, e *Entry) []byte {
 	b = binary.AppendUvarint(b, uint64(e.Status))
 	var f byte
 	if e.RawReply {
-		f = flagRawReply
+		f |= flagRawReply
+	}
+	if e.Hop {
+		f |= flagHop
 	}
 	b = append(b, f)
 	return appendBytes(b, e.Reply)
@@ -386,7 +393,8 @@ func parseBody(body []byte) (Entry, bool) {
 	copy(e.Digest[:], d.fixed(len(Digest{})))
 	e.At = time.Unix(0, d.varint())
 	status := d.uvarint()
-	e.RawReply = d.byte()&flagRawReply != 0
+	f := d.byte()
+	e.RawReply, e.Hop = f&flagRawReply != 0, f&flagHop != 0
 	e.Reply = d.bytes()
 	if d.err != nil || len(d.b) != 0 || status > 999 {
 		return Entry{}, false

@@ -29,6 +29,9 @@ type Outgoing struct {
 	Action   string
 	Payload  []byte // JSON; nil is null
 	CausedBy string // the request id of the turn that asked for it
+	// Channel, when set, makes the entry a broadcast: Action runs as a turn of every actor
+	// subscribed to Channel (Function and Actor are empty).
+	Channel string
 }
 
 // schedule is what a record holds besides state and keys: timers, the outbox and the channels
@@ -37,7 +40,7 @@ type Outgoing struct {
 // The block, after the entries of format 1:
 //
 //	count timer...    timer:    name | due (varint ms) | every (uvarint ms) | action | payload
-//	count outgoing... outgoing: key | due (varint ms) | attempts | function | actor | action | payload | caused_by
+//	count outgoing... outgoing: key | due (varint ms) | attempts | function | actor | action | payload | caused_by | channel
 //	count channel...  channel:  name
 type schedule struct {
 	Timers   []Timer
@@ -70,6 +73,7 @@ func (s *schedule) append(b []byte) []byte {
 		}
 		b = appendBytes(b, o.Payload)
 		b = appendBytes(b, []byte(o.CausedBy))
+		b = appendBytes(b, []byte(o.Channel))
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.Channels)))
 	for _, c := range s.Channels {
@@ -115,6 +119,7 @@ func decodeSchedule(b []byte) (schedule, error) {
 		o.Function, o.Actor, o.Action = str(), str(), str()
 		o.Payload = payload()
 		o.CausedBy = str()
+		o.Channel = str()
 		s.Outbox = append(s.Outbox, o)
 	}
 	for range count() {

@@ -1,6 +1,7 @@
 // Package storetest is the contract test suite of statecache.Store: every implementation must
 // pass Run. It checks conditional writes, deletion, id escaping and concurrent writers.
-// RunDueIndex is the suite of statecache.DueIndex.
+// RunDueIndex is the suite of statecache.DueIndex, RunChannelIndex that of
+// statecache.ChannelIndex.
 package storetest
 
 import (
@@ -8,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -422,6 +424,30 @@ func testBatch(t *testing.T, s statecache.Store) {
 	}
 }
 
+// maxPages bounds a Pages listing: a cursor that does not move forward must fail the test, not
+// hang it.
+const maxPages = 10000
+
+// Pages lists every item of an index through list, limit at a time: the first page after the
+// zero cursor, each next one after the last item of the one before, until a page is short. It
+// returns the items in the order listed and the size of each page.
+func Pages[T any](t *testing.T, limit int, list func(after T, limit int) []T) (all []T, sizes []int) {
+	t.Helper()
+	var after T
+	for page := 0; ; page++ {
+		if page > maxPages {
+			t.Fatalf("paging does not end: %d pages of %d", page, limit)
+		}
+		got := list(after, limit)
+		all = append(all, got...)
+		sizes = append(sizes, len(got))
+		if len(got) < limit || len(got) == 0 {
+			return all, sizes
+		}
+		after = got[len(got)-1]
+	}
+}
+
 // RunDueIndex runs the contract suite of a due-time index. open returns a new, empty index for
 // each subtest.
 func RunDueIndex(t *testing.T, open func(t *testing.T) statecache.DueIndex) {
@@ -600,21 +626,9 @@ func testDuePaging(t *testing.T, idx statecache.DueIndex) {
 	until := dueBase.Add(time.Duration(n/3) * time.Millisecond)
 	want := sortedDues(t, ds)
 
-	var all []statecache.Due
-	var sizes []int
-	after := statecache.Due{}
-	for page := 0; ; page++ {
-		if page > n {
-			t.Fatalf("paging does not end: %d pages", page)
-		}
-		got := listDue(t, idx, until, after, limit)
-		all = append(all, got...)
-		sizes = append(sizes, len(got))
-		if len(got) < limit {
-			break
-		}
-		after = got[len(got)-1]
-	}
+	all, sizes := Pages(t, limit, func(after statecache.Due, limit int) []statecache.Due {
+		return listDue(t, idx, until, after, limit)
+	})
 	if !slices.Equal(sizes, []int{7, 7, 7, 4}) {
 		t.Errorf("pages of %v entries, want [7 7 7 4]", sizes)
 	}
@@ -688,15 +702,9 @@ func testDueTrickyIDs(t *testing.T, idx statecache.DueIndex) {
 	until := dueBase.Add(time.Minute)
 	want := sortedDues(t, ds)
 	wantDues(t, "one listing", listDue(t, idx, until, statecache.Due{}, len(ds)+1), want)
-	var all []statecache.Due
-	for after := (statecache.Due{}); ; {
-		got := listDue(t, idx, until, after, 4)
-		all = append(all, got...)
-		if len(got) < 4 {
-			break
-		}
-		after = got[len(got)-1]
-	}
+	all, _ := Pages(t, 4, func(after statecache.Due, limit int) []statecache.Due {
+		return listDue(t, idx, until, after, limit)
+	})
 	wantDues(t, "pages of 4", all, want)
 	for _, d := range ds {
 		removeDue(t, idx, d)
@@ -731,4 +739,313 @@ func testDueInvalid(t *testing.T, idx statecache.DueIndex) {
 		t.Errorf("ListDue(after a Due without a key): err = %v, want ErrInvalidKey", err)
 	}
 	wantDues(t, "after refused writes", listDue(t, idx, dueBase.Add(time.Minute), statecache.Due{}, 10), nil)
+}
+
+// RunChannelIndex runs the contract suite of a channel index. open returns a new, empty index
+// for each subtest.
+func RunChannelIndex(t *testing.T, open func(t *testing.T) statecache.ChannelIndex) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, idx statecache.ChannelIndex)
+	}{
+		{"MembersInNameOrder", testMembersOrder},
+		{"AfterPagesThroughEveryMemberOnce", testMembersPaging},
+		{"Leave", testLeave},
+		{"JoinTwiceIsOneMember", testJoinTwice},
+		{"LeaveAbsentIsNotAnError", testLeaveAbsent},
+		{"ChannelsAreSeparate", testChannelsSeparate},
+		{"TrickyIDsRoundTrip", testMembersTrickyIDs},
+		{"InvalidChannels", testInvalidChannels},
+		{"InvalidKeys", testMembersInvalidKeys},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+func key(fn, id string) statecache.Key { return statecache.Key{Function: fn, ID: id} }
+
+func join(t *testing.T, idx statecache.ChannelIndex, channel string, keys ...statecache.Key) {
+	t.Helper()
+	for _, k := range keys {
+		if err := idx.Join(ctx, channel, k); err != nil {
+			t.Fatalf("Join(%q, %.40q): %v", channel, k.String(), err)
+		}
+	}
+}
+
+func leave(t *testing.T, idx statecache.ChannelIndex, channel string, keys ...statecache.Key) {
+	t.Helper()
+	for _, k := range keys {
+		if err := idx.Leave(ctx, channel, k); err != nil {
+			t.Fatalf("Leave(%q, %.40q): %v", channel, k.String(), err)
+		}
+	}
+}
+
+func members(t *testing.T, idx statecache.ChannelIndex, channel string, after statecache.Key, limit int) []statecache.Key {
+	t.Helper()
+	got, err := idx.Members(ctx, channel, after, limit)
+	if err != nil {
+		t.Fatalf("Members(%q, after %.40q, limit %d): %v", channel, after.String(), limit, err)
+	}
+	if len(got) > max(limit, 0) {
+		t.Fatalf("Members(limit %d) returned %d members", limit, len(got))
+	}
+	return got
+}
+
+// allMembers pages through channel's members, limit at a time.
+func allMembers(t *testing.T, idx statecache.ChannelIndex, channel string, limit int) []statecache.Key {
+	t.Helper()
+	all, _ := Pages(t, limit, func(after statecache.Key, limit int) []statecache.Key {
+		return members(t, idx, channel, after, limit)
+	})
+	return all
+}
+
+// sortedKeys returns keys in a member list's order, by Key.ObjectName, each once.
+func sortedKeys(t *testing.T, keys []statecache.Key) []statecache.Key {
+	t.Helper()
+	names := make(map[string]statecache.Key, len(keys))
+	for _, k := range keys {
+		name, err := k.ObjectName()
+		if err != nil {
+			t.Fatalf("ObjectName(%.40q): %v", k.String(), err)
+		}
+		names[name] = k
+	}
+	out := make([]statecache.Key, 0, len(names))
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		out = append(out, names[name])
+	}
+	return out
+}
+
+func wantKeys(t *testing.T, what string, got, want []statecache.Key) {
+	t.Helper()
+	if slices.Equal(got, want) {
+		return
+	}
+	show := func(ks []statecache.Key) string {
+		var b strings.Builder
+		for _, k := range ks {
+			fmt.Fprintf(&b, "\n\t%.40q (%d bytes)", k.String(), len(k.ID))
+		}
+		return b.String()
+	}
+	t.Fatalf("%s: got %d members:%s\nwant %d:%s", what, len(got), show(got), len(want), show(want))
+}
+
+func testMembersOrder(t *testing.T, idx statecache.ChannelIndex) {
+	if got := members(t, idx, "news", statecache.Key{}, 10); len(got) != 0 {
+		t.Fatalf("an empty index lists %d members", len(got))
+	}
+	keys := []statecache.Key{
+		key("beta", "a"), key("alpha", "c"), key("alpha", "B"), key("alpha", "a"), key("alpha-2", "a"),
+		key("alpha", "a b"), key("alpha", "0"), key("gamma", "z"), key("alpha", "ab"),
+	}
+	join(t, idx, "news", keys...)
+	want := sortedKeys(t, keys)
+	wantKeys(t, "all members", members(t, idx, "news", statecache.Key{}, 100), want)
+	wantKeys(t, "the first 3", members(t, idx, "news", statecache.Key{}, 3), want[:3])
+	for _, limit := range []int{0, -1} {
+		if got := members(t, idx, "news", statecache.Key{}, limit); len(got) != 0 {
+			t.Fatalf("limit %d lists %d members", limit, len(got))
+		}
+	}
+}
+
+func testMembersPaging(t *testing.T, idx statecache.ChannelIndex) {
+	const n, limit = 25, 7
+	var keys []statecache.Key
+	for i := range n {
+		// Named against the order they join in, over two functions.
+		keys = append(keys, key([]string{"page", "paged"}[i%2], fmt.Sprintf("id-%02d", n-i)))
+	}
+	join(t, idx, "paging", keys...)
+	join(t, idx, "paging-other", key("page", "other")) // another channel: never listed
+	want := sortedKeys(t, keys)
+
+	all, sizes := Pages(t, limit, func(after statecache.Key, limit int) []statecache.Key {
+		return members(t, idx, "paging", after, limit)
+	})
+	if !slices.Equal(sizes, []int{7, 7, 7, 4}) {
+		t.Errorf("pages of %v members, want [7 7 7 4]", sizes)
+	}
+	wantKeys(t, "every page", all, want)
+	if got := members(t, idx, "paging", want[n-1], limit); len(got) != 0 {
+		t.Fatalf("after the last member: %d members", len(got))
+	}
+
+	// A cursor need not be a member any more: the listing goes on after where it was.
+	leave(t, idx, "paging", want[10])
+	wantKeys(t, "after a member that left", members(t, idx, "paging", want[10], limit), want[11:11+limit])
+	// Nor have been one: a cursor between two members starts at the later one.
+	between := key(want[4].Function, want[4].ID+"0")
+	wantKeys(t, "after a name between two", members(t, idx, "paging", between, 2), want[5:7])
+	// Nor be of a function that has members.
+	wantKeys(t, "after a function before all", members(t, idx, "paging", key("a", "z"), 2), want[:2])
+	if got := members(t, idx, "paging", key("zzz", "a"), limit); len(got) != 0 {
+		t.Fatalf("after a function after all: %d members", len(got))
+	}
+}
+
+func testLeave(t *testing.T, idx statecache.ChannelIndex) {
+	a, b, c := key("leave", "a"), key("leave", "b"), key("leave", "c")
+	join(t, idx, "room", a, b, c)
+	join(t, idx, "hall", b)
+	leave(t, idx, "room", b)
+	wantKeys(t, "room after b left", members(t, idx, "room", statecache.Key{}, 10), []statecache.Key{a, c})
+	wantKeys(t, "hall, which b did not leave", members(t, idx, "hall", statecache.Key{}, 10), []statecache.Key{b})
+	// The same id in another function is another member.
+	leave(t, idx, "room", key("leave-2", "a"))
+	wantKeys(t, "room after another function's a left", members(t, idx, "room", statecache.Key{}, 10), []statecache.Key{a, c})
+	leave(t, idx, "room", a, c)
+	wantKeys(t, "room after all left", members(t, idx, "room", statecache.Key{}, 10), nil)
+}
+
+func testJoinTwice(t *testing.T, idx statecache.ChannelIndex) {
+	k := key("twice", "a")
+	join(t, idx, "room", k, k)
+	wantKeys(t, "one member", members(t, idx, "room", statecache.Key{}, 10), []statecache.Key{k})
+	leave(t, idx, "room", k)
+	wantKeys(t, "after it left once", members(t, idx, "room", statecache.Key{}, 10), nil)
+}
+
+func testLeaveAbsent(t *testing.T, idx statecache.ChannelIndex) {
+	k := key("absent", "a")
+	leave(t, idx, "room", k)
+	leave(t, idx, "never-joined", k)
+	join(t, idx, "room", k)
+	leave(t, idx, "room", k)
+	leave(t, idx, "room", k)
+	wantKeys(t, "listed", members(t, idx, "room", statecache.Key{}, 10), nil)
+}
+
+// testChannelsSeparate joins channels whose names extend each other, or sort right before or
+// after each other's member names ("a-" and "a." before "a/", "a0" just after "a/"): each
+// lists its own members only.
+func testChannelsSeparate(t *testing.T, idx statecache.ChannelIndex) {
+	long := strings.Repeat("c", statecache.MaxChannelLen)
+	channels := []string{"a", "ab", "a-", "a.", "a0", "a_", "A", "b", "0", "_", long, long[:statecache.MaxChannelLen-1]}
+	shared := key("fn", "everywhere")
+	for i, ch := range channels {
+		join(t, idx, ch, shared, key("fn", fmt.Sprint("only-", i)))
+	}
+	for i, ch := range channels {
+		want := sortedKeys(t, []statecache.Key{shared, key("fn", fmt.Sprint("only-", i))})
+		wantKeys(t, fmt.Sprintf("members of %.20q", ch), members(t, idx, ch, statecache.Key{}, 10), want)
+		wantKeys(t, fmt.Sprintf("members of %.20q one at a time", ch), allMembers(t, idx, ch, 1), want)
+		// A cursor past a channel's last member lists nothing of the next channel.
+		if got := members(t, idx, ch, want[len(want)-1], 10); len(got) != 0 {
+			t.Fatalf("after the last member of %.20q: %v", ch, got)
+		}
+	}
+	// Leaving one channel keeps the others.
+	leave(t, idx, "a", shared)
+	wantKeys(t, "a after shared left", members(t, idx, "a", statecache.Key{}, 10), []statecache.Key{key("fn", "only-0")})
+	wantKeys(t, "ab", members(t, idx, "ab", statecache.Key{}, 10), sortedKeys(t, []statecache.Key{shared, key("fn", "only-1")}))
+	if got := members(t, idx, "c", statecache.Key{}, 10); len(got) != 0 {
+		t.Fatalf("a channel nobody joined lists %v", got)
+	}
+}
+
+func testMembersTrickyIDs(t *testing.T, idx statecache.ChannelIndex) {
+	var keys []statecache.Key
+	hashed := 0
+	for _, id := range TrickyIDs {
+		k := key("tricky", id)
+		name, err := statecache.MemberName("tricky-ids", k)
+		if err != nil {
+			t.Fatalf("MemberName(%q): %v", id, err)
+		}
+		if strings.Contains(name, "/~") {
+			hashed++
+		}
+		keys = append(keys, k)
+	}
+	if hashed == 0 {
+		t.Fatal("no tricky id is named by its hash")
+	}
+	join(t, idx, "tricky-ids", keys...)
+	want := sortedKeys(t, keys)
+	wantKeys(t, "one listing", members(t, idx, "tricky-ids", statecache.Key{}, len(keys)+1), want)
+	wantKeys(t, "pages of 4", allMembers(t, idx, "tricky-ids", 4), want)
+	// Leaving takes exactly the id it names: every other one first, then the rest.
+	var left, kept []statecache.Key
+	for i, k := range want {
+		if i%2 == 0 {
+			left = append(left, k)
+		} else {
+			kept = append(kept, k)
+		}
+	}
+	leave(t, idx, "tricky-ids", left...)
+	wantKeys(t, "after every other one left", members(t, idx, "tricky-ids", statecache.Key{}, len(keys)), kept)
+	leave(t, idx, "tricky-ids", kept...)
+	wantKeys(t, "after all left", members(t, idx, "tricky-ids", statecache.Key{}, len(keys)), nil)
+}
+
+func testInvalidChannels(t *testing.T, idx statecache.ChannelIndex) {
+	k := key("fn", "a")
+	tests := []struct{ name, channel string }{
+		{"empty", ""},
+		{"slash", "a/b"},
+		{"trailing slash", "a/"},
+		{"leading dot", ".x"},
+		{"dot", "."},
+		{"dot dot", ".."},
+		{"too long", strings.Repeat("c", statecache.MaxChannelLen+1)},
+		{"space", "a b"},
+		{"unicode", "é"},
+		{"tilde", "~a"},
+		{"percent", "a%2F"},
+		{"nul", "a\x00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := idx.Join(ctx, tt.channel, k); !errors.Is(err, statecache.ErrInvalidKey) {
+				t.Errorf("Join(%q): err = %v, want ErrInvalidKey", tt.channel, err)
+			}
+			if err := idx.Leave(ctx, tt.channel, k); !errors.Is(err, statecache.ErrInvalidKey) {
+				t.Errorf("Leave(%q): err = %v, want ErrInvalidKey", tt.channel, err)
+			}
+			for _, limit := range []int{10, 0} {
+				if _, err := idx.Members(ctx, tt.channel, statecache.Key{}, limit); !errors.Is(err, statecache.ErrInvalidKey) {
+					t.Errorf("Members(%q, limit %d): err = %v, want ErrInvalidKey", tt.channel, limit, err)
+				}
+			}
+		})
+	}
+	// Nothing was joined under a name a refused channel could stand for.
+	for _, ch := range []string{"a", "b", "x", "c"} {
+		if got := members(t, idx, ch, statecache.Key{}, 10); len(got) != 0 {
+			t.Fatalf("%q lists %v after refused joins", ch, got)
+		}
+	}
+}
+
+func testMembersInvalidKeys(t *testing.T, idx statecache.ChannelIndex) {
+	for _, k := range []statecache.Key{
+		{Function: "", ID: "x"},
+		{Function: "Upper", ID: "x"},
+		{Function: "../etc", ID: "x"},
+		{Function: "a/b", ID: "x"},
+		{Function: ".channels", ID: "x"},
+		{Function: "counter", ID: ""},
+		{Function: "counter", ID: strings.Repeat("x", statecache.MaxIDBytes+1)},
+		{Function: "counter", ID: "bad\xffutf8"},
+	} {
+		if err := idx.Join(ctx, "room", k); !errors.Is(err, statecache.ErrInvalidKey) {
+			t.Errorf("Join(%q): err = %v, want ErrInvalidKey", k, err)
+		}
+		if err := idx.Leave(ctx, "room", k); !errors.Is(err, statecache.ErrInvalidKey) {
+			t.Errorf("Leave(%q): err = %v, want ErrInvalidKey", k, err)
+		}
+		if _, err := idx.Members(ctx, "room", k, 10); !errors.Is(err, statecache.ErrInvalidKey) {
+			t.Errorf("Members(after %q): err = %v, want ErrInvalidKey", k, err)
+		}
+	}
+	wantKeys(t, "after refused joins", members(t, idx, "room", statecache.Key{}, 10), nil)
 }

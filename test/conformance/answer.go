@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"regexp"
+	"time"
 	"unicode/utf8"
 )
 
@@ -24,8 +25,17 @@ var (
 	codeRE   = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 )
 
-// reservedFields are answer fields reserved for a later version of the contract.
-var reservedFields = []string{"forward", "pipe", "broadcast"}
+// Limits of contract version 2 (timers and workflows).
+const (
+	maxTimers        = 64
+	minTimerEveryMS  = 100
+	maxTimerDelayMS  = 366 * 24 * 3600 * 1000
+	maxTimerPayload  = 64 << 10
+	maxChannels      = 64
+	maxChannelLength = 128
+)
+
+var channelRE = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$`)
 
 // Answer is a function's answer to one invocation, checked against the contract's schema.
 type Answer struct {
@@ -49,6 +59,39 @@ type Answer struct {
 	Delete bool
 	// Effects are the invocations the answer asks for after the turn commits.
 	Effects []Effect
+	// Timers are the timer changes the answer asks for, in order.
+	Timers []TimerChange
+	// Forward and Pipe hand the call on to another actor (at most one is set).
+	Forward, Pipe *Target
+	// Broadcasts are the messages to channels' subscribers.
+	Broadcasts []Broadcast
+	// Subscribe and Unsubscribe are the channels the actor joins and leaves.
+	Subscribe, Unsubscribe []string
+}
+
+// TimerChange is one entry of an answer's timers: a set, or a cancel.
+type TimerChange struct {
+	Name    string          `json:"name"`
+	Cancel  bool            `json:"cancel"`
+	Action  string          `json:"action"`
+	Payload json.RawMessage `json:"payload"`
+	InMS    *int64          `json:"in_ms"`
+	At      *string         `json:"at"`
+	EveryMS int64           `json:"every_ms"`
+}
+
+// Target is the actor and action of a forward or a pipe.
+type Target struct {
+	Function string `json:"function"`
+	Actor    string `json:"actor"`
+	Action   string `json:"action"`
+}
+
+// Broadcast is one entry of an answer's broadcast list.
+type Broadcast struct {
+	Channel string          `json:"channel"`
+	Action  string          `json:"action"`
+	Payload json.RawMessage `json:"payload"`
 }
 
 // ErrorForm is the error form of an answer: {"error":{"status","code","message"}}.
@@ -105,11 +148,6 @@ func parseAnswer(status int, header http.Header, body []byte) (*Answer, error) {
 
 // parseSuccess checks and decodes the fields of a success answer into a.
 func (a *Answer) parseSuccess(fields map[string]json.RawMessage) error {
-	for _, name := range reservedFields {
-		if _, ok := fields[name]; ok {
-			return fmt.Errorf("field %q is reserved for a later version of the contract", name)
-		}
-	}
 	a.State, a.Reply = fields["state"], fields["reply"]
 	var errs []error
 	errs = append(errs,
@@ -117,6 +155,12 @@ func (a *Answer) parseSuccess(fields map[string]json.RawMessage) error {
 		decodeField(fields, "reply_b64", &a.ReplyB64),
 		decodeField(fields, "delete", &a.Delete),
 		decodeField(fields, "effects", &a.Effects),
+		decodeField(fields, "timers", &a.Timers),
+		decodeField(fields, "forward", &a.Forward),
+		decodeField(fields, "pipe", &a.Pipe),
+		decodeField(fields, "broadcast", &a.Broadcasts),
+		decodeField(fields, "subscribe", &a.Subscribe),
+		decodeField(fields, "unsubscribe", &a.Unsubscribe),
 	)
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -134,6 +178,75 @@ func (a *Answer) parseSuccess(fields map[string]json.RawMessage) error {
 	for i, e := range a.Effects {
 		if err := e.check(); err != nil {
 			return fmt.Errorf("effect %d: %w", i, err)
+		}
+	}
+	return a.checkWorkflow()
+}
+
+// checkWorkflow checks the fields of contract version 2: timers, forward and pipe, broadcasts
+// and subscriptions.
+func (a *Answer) checkWorkflow() error {
+	if len(a.Timers) > maxTimers {
+		return fmt.Errorf("%d timer changes, at most %d are allowed", len(a.Timers), maxTimers)
+	}
+	for i, t := range a.Timers {
+		if err := t.check(); err != nil {
+			return fmt.Errorf("timer %d: %w", i, err)
+		}
+	}
+	if a.Forward != nil && a.Pipe != nil {
+		return errors.New("both forward and pipe are set")
+	}
+	for kind, t := range map[string]*Target{"forward": a.Forward, "pipe": a.Pipe} {
+		if t == nil {
+			continue
+		}
+		if err := (Effect{Function: t.Function, Actor: t.Actor, Action: t.Action}).check(); err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+	}
+	if n := len(a.Effects) + len(a.Broadcasts); n > maxEffects {
+		return fmt.Errorf("%d effects and broadcasts, at most %d are allowed", n, maxEffects)
+	}
+	for i, b := range a.Broadcasts {
+		if !channelRE.MatchString(b.Channel) || !actionRE.MatchString(b.Action) {
+			return fmt.Errorf("broadcast %d: invalid channel %q or action %q", i, b.Channel, b.Action)
+		}
+	}
+	if len(a.Subscribe) > maxChannels || len(a.Unsubscribe) > maxChannels {
+		return fmt.Errorf("more than %d channels joined or left", maxChannels)
+	}
+	for _, c := range append(append([]string(nil), a.Subscribe...), a.Unsubscribe...) {
+		if !channelRE.MatchString(c) {
+			return fmt.Errorf("invalid channel name %q (1 to %d characters of [A-Za-z0-9_.-], not starting with '.')", c, maxChannelLength)
+		}
+	}
+	return nil
+}
+
+// check checks one timer change.
+func (t TimerChange) check() error {
+	switch {
+	case !actionRE.MatchString(t.Name):
+		return fmt.Errorf("invalid timer name %q", t.Name)
+	case t.Cancel:
+		return nil
+	case !actionRE.MatchString(t.Action):
+		return fmt.Errorf("timer %q: invalid action %q", t.Name, t.Action)
+	case t.InMS != nil && t.At != nil:
+		return fmt.Errorf("timer %q: in_ms and at are exclusive", t.Name)
+	case t.InMS == nil && t.At == nil && t.EveryMS == 0:
+		return fmt.Errorf("timer %q: needs in_ms, at or every_ms", t.Name)
+	case t.InMS != nil && (*t.InMS < 0 || *t.InMS > maxTimerDelayMS):
+		return fmt.Errorf("timer %q: in_ms %d is outside 0..%d", t.Name, *t.InMS, maxTimerDelayMS)
+	case t.EveryMS != 0 && (t.EveryMS < minTimerEveryMS || t.EveryMS > maxTimerDelayMS):
+		return fmt.Errorf("timer %q: every_ms %d is outside %d..%d", t.Name, t.EveryMS, minTimerEveryMS, maxTimerDelayMS)
+	case len(t.Payload) > maxTimerPayload:
+		return fmt.Errorf("timer %q: payload over %d bytes", t.Name, maxTimerPayload)
+	}
+	if t.At != nil {
+		if _, err := time.Parse(time.RFC3339Nano, *t.At); err != nil {
+			return fmt.Errorf("timer %q: at is not an RFC 3339 time: %v", t.Name, err)
 		}
 	}
 	return nil

@@ -21,6 +21,7 @@ func TestParseAnswer(t *testing.T) {
 		{"null state stores null", 200, jsonType, `{"state":null}`, ""},
 		{"binary state and reply", 200, jsonType, `{"state_b64":"AAE=","reply_b64":""}`, ""},
 		{"delete", 200, jsonType, `{"delete":true,"reply":"bye"}`, ""},
+		{"workflow fields", 200, jsonType, `{"timers":[{"name":"t","action":"x","in_ms":5},{"name":"u","cancel":true},{"name":"v","action":"x","every_ms":100,"at":"2026-12-04T12:00:00Z"}],"pipe":{"function":"g","actor":"a","action":"x"},"broadcast":[{"channel":"c-1","action":"x","payload":{}}],"subscribe":["c-1"],"unsubscribe":["c.2"]}`, ""},
 		{"null fields are absent", 200, jsonType, `{"state_b64":null,"delete":null,"effects":null,"error":null}`, ""},
 		{"unknown fields are ignored", 200, jsonType, `{"future":1}`, ""},
 		{"error form with 200", 200, jsonType, `{"error":{"status":409,"code":"taken","message":"m"}}`, ""},
@@ -50,8 +51,13 @@ func TestParseAnswer(t *testing.T) {
 		{"effect delay too long", 200, jsonType, `{"effects":[{"actor":"a","action":"go","delay_ms":86400001}]}`, "outside"},
 		{"effect delay not an integer", 200, jsonType, `{"effects":[{"actor":"a","action":"go","delay_ms":1.5}]}`, `field "effects"`},
 		{"too many effects", 200, jsonType, `{"effects":[` + strings.Repeat(`{"actor":"a","action":"go"},`, 64) + `{"actor":"a","action":"go"}]}`, "65 effects"},
-		{"reserved forward", 200, jsonType, `{"forward":{"actor":"a"}}`, "reserved"},
-		{"reserved broadcast", 200, jsonType, `{"broadcast":null}`, "reserved"},
+		{"forward without action", 200, jsonType, `{"forward":{"actor":"a"}}`, "forward: invalid action"},
+		{"forward and pipe", 200, jsonType, `{"forward":{"actor":"a","action":"x"},"pipe":{"actor":"a","action":"x"}}`, "both forward and pipe"},
+		{"timer without a time", 200, jsonType, `{"timers":[{"name":"t","action":"x"}]}`, "needs in_ms, at or every_ms"},
+		{"timer too frequent", 200, jsonType, `{"timers":[{"name":"t","action":"x","every_ms":99}]}`, "outside"},
+		{"timer bad at", 200, jsonType, `{"timers":[{"name":"t","action":"x","at":"tomorrow"}]}`, "RFC 3339"},
+		{"broadcast bad channel", 200, jsonType, `{"broadcast":[{"channel":"a/b","action":"x"}]}`, "invalid channel"},
+		{"subscribe hidden channel", 200, jsonType, `{"subscribe":[".x"]}`, "invalid channel name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

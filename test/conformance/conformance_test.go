@@ -124,7 +124,7 @@ func TestChecks(t *testing.T) {
 		{"rejects unknown fields", &fake{strictFields: true}, echo, []string{"unknown_fields"}},
 		{"crashes on binary state", &fake{crashBinary: true}, echo, []string{"binary_state"}},
 		{"nondeterministic", &fake{nondeterminism: true}, echo, []string{"deterministic/echo", "unknown_fields", "null_state"}},
-		{"sends a reserved field", &fake{answer: `{"pipe":{}}`}, echo,
+		{"sends an invalid pipe", &fake{answer: `{"pipe":{}}`}, echo,
 			[]string{"action/echo", "deterministic/echo", "unknown_fields", "null_state", "concurrent_actors", "large_state", "binary_payload"}},
 		{"fails Expect", &fake{}, conformance.Options{Actions: []conformance.Action{{
 			Name:   "echo",

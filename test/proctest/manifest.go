@@ -17,16 +17,22 @@ func CounterManifest(t testing.TB, name string, annotations ...string) string {
 }
 
 // Manifest writes a Knative Service named name that runs the package pkg (a path from the
-// repository root, such as "examples/auction") from its built binary, with the given template
-// annotations as key, value pairs, and returns the file's path.
+// repository root, such as "examples/auction", optionally followed by arguments after spaces:
+// "examples/auction bidder") from its built binary, with the given template annotations as key,
+// value pairs, and returns the file's path.
 func Manifest(t testing.TB, name, pkg string, annotations ...string) string {
 	t.Helper()
 	if len(annotations)%2 != 0 {
 		t.Fatalf("Manifest: annotations come in key, value pairs, got %d strings", len(annotations))
 	}
+	pkg, args, _ := strings.Cut(pkg, " ")
+	command := Build(t, pkg)
+	if args != "" {
+		command += " " + args
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: %s\nspec:\n  template:\n"+
-		"    metadata:\n      annotations:\n        knactor.dev/command: %q\n", name, Build(t, pkg))
+		"    metadata:\n      annotations:\n        knactor.dev/command: %q\n", name, command)
 	for i := 0; i < len(annotations); i += 2 {
 		fmt.Fprintf(&b, "        %s: %q\n", annotations[i], annotations[i+1])
 	}

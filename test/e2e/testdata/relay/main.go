@@ -1,10 +1,16 @@
-// Command relay is a test function whose turns ask for effects: action "fan" with
-// {"function": F, "prefix": P, "count": N, "delay_ms": D} asks for N effects, "add" {"by": 1} to
-// actors P0..P(N-1) of function F, after D milliseconds. The e2e tests count what arrives.
+// Command relay is a test function whose turns ask for effects and hand calls on.
+//
+//   - "fan" with {"function": F, "prefix": P, "count": N, "delay_ms": D} asks for N effects,
+//     "add" {"by": 1} to actors P0..P(N-1) of function F, after D milliseconds.
+//   - "pipe" with {"by": N, "route": [target, ...]} pipes {"by": N, "route": rest} to the first
+//     target; "forward" forwards its payload, unchanged, to the first target of its route.
+//
+// The e2e tests count what arrives.
 package main
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -18,19 +24,41 @@ type fanPayload struct {
 	DelayMS  int64  `json:"delay_ms"`
 }
 
+type routePayload struct {
+	By    int          `json:"by"`
+	Route []sdk.Target `json:"route"`
+}
+
+type state struct {
+	Fans int `json:"fans"`
+	Hops int `json:"hops"`
+}
+
 func main() {
-	a := sdk.NewActor[struct {
-		Fans int `json:"fans"`
-	}]()
-	sdk.Handle(a, "fan", func(_ context.Context, t *sdk.Turn[struct {
-		Fans int `json:"fans"`
-	}], p fanPayload) (int, error) {
+	a := sdk.NewActor[state]()
+	sdk.Handle(a, "fan", func(_ context.Context, t *sdk.Turn[state], p fanPayload) (int, error) {
 		for i := range p.Count {
 			t.Effect(sdk.Effect{Function: p.Function, Actor: p.Prefix + strconv.Itoa(i), Action: "add",
 				Payload: map[string]int{"by": 1}, Delay: time.Duration(p.DelayMS) * time.Millisecond})
 		}
 		t.State.Fans++
 		return t.State.Fans, nil
+	})
+	sdk.Handle(a, "pipe", func(_ context.Context, t *sdk.Turn[state], p routePayload) (routePayload, error) {
+		if len(p.Route) == 0 {
+			return routePayload{}, sdk.Errorf(http.StatusBadRequest, "bad_payload", "an empty route")
+		}
+		t.State.Hops++
+		t.Pipe(p.Route[0])
+		return routePayload{By: p.By, Route: p.Route[1:]}, nil
+	})
+	sdk.Handle(a, "forward", func(_ context.Context, t *sdk.Turn[state], p routePayload) (struct{}, error) {
+		if len(p.Route) == 0 {
+			return struct{}{}, sdk.Errorf(http.StatusBadRequest, "bad_payload", "an empty route")
+		}
+		t.State.Hops++
+		t.Forward(p.Route[0])
+		return struct{}{}, nil
 	})
 	sdk.Main(a)
 }

@@ -1,0 +1,123 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/knactor/knactor/statecache"
+)
+
+// BenchmarkTimers arms n timers of n actors due at one instant, then measures how fast the
+// router fires them (timers/s, from the due time to the last firing) and how late (p50 and p99
+// of the function's clock at the firing minus the due time), over the local store through a
+// write-through cache, as `knactor up` runs:
+//
+//	go test -run XXX -bench Timers -benchtime 1x ./router/
+func BenchmarkTimers(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run("timers="+strconv.Itoa(n), func(b *testing.B) {
+			store, err := statecache.OpenPebbleStore(b.TempDir(), statecache.PebbleOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { store.Close() })
+			cache, err := statecache.NewCache(store, statecache.Config{MaxBytes: 256 << 20})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = cache.Close(context.Background()) })
+			var (
+				mu   sync.Mutex
+				late []time.Duration
+				last time.Time
+			)
+			rig := newBenchRig(b, cache)
+			rig.r.backends.(*Static).Set(Function{Name: "alarm"}, rig.pod("alarm:1", func(ctx *fasthttp.RequestCtx) {
+				var env struct {
+					Action   string
+					Payload  struct{ At string }
+					Metadata map[string]string
+				}
+				if err := json.Unmarshal(ctx.PostBody(), &env); err != nil {
+					ctx.SetStatusCode(400)
+					return
+				}
+				ctx.SetContentType("application/json")
+				if env.Action == "arm" {
+					fmt.Fprintf(ctx, `{"timers":[{"name":"t","action":"ring","at":%q}]}`, env.Payload.At)
+					return
+				}
+				now := time.Now()
+				due, _ := time.Parse(time.RFC3339Nano, env.Metadata["timer_due"])
+				mu.Lock()
+				late = append(late, now.Sub(due))
+				last = now
+				mu.Unlock()
+				ctx.SetBodyString(`{}`)
+			}))
+			for i := range b.N {
+				mu.Lock()
+				late, last = late[:0], time.Time{}
+				mu.Unlock()
+				// Arm all of them for one instant a little after they can all be armed.
+				due := time.Now().Add(time.Duration(n/5_000+2) * time.Second).Truncate(time.Second)
+				body := []byte(fmt.Sprintf(`{"at":%q}`, due.UTC().Format(time.RFC3339Nano)))
+				var next sync.WaitGroup
+				work := make(chan int)
+				for range 64 {
+					next.Add(1)
+					go func() {
+						defer next.Done()
+						req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+						defer fasthttp.ReleaseRequest(req)
+						defer fasthttp.ReleaseResponse(resp)
+						for a := range work {
+							req.Reset()
+							req.SetRequestURI(fmt.Sprintf("http://router/v1/actors/alarm/r%d-a%d/arm", i, a))
+							req.Header.SetMethod("POST")
+							req.SetBody(body)
+							rig.do(b, req, resp)
+						}
+					}()
+				}
+				for a := range n {
+					work <- a
+				}
+				close(work)
+				next.Wait()
+				if time.Now().After(due) {
+					b.Fatalf("arming %d timers took past their due time", n)
+				}
+				b.ResetTimer()
+				deadline := due.Add(5 * time.Minute)
+				for {
+					mu.Lock()
+					done := len(late)
+					mu.Unlock()
+					if done >= n || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				b.StopTimer()
+				mu.Lock()
+				if len(late) != n {
+					b.Fatalf("%d of %d timers fired", len(late), n)
+				}
+				slices.Sort(late)
+				b.ReportMetric(float64(n)/last.Sub(due).Seconds(), "timers/s")
+				b.ReportMetric(float64(late[n/2].Microseconds())/1000, "p50-late-ms")
+				b.ReportMetric(float64(late[n*99/100].Microseconds())/1000, "p99-late-ms")
+				mu.Unlock()
+			}
+		})
+	}
+}
