@@ -15,15 +15,24 @@ import (
 	"github.com/knactor/knactor/statecache"
 )
 
-// BenchmarkTimers arms n timers of n actors due at one instant, then measures how fast the
-// router fires them (timers/s, from the due time to the last firing) and how late (p50 and p99
-// of the function's clock at the firing minus the due time), over the local store through a
-// write-through cache, as `knactor up` runs:
+// BenchmarkTimers arms n timers of n actors, due at one instant (burst) or spread evenly over
+// a span, then measures how fast the router fires them (timers/s, from the first due time to
+// the last firing) and how late (p50 and p99 of the function's clock at the firing minus the
+// timer's due time), over the local store through a write-through cache, as `knactor up` runs:
 //
 //	go test -run XXX -bench Timers -benchtime 1x ./router/
 func BenchmarkTimers(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
-		b.Run("timers="+strconv.Itoa(n), func(b *testing.B) {
+	cases := []struct {
+		n      int
+		spread time.Duration
+	}{{10_000, 0}, {10_000, 10 * time.Second}, {100_000, 0}, {100_000, 20 * time.Second}}
+	for _, tc := range cases {
+		n := tc.n
+		name := "timers=" + strconv.Itoa(n) + "/burst"
+		if tc.spread > 0 {
+			name = "timers=" + strconv.Itoa(n) + "/spread=" + tc.spread.String()
+		}
+		b.Run(name, func(b *testing.B) {
 			store, err := statecache.OpenPebbleStore(b.TempDir(), statecache.PebbleOptions{})
 			if err != nil {
 				b.Fatal(err)
@@ -67,9 +76,12 @@ func BenchmarkTimers(b *testing.B) {
 				mu.Lock()
 				late, last = late[:0], time.Time{}
 				mu.Unlock()
-				// Arm all of them for one instant a little after they can all be armed.
+				// Arm them for an instant a little after they can all be armed, or spread from it.
 				due := time.Now().Add(time.Duration(n/5_000+2) * time.Second).Truncate(time.Second)
-				body := []byte(fmt.Sprintf(`{"at":%q}`, due.UTC().Format(time.RFC3339Nano)))
+				dueOf := func(a int) []byte {
+					at := due.Add(tc.spread * time.Duration(a) / time.Duration(n))
+					return []byte(fmt.Sprintf(`{"at":%q}`, at.UTC().Format(time.RFC3339Nano)))
+				}
 				var next sync.WaitGroup
 				work := make(chan int)
 				for range 64 {
@@ -83,7 +95,7 @@ func BenchmarkTimers(b *testing.B) {
 							req.Reset()
 							req.SetRequestURI(fmt.Sprintf("http://router/v1/actors/alarm/r%d-a%d/arm", i, a))
 							req.Header.SetMethod("POST")
-							req.SetBody(body)
+							req.SetBody(dueOf(a))
 							rig.do(b, req, resp)
 						}
 					}()
@@ -97,7 +109,7 @@ func BenchmarkTimers(b *testing.B) {
 					b.Fatalf("arming %d timers took past their due time", n)
 				}
 				b.ResetTimer()
-				deadline := due.Add(5 * time.Minute)
+				deadline := due.Add(tc.spread + 5*time.Minute)
 				for {
 					mu.Lock()
 					done := len(late)
