@@ -41,6 +41,7 @@ const (
 	envCounterBin = "KNACTOR_TEST_COUNTER_BIN"
 	envKnActorBin = "KNACTOR_TEST_KN_ACTOR_BIN"
 	envHelloBin   = "KNACTOR_TEST_HELLO_BIN"
+	envAuctionBin = "KNACTOR_TEST_AUCTION_BIN"
 )
 
 func TestMain(m *testing.M) {
@@ -50,6 +51,7 @@ func TestMain(m *testing.M) {
 		func() error { return build(envCounterBin, "./examples/counter") },
 		func() error { return build(envKnActorBin, "./cmd/kn-actor") },
 		func() error { return build(envHelloBin, "./examples/hello") },
+		func() error { return build(envAuctionBin, "./examples/auction") },
 	)
 }
 
@@ -82,9 +84,15 @@ const (
 
 // deployment is the counter as Knative would deploy its first revision, at zero replicas.
 func counterDeployment() *appsv1.Deployment {
+	return functionDeployment("counter", revision, "ko://github.com/knactor/knactor/examples/counter")
+}
+
+// functionDeployment is a function's first revision as Knative would deploy it, at zero
+// replicas.
+func functionDeployment(function, revision, image string) *appsv1.Deployment {
 	labels := map[string]string{
-		"serving.knative.dev/service":       "counter",
-		"serving.knative.dev/configuration": "counter",
+		"serving.knative.dev/service":       function,
+		"serving.knative.dev/configuration": function,
 		"serving.knative.dev/revision":      revision,
 	}
 	return &appsv1.Deployment{
@@ -101,7 +109,7 @@ func counterDeployment() *appsv1.Deployment {
 					"autoscaling.knative.dev/window":    "6s",
 				}},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "user-container", Image: "ko://github.com/knactor/knactor/examples/counter",
+					Name: "user-container", Image: image,
 					Ports: []corev1.ContainerPort{{Name: "user-port", ContainerPort: 8080}},
 				}}},
 			},
@@ -238,12 +246,42 @@ func TestKubernetesMode(t *testing.T) {
 		}
 	})
 
-	t.Run("a router that goes away is noticed", func(t *testing.T) {
+	t.Run("a router that goes away is noticed; its actors' timers fire on the other", func(t *testing.T) {
+		// Durable timers in S3's due-time index: about half of these auctions are owned by the
+		// router deleted below, which dies before they are due.
+		const lots = 20
+		for i := range lots {
+			if _, err := e.postTo(e.routers[i%2], "auction", fmt.Sprintf("lot-%d", i), "open", `{"item":"vase","duration_ms":8000}`); err != nil {
+				t.Fatal(err)
+			}
+		}
 		pods, err := e.c.Client.CoreV1().Pods(system).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=knactor-router"})
 		if err != nil || len(pods.Items) == 0 {
 			t.Fatalf("router pods: %v (%d)", err, len(pods.Items))
 		}
 		gone := pods.Items[0].Name
+		survivor := e.routers[1]
+		if strings.Contains(e.routers[1], pods.Items[0].Status.PodIP+":") {
+			survivor = e.routers[0]
+		}
+		defer func() {
+			e.eventually(t, 60*time.Second, "every auction closed once, by its timer", func() (bool, string) {
+				for i := range lots {
+					got, err := e.postTo(survivor, "auction", fmt.Sprintf("lot-%d", i), "status", `{}`)
+					if err != nil {
+						return false, err.Error()
+					}
+					var a struct {
+						Open     bool `json:"open"`
+						Closings int  `json:"closings"`
+					}
+					if err := json.Unmarshal([]byte(got), &a); err != nil || a.Open || a.Closings != 1 {
+						return false, fmt.Sprintf("lot-%d: %s", i, got)
+					}
+				}
+				return true, ""
+			})
+		}()
 		if err := e.c.Client.CoreV1().Pods(system).Delete(ctx, gone, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 			t.Fatal(err)
 		}
@@ -366,6 +404,11 @@ spec:
 		}
 		// The counter's pods run the real counter on their pod IP.
 		e.counter = e.runFunction(t, "counter", counterBin)
+		auction := functionDeployment("auction", "auction-00001", "ko://github.com/knactor/knactor/examples/auction")
+		if _, err := c.Client.AppsV1().Deployments(namespace).Create(ctx, auction, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.runFunction(t, "auction", os.Getenv(envAuctionBin))
 	}
 
 	// knactor's own pods: the autoscaler first, so the routers can be pointed at its pod IP (no
@@ -556,7 +599,17 @@ func (e *env) post(router, actor, action, payload string) (string, error) {
 // postVia calls an actor through a router, by host's route when host is set (a Knative
 // Service's URL or a tag's), and returns the reply body and the pod that ran the turn.
 func (e *env) postVia(router, host, actor, action, payload string) (body, pod string, err error) {
-	req, err := http.NewRequest(http.MethodPost, router+"/v1/actors/"+cmp.Or(e.function, "counter")+"/"+actor+"/"+action, strings.NewReader(payload))
+	return e.postFunction(router, host, cmp.Or(e.function, "counter"), actor, action, payload)
+}
+
+// postTo calls an actor of function through a router and returns the reply body.
+func (e *env) postTo(router, function, actor, action, payload string) (string, error) {
+	body, _, err := e.postFunction(router, "", function, actor, action, payload)
+	return body, err
+}
+
+func (e *env) postFunction(router, host, function, actor, action, payload string) (body, pod string, err error) {
+	req, err := http.NewRequest(http.MethodPost, router+"/v1/actors/"+function+"/"+actor+"/"+action, strings.NewReader(payload))
 	if err != nil {
 		return "", "", err
 	}
