@@ -218,3 +218,61 @@ func TestTimerFiresAfterARouterRestart(t *testing.T) {
 		t.Fatalf("index after firing: %v %v, want empty", list, err)
 	}
 }
+
+// outageStore is the local store with an outage switch: while down, reads and writes of
+// records and of the due-time index fail as unavailable.
+type outageStore struct {
+	*statecache.PebbleStore
+	down atomic.Bool
+}
+
+func (s *outageStore) fail() error {
+	if s.down.Load() {
+		return fmt.Errorf("test: %w", statecache.ErrUnavailable)
+	}
+	return nil
+}
+
+func (s *outageStore) Get(ctx context.Context, k statecache.Key) (statecache.Entry, error) {
+	if err := s.fail(); err != nil {
+		return statecache.Entry{}, err
+	}
+	return s.PebbleStore.Get(ctx, k)
+}
+
+func (s *outageStore) Put(ctx context.Context, k statecache.Key, v []byte, expect statecache.Version, c statecache.Commit) (statecache.Version, error) {
+	if err := s.fail(); err != nil {
+		return "", err
+	}
+	return s.PebbleStore.Put(ctx, k, v, expect, c)
+}
+
+func (s *outageStore) ListDue(ctx context.Context, until time.Time, after statecache.Due, limit int) ([]statecache.Due, error) {
+	if err := s.fail(); err != nil {
+		return nil, err
+	}
+	return s.PebbleStore.ListDue(ctx, until, after, limit)
+}
+
+// A timer due while the store is down fires late, once it is back, and once.
+func TestTimerDueDuringAStoreOutageFiresLateOnce(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
+	store := &outageStore{PebbleStore: localStore(t)}
+	h := newHarnessOn(t, Config{ScanInterval: time.Millisecond, StoreTimeout: 100 * time.Millisecond}, store,
+		func(o *Options) { o.Clock = clk })
+	a := newAlarm()
+	h.deploy(alarmFn, a)
+	h.do("POST", "/v1/actors/alarm/a1/arm", `{"in_ms":1000}`).want(t, 200, "0")
+	store.down.Store(true)
+	settle(t, h, clk, 2*time.Second) // due: the turn runs, its write fails, it is retried later
+	if a.rings.Load() == 0 {
+		t.Fatal("the timer's turn did not run while it was due")
+	}
+	settle(t, h, clk, 5*time.Second) // still down: tried again, still nothing committed
+	store.down.Store(false)
+	settle(t, h, clk, time.Minute)
+	v := recordView(t, h, "a1")
+	if v.State.Rings != 1 || len(v.State.Dues) != 1 || v.State.Dues[0] != "2026-12-04T12:00:01Z" || len(v.Timers) != 0 {
+		t.Fatalf("after the outage: %+v (the function ran %d times), want one firing applied, for 12:00:01", v, a.rings.Load())
+	}
+}
