@@ -42,8 +42,8 @@ func effectKey(commit statecache.Commit, index int) string {
 }
 
 // outgoing turns the effects and broadcasts of an answer into outbox entries of the turn
-// committing as commit.
-func outgoing(effects []effect, broadcasts []broadcastOp, commit statecache.Commit, causedBy string, now time.Time) []record.Outgoing {
+// committing as commit, and returns them with those to dispatch at once (no delay).
+func outgoing(effects []effect, broadcasts []broadcastOp, commit statecache.Commit, causedBy string, now time.Time) (all, immediate []record.Outgoing) {
 	out := make([]record.Outgoing, len(effects), len(effects)+len(broadcasts))
 	for _, b := range broadcasts {
 		o := record.Outgoing{Key: effectKey(commit, len(out)), Channel: b.Channel, Action: b.Action,
@@ -53,6 +53,7 @@ func outgoing(effects []effect, broadcasts []broadcastOp, commit statecache.Comm
 		}
 		out = append(out, o)
 	}
+	immediate = make([]record.Outgoing, 0, len(out))
 	for i, e := range effects {
 		o := record.Outgoing{
 			Key: effectKey(commit, i), Function: e.Function, Actor: e.Actor, Action: e.Action,
@@ -65,28 +66,24 @@ func outgoing(effects []effect, broadcasts []broadcastOp, commit statecache.Comm
 			o.Payload = e.Payload
 		}
 		out[i] = o
-	}
-	return out
-}
-
-// dispatchNow starts the delivery of a committed turn's immediate effects and broadcasts
-// (entries due within dispatchGrace of now) on a goroutine counted by r.effects. Delayed ones
-// wait in the outbox for the scheduler.
-func (r *Router) dispatchNow(src statecache.Key, entries []record.Outgoing) {
-	var now []record.Outgoing
-	soon := r.clock.Now().Add(dispatchGrace)
-	for _, o := range entries {
-		if !o.Due.After(soon) && o.Attempts == 0 {
-			now = append(now, o)
+		if e.DelayMS == 0 {
+			immediate = append(immediate, o)
 		}
 	}
-	if len(now) == 0 {
+	// Effects first, in list order, then broadcasts.
+	return out, append(immediate, out[len(effects):]...)
+}
+
+// dispatchNow starts the delivery of a committed turn's immediate effects and broadcasts on a
+// goroutine counted by r.effects. Delayed ones wait in the outbox for the scheduler.
+func (r *Router) dispatchNow(src statecache.Key, immediate []record.Outgoing) {
+	if len(immediate) == 0 {
 		return
 	}
 	r.effects.Add(1)
 	go func() {
 		defer r.effects.Done()
-		r.deliver(src, now)
+		r.deliver(src, immediate)
 	}()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -274,5 +275,30 @@ func TestTimerDueDuringAStoreOutageFiresLateOnce(t *testing.T) {
 	v := recordView(t, h, "a1")
 	if v.State.Rings != 1 || len(v.State.Dues) != 1 || v.State.Dues[0] != "2026-12-04T12:00:01Z" || len(v.Timers) != 0 {
 		t.Fatalf("after the outage: %+v (the function ran %d times), want one firing applied, for 12:00:01", v, a.rings.Load())
+	}
+}
+
+// A delayed effect waits in the outbox for its time, survives a router restart, and is
+// delivered once when due.
+func TestDelayedEffectWaitsInTheOutboxThroughARestart(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
+	store := localStore(t)
+	first := timerHarness(t, store, clk)
+	first.deploy(counterFn, newTestActor())
+	first.do("POST", "/v1/actors/counter/src/send", `{"to":"dst","by":5,"delay_ms":3000}`).want(t, 200, `{"value":1}`)
+	settle(t, first, clk, 2*time.Second)
+	first.do("GET", "/v1/actors/counter/dst", "").want(t, 404, "") // not due yet
+	if err := first.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	second := timerHarness(t, store, clk)
+	second.deploy(counterFn, newTestActor())
+	settle(t, second, clk, 2*time.Second)
+	second.do("GET", "/v1/actors/counter/dst", "").want(t, 200, `{"value":5}`)
+	settle(t, second, clk, time.Minute)
+	second.do("GET", "/v1/actors/counter/dst", "").want(t, 200, `{"value":5}`)
+	rp := second.do("GET", "/v1/actors/counter/src?view=record", "")
+	if rp.status != 200 || !strings.Contains(rp.body, `"pending_effects":0`) {
+		t.Fatalf("source after delivery: %d %s", rp.status, rp.body)
 	}
 }

@@ -147,7 +147,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			// consumed (nothing else of the answer counts).
 			out = outcome{fnErr: out.fnErr}
 		}
-		version, changed, entries, err := r.commit(ctx, call, cur, rec, &out, &commits, attempt, digest)
+		version, changed, immediate, err := r.commit(ctx, call, cur, rec, &out, &commits, attempt, digest)
 		if errors.Is(err, statecache.ErrConflict) {
 			r.metrics.conflict(call.fn.Name)
 			if attempt > r.cfg.ConflictRetries {
@@ -161,9 +161,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		if changed {
 			r.hub.publish(keyStr, version, out.newState, out.delete)
 		}
-		if len(entries) > 0 {
-			r.dispatchNow(call.key, entries)
-		}
+		r.dispatchNow(call.key, immediate)
 		if out.fnErr != nil {
 			return nil, out.fnErr
 		}
@@ -291,7 +289,7 @@ func (r *Router) write(ctx context.Context, key statecache.Key, value []byte, ex
 // reply, the answer's timers and effects (the outbox) and a fired timer's next due time, in one
 // conditional write named by the attempt's commit id. A turn that changes nothing and carries no
 // key writes nothing. It reports the actor's version afterwards, whether the state changed, and
-// the outbox entries of the answer's effects.
+// the outbox entries to dispatch at once (the answer's effects without a delay, its broadcasts).
 func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Entry, rec record.Record, out *outcome,
 	commits *turnCommits, attempt int, digest record.Digest) (statecache.Version, bool, []record.Outgoing, error) {
 	changed := out.newState != nil || (out.delete && rec.HasState)
@@ -312,9 +310,10 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 		return cur.Version, false, nil, err
 	}
 	scheduled = scheduled || len(joined) > 0 || len(left) > 0
-	var entries []record.Outgoing
+	var immediate []record.Outgoing
 	if len(out.effects)+len(out.broadcasts) > 0 {
-		entries = outgoing(out.effects, out.broadcasts, commits.of(attempt), call.requestID, now)
+		var entries []record.Outgoing
+		entries, immediate = outgoing(out.effects, out.broadcasts, commits.of(attempt), call.requestID, now)
 		next.AddOutgoing(entries...)
 		scheduled = true
 	}
@@ -343,7 +342,7 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 		return version, changed, nil, errorf(503, CodeStoreUnavailable,
 			"the outcome of the state write is unknown: a try got no answer and the actor has changed since, so the call may or may not have taken effect; send an %s to retry safely", HeaderIdempotencyKey)
 	}
-	return version, changed, entries, err
+	return version, changed, immediate, err
 }
 
 // writeRecord stores next, the record that follows prev (the one read at cur), and keeps the

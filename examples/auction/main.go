@@ -93,16 +93,14 @@ func open(_ context.Context, t *sdk.Turn[State], p OpenPayload) (State, error) {
 	case p.ClosesAt.IsZero() && (p.DurationMS <= 0 || time.Duration(p.DurationMS)*time.Millisecond > sdk.MaxTimerDelay):
 		return State{}, sdk.Errorf(http.StatusBadRequest, "bad_payload", "give closes_at, or duration_ms between 1 and %d", sdk.MaxTimerDelay.Milliseconds())
 	}
-	timer := sdk.Timer{Name: closeTimer, Action: "close", At: p.ClosesAt, In: time.Duration(p.DurationMS) * time.Millisecond}
-	closesAt := p.ClosesAt
-	if closesAt.IsZero() {
-		timer.At = time.Time{}
-		closesAt = time.Now().Add(timer.In) // informational: the router's clock decides
-	} else {
-		timer.In = 0
+	// A turn is deterministic: the function never reads the clock. With a duration the router's
+	// clock sets the due time, and the envelope's timers show it to later turns.
+	timer := sdk.Timer{Name: closeTimer, Action: "close", In: time.Duration(p.DurationMS) * time.Millisecond}
+	if !p.ClosesAt.IsZero() {
+		timer.In, timer.At = 0, p.ClosesAt
 	}
 	t.SetTimer(timer)
-	t.State = State{Item: p.Item, Open: true, ClosesAt: closesAt.UTC().Truncate(time.Millisecond)}
+	t.State = State{Item: p.Item, Open: true, ClosesAt: p.ClosesAt.UTC()}
 	return t.State, nil
 }
 

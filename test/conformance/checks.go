@@ -100,10 +100,10 @@ func (k *kit) action(ctx context.Context, act Action) error {
 	if err != nil {
 		return fmt.Errorf("new actor: %w", err)
 	}
-	if err := succeed(a); err != nil {
+	if err := answered(a, act.RefusesNew); err != nil {
 		return fmt.Errorf("new actor: %w", err)
 	}
-	if act.Expect != nil {
+	if act.Expect != nil && act.RefusesNew == "" {
 		if err := act.Expect(a); err != nil {
 			return fmt.Errorf("new actor: unexpected answer %s: %w", clip(a.Body), err)
 		}
@@ -112,7 +112,7 @@ func (k *kit) action(ctx context.Context, act Action) error {
 	if err != nil {
 		return fmt.Errorf("existing actor: %w", err)
 	}
-	if err := succeed(a); err != nil {
+	if err := answered(a, act.RefusesExisting); err != nil {
 		return fmt.Errorf("existing actor: %w", err)
 	}
 	return nil
@@ -205,7 +205,7 @@ func (k *kit) largeState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return succeed(a)
+	return answered(a, k.opts.Actions[0].RefusesExisting)
 }
 
 // binaryState checks that a stored state that is not JSON (state_b64) gets a success answer or a

@@ -39,6 +39,11 @@ type Action struct {
 	Payload json.RawMessage
 	// Expect, if set, checks the answer to Payload sent to a new actor.
 	Expect func(*Answer) error
+	// RefusesNew and RefusesExisting, when set, are the error code the action answers Payload
+	// with for a new actor, or for an actor with the sample State (a bid on an auction that is
+	// not open yet, an auction opened twice): the checks then want that error form there
+	// instead of a success answer.
+	RefusesNew, RefusesExisting string
 }
 
 // Check is one conformance check.
@@ -197,6 +202,20 @@ func (k *kit) post(ctx context.Context, body []byte) (*Answer, error) {
 func succeed(a *Answer) error {
 	if a.Error != nil {
 		return fmt.Errorf("got error %d %s (%q), want a success answer", a.Error.Status, a.Error.Code, a.Error.Message)
+	}
+	return nil
+}
+
+// answered checks a against what the action is documented to answer: the error form with
+// code refuses when it is set, else a success answer.
+func answered(a *Answer, refuses string) error {
+	switch {
+	case refuses == "":
+		return succeed(a)
+	case a.Error == nil:
+		return fmt.Errorf("got a success answer %s, want the error %s", clip(a.Body), refuses)
+	case a.Error.Code != refuses:
+		return fmt.Errorf("got error %d %s (%q), want the error %s", a.Error.Status, a.Error.Code, a.Error.Message, refuses)
 	}
 	return nil
 }
