@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -298,4 +299,83 @@ func wsRoundTrip(t *testing.T, kn cli) {
 	if !strings.Contains(strings.Join(pushes, ""), `): {"value":5}`) {
 		t.Fatalf("no state push of value 5: %q", pushes)
 	}
+}
+
+// TestCLIWatchesAChannelAndShowsTimers drives `kn-actor ws --channel` and `state get --record`
+// against `knactor up` running the auction example: the record shows the auction's close timer,
+// and the channel's watcher prints the result the timer's turn broadcasts.
+func TestCLIWatchesAChannelAndShowsTimers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds and runs real processes; run without -short")
+	}
+	knactor, bin := proctest.Build(t, "cmd/knactor"), proctest.Build(t, "cmd/kn-actor")
+	dir := t.TempDir()
+	listen := "127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
+	up := proctest.Start(t, "up", nil, knactor, "up", "-f", proctest.Manifest(t, "auction", "examples/auction"),
+		"-f", proctest.Manifest(t, "bidder", "examples/auction bidder"),
+		"--listen", listen, "--state-dir", filepath.Join(dir, "state"), "--log-dir", filepath.Join(dir, "logs"))
+	url := "http://" + listen
+	proctest.WaitHealthy(t, up, url+"/readyz")
+	kn := cli{t: t, bin: bin, env: []string{"KNACTOR_URL=" + url}}
+
+	watch := exec.Command(bin, "ws", "--channel", "auction.lot")
+	watch.Env = append(os.Environ(), kn.env...)
+	stdout, err := watch.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer // written by exec's copier while the test reads it
+	watch.Stderr = &stderr
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Process.Kill() //nolint:errcheck // ended below unless the test failed first
+	lines := bufio.NewScanner(stdout)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "Watching channel") { // connected
+		if time.Now().After(deadline) {
+			t.Fatalf("kn-actor ws --channel did not connect: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	kn.ok("", "invoke", "auction", "lot", "open", `{"item":"vase","duration_ms":2000}`)
+	kn.ok("", "invoke", "bidder", "ann", "bid", `{"auction":"lot","amount":7}`)
+	var rec struct {
+		Timers []struct{ Name, Action string } `json:"timers"`
+	}
+	if err := json.Unmarshal([]byte(kn.ok("", "state", "get", "auction", "lot", "--record", "-o", "json")), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Timers) != 1 || rec.Timers[0].Name != "close" || rec.Timers[0].Action != "close" {
+		t.Fatalf("state get --record: timers %+v, want the close timer", rec.Timers)
+	}
+	if !lines.Scan() {
+		t.Fatalf("no broadcast printed: %v; stderr %s", lines.Err(), stderr.String())
+	}
+	if got := lines.Text(); !strings.HasPrefix(got, "auction.lot result ") || !strings.Contains(got, `"winner":"ann"`) {
+		t.Fatalf("watcher printed %q, want the result naming ann", got)
+	}
+	_ = watch.Process.Signal(syscall.SIGINT)
+	if err := watch.Wait(); err != nil {
+		t.Fatalf("kn-actor ws --channel after Ctrl-C: %v; stderr %s", err, stderr.String())
+	}
+}
+
+// lockedBuffer is a strings.Builder safe for one writer and concurrent readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
