@@ -39,6 +39,8 @@ const (
 	KeyIdempotencyKeys  = "idempotency-keys"
 	KeyIdempotencyTTL   = "idempotency-ttl"
 	KeyIdempotencyBytes = "idempotency-bytes"
+	KeyScanInterval     = "timer-scan-interval"
+	KeyTimerConcurrency = "timer-concurrency"
 
 	KeyScrapeInterval                    = "scrape-interval"
 	KeyScaleTimeout                      = "scale-timeout"
@@ -80,6 +82,11 @@ type RouterDefaults struct {
 	IdempotencyKeys  int
 	IdempotencyTTL   time.Duration
 	IdempotencyBytes int
+	// ScanInterval is how often each router lists the store's due-time index for timers and
+	// effects it did not queue itself (timer-scan-interval); TimerConcurrency bounds the actors
+	// whose due timers and effects a router runs at once (timer-concurrency).
+	ScanInterval     time.Duration
+	TimerConcurrency int
 }
 
 // AutoscalerDefaults are the autoscaler's own settings (see autoscaler.Config) and the
@@ -128,6 +135,8 @@ func Defaults() Config {
 			IdempotencyKeys:  router.DefaultIdempotencyKeys,
 			IdempotencyTTL:   router.DefaultIdempotencyTTL,
 			IdempotencyBytes: router.DefaultIdempotencyBytes,
+			ScanInterval:     router.DefaultScanInterval,
+			TimerConcurrency: router.DefaultTimerConcurrency,
 		},
 		Autoscaler: AutoscalerDefaults{
 			ScrapeInterval:                    autoscaler.DefaultScrapeInterval,
@@ -160,6 +169,8 @@ var settings = []setting{
 	intSetting(KeyIdempotencyKeys, func(c *Config) *int { return &c.Router.IdempotencyKeys }),
 	durationSetting(KeyIdempotencyTTL, func(c *Config) *time.Duration { return &c.Router.IdempotencyTTL }),
 	intSetting(KeyIdempotencyBytes, func(c *Config) *int { return &c.Router.IdempotencyBytes }),
+	durationSetting(KeyScanInterval, func(c *Config) *time.Duration { return &c.Router.ScanInterval }),
+	intSetting(KeyTimerConcurrency, func(c *Config) *int { return &c.Router.TimerConcurrency }),
 
 	durationSetting(KeyScrapeInterval, func(c *Config) *time.Duration { return &c.Autoscaler.ScrapeInterval }),
 	durationSetting(KeyScaleTimeout, func(c *Config) *time.Duration { return &c.Autoscaler.ScaleTimeout }),
@@ -281,7 +292,7 @@ func (c Config) Validate() error {
 	for _, kv := range []struct {
 		key string
 		v   time.Duration
-	}{{KeyCallTimeout, r.CallTimeout}, {KeyStoreTimeout, r.StoreTimeout}, {KeyIdempotencyTTL, r.IdempotencyTTL}} {
+	}{{KeyCallTimeout, r.CallTimeout}, {KeyStoreTimeout, r.StoreTimeout}, {KeyIdempotencyTTL, r.IdempotencyTTL}, {KeyScanInterval, r.ScanInterval}} {
 		if kv.v <= 0 {
 			bad(kv.key, "%v must be positive", kv.v)
 		}
@@ -290,7 +301,7 @@ func (c Config) Validate() error {
 		key string
 		v   int
 	}{{KeyMaxQueuePerActor, r.MaxQueuePerActor}, {KeyMaxPayloadBytes, r.MaxPayloadBytes}, {KeyMaxStateBytes, r.MaxStateBytes},
-		{KeyIdempotencyKeys, r.IdempotencyKeys}, {KeyIdempotencyBytes, r.IdempotencyBytes}} {
+		{KeyIdempotencyKeys, r.IdempotencyKeys}, {KeyIdempotencyBytes, r.IdempotencyBytes}, {KeyTimerConcurrency, r.TimerConcurrency}} {
 		if kv.v < 1 {
 			bad(kv.key, "%d must be at least 1", kv.v)
 		}
@@ -339,6 +350,8 @@ func (c Config) ApplyRouter(rc *router.Config) {
 	rc.IdempotencyKeys = c.Router.IdempotencyKeys
 	rc.IdempotencyTTL = c.Router.IdempotencyTTL
 	rc.IdempotencyBytes = c.Router.IdempotencyBytes
+	rc.ScanInterval = c.Router.ScanInterval
+	rc.TimerConcurrency = c.Router.TimerConcurrency
 }
 
 // AutoscalerConfig is the autoscaler's own configuration.

@@ -133,6 +133,8 @@ var alternatives = map[string]struct {
 	KeyIdempotencyKeys:                   {"16", "Router.IdempotencyKeys"},
 	KeyIdempotencyTTL:                    {"1h", "Router.IdempotencyTTL"},
 	KeyIdempotencyBytes:                  {"65536", "Router.IdempotencyBytes"},
+	KeyScanInterval:                      {"5s", "Router.ScanInterval"},
+	KeyTimerConcurrency:                  {"16", "Router.TimerConcurrency"},
 	KeyScrapeInterval:                    {"500ms", "Autoscaler.ScrapeInterval"},
 	KeyScaleTimeout:                      {"3s", "Autoscaler.ScaleTimeout"},
 	KeyStableWindow:                      {"2m", "Autoscaler.StableWindow"},

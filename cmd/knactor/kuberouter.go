@@ -88,6 +88,8 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 		"idempotency-keys":    func() { cfg.IdempotencyKeys = fromFlags.IdempotencyKeys },
 		"idempotency-ttl":     func() { cfg.IdempotencyTTL = fromFlags.IdempotencyTTL },
 		"idempotency-bytes":   func() { cfg.IdempotencyBytes = fromFlags.IdempotencyBytes },
+		"timer-scan-interval": func() { cfg.ScanInterval = fromFlags.ScanInterval },
+		"timer-concurrency":   func() { cfg.TimerConcurrency = fromFlags.TimerConcurrency },
 	} {
 		if fs.Changed(flag) {
 			apply()
