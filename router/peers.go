@@ -25,6 +25,14 @@ type Peers interface {
 	Owner(key string) (addr string, remote bool)
 }
 
+// PeerLister is a Peers that also lists the other routers, so a broadcast's WebSocket push
+// reaches the channel's clients whichever router they are connected to. pods/kube.Peers
+// implements it.
+type PeerLister interface {
+	// Others returns the addresses (host:port) of the other ready routers.
+	Others() []string
+}
+
 // HeaderForwarded marks a call one router forwarded to the actor's owner. The owner runs it
 // whatever its own view of the routers is, so calls never bounce between routers that
 // momentarily disagree about an owner; the store's conditional writes keep such a moment safe.

@@ -407,7 +407,7 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case bytes.HasPrefix(path, prefixChans):
 		if r.authorized(ctx) {
-			r.serveChannelWebSocket(ctx, path[len(prefixChans):])
+			r.serveChannel(ctx, path[len(prefixChans):])
 		}
 	case bytes.HasPrefix(path, prefixFuncs):
 		if r.authorized(ctx) {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/knactor/knactor/sdk"
 )
@@ -133,4 +136,29 @@ func TestBroadcastRunsOnceOnEverySubscriber(t *testing.T) {
 	if m := readJSON(t, ws); m["error"] == nil {
 		t.Fatalf("a message on a channel socket: %v, want an error", m)
 	}
+}
+
+// peerList is a Peers under which this router owns every actor and knows other routers.
+type peerList []string
+
+func (peerList) Owner(string) (string, bool) { return "", false }
+func (p peerList) Others() []string         { return p }
+
+// A broadcast's WebSocket push reaches the channel's clients on the other routers too.
+func TestBroadcastPushReachesClientsOfOtherRouters(t *testing.T) {
+	store := localStore(t)
+	other := newHarnessOn(t, Config{}, store)
+	h := newHarnessOn(t, Config{}, store, func(o *Options) {
+		o.Peers = peerList{strings.TrimPrefix(other.url, "http://")}
+	})
+	h.deploy(Function{Name: "m1"}, newMember())
+	here, there := dialWS(t, h, "/v1/channels/room/ws", nil), dialWS(t, other, "/v1/channels/room/ws", nil)
+	h.do("POST", "/v1/actors/m1/boss/shout", `"room"`).want(t, 200, "0")
+	for name, ws := range map[string]*websocket.Conn{"this router": here, "the other router": there} {
+		if m := readJSON(t, ws); m["event"] != "broadcast" || m["channel"] != "room" {
+			t.Fatalf("%s's client got %v", name, m)
+		}
+	}
+	// Only routers push: a caller without the forwarded mark gets 404.
+	other.do("POST", "/v1/channels/room/push", `{"event":"broadcast"}`).want(t, 404, "")
 }

@@ -207,15 +207,9 @@ func (h *hub) publish(key string, version statecache.Version, state []byte, dele
 	}
 }
 
-// publishChannel pushes a broadcast to the WebSocket sessions of its channel:
-// {"event":"broadcast","channel","action","payload","caused_by"}.
+// publishChannel pushes a broadcast to the WebSocket sessions of its channel, here and on the
+// other routers (see pushToPeers): {"event":"broadcast","channel","action","payload","caused_by"}.
 func (h *hub) publishChannel(o record.Outgoing) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	subs := h.subs["#"+o.Channel]
-	if len(subs) == 0 {
-		return
-	}
 	msg := make([]byte, 0, 96+len(o.Payload))
 	msg = append(msg, `{"event":"broadcast","channel":`...)
 	msg = appendJSONString(msg, o.Channel)
@@ -230,25 +224,86 @@ func (h *hub) publishChannel(o record.Outgoing) {
 	msg = append(msg, `,"caused_by":`...)
 	msg = appendJSONString(msg, o.CausedBy)
 	msg = append(msg, '}')
-	for s := range subs {
+	h.pushLocal(o.Channel, msg)
+	h.r.pushToPeers(o.Channel, msg)
+}
+
+// pushLocal sends msg to this router's WebSocket sessions of channel.
+func (h *hub) pushLocal(channel string, msg []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs["#"+channel] {
 		s.enqueue(msg)
 	}
 }
 
-// serveChannelWebSocket upgrades GET /v1/channels/{channel}/ws: a session that receives the
-// channel's broadcasts and sends nothing.
-func (r *Router) serveChannelWebSocket(ctx *fasthttp.RequestCtx, rest []byte) {
-	channel, ws, ok := bytes.Cut(rest, []byte("/"))
-	if !ok || string(ws) != wsAction {
-		writeError(ctx, errorf(404, CodeNotFound, "want GET /v1/channels/{channel}/ws"))
+// peerPushTimeout bounds the push of a broadcast to another router's WebSocket clients: the
+// push is best effort, and a router that does not take it in this long is likely going away.
+const peerPushTimeout = 2 * time.Second
+
+// pushToPeers sends a channel's WebSocket message to the other routers (when Peers can list
+// them), each of which pushes it to its own clients of the channel: POST
+// /v1/channels/{channel}/push, a call between routers (HeaderForwarded and the router's token).
+func (r *Router) pushToPeers(channel string, msg []byte) {
+	lister, ok := r.peers.(PeerLister)
+	if !ok {
 		return
 	}
-	if !ctx.IsGet() {
+	var wg sync.WaitGroup
+	for _, addr := range lister.Others() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://" + addr + "/v1/channels/" + url.PathEscape(channel) + "/push")
+			req.Header.SetMethod(fasthttp.MethodPost)
+			req.Header.SetContentTypeBytes(contentJSON)
+			req.Header.Set(HeaderForwarded, "1")
+			if len(r.tokens) > 0 {
+				req.Header.Set("Authorization", "Bearer "+string(r.tokens[0]))
+			}
+			req.SetBody(msg)
+			if err := r.peerClient.DoTimeout(req, resp, peerPushTimeout); err != nil || resp.StatusCode() != fasthttp.StatusNoContent {
+				r.log.Debug("pushing a broadcast to another router's WebSocket clients failed", "router", addr, "channel", channel, "err", err, "status", resp.StatusCode())
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// serveChannel serves GET /v1/channels/{channel}/ws, a WebSocket session that receives the
+// channel's broadcasts and sends nothing, and, between routers, POST
+// /v1/channels/{channel}/push (see pushToPeers).
+func (r *Router) serveChannel(ctx *fasthttp.RequestCtx, rest []byte) {
+	channel, op, _ := bytes.Cut(rest, []byte("/"))
+	forwarded := len(ctx.Request.Header.Peek(HeaderForwarded)) > 0
+	switch {
+	case string(op) == "push" && forwarded && ctx.IsPost():
+	case string(op) != wsAction:
+		writeError(ctx, errorf(404, CodeNotFound, "want GET /v1/channels/{channel}/ws"))
+		return
+	case !ctx.IsGet():
 		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s on a channel: use GET .../ws", ctx.Method()))
 		return
 	}
 	if err := statecache.ValidateChannel(string(channel)); err != nil {
 		writeError(ctx, errorf(400, CodeBadRequest, "%v", err))
+		return
+	}
+	if string(op) == "push" {
+		body, err := readLimited(ctx, r.cfg.MaxPayloadBytes+4<<10)
+		if err != nil {
+			writeError(ctx, err)
+			return
+		}
+		if !json.Valid(body) {
+			writeError(ctx, errorf(400, CodeBadRequest, "a channel push is one JSON message"))
+			return
+		}
+		r.hub.pushLocal(string(channel), bytes.Clone(body))
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		return
 	}
 	ctx.SetUserValue(wsTargetKey{}, &wsTarget{channel: string(channel), subscribe: true})

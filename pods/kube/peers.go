@@ -92,6 +92,22 @@ func (p *Peers) rebuild() {
 	}
 }
 
+// Others implements router.PeerLister: the addresses of the other ready routers.
+func (p *Peers) Others() []string {
+	p.mu.RLock()
+	set := p.set
+	p.mu.RUnlock()
+	var out []string
+	for _, pod := range set.Pods() {
+		if pod.Name != p.self {
+			out = append(out, pod.Addr)
+		}
+	}
+	return out
+}
+
+var _ router.PeerLister = (*Peers)(nil)
+
 // Owner implements router.Peers.
 func (p *Peers) Owner(key string) (string, bool) {
 	p.mu.RLock()

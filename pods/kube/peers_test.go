@@ -53,6 +53,13 @@ func TestPeersOwner(t *testing.T) {
 	if owned["r-a"] == 0 || owned["r-b"] == 0 {
 		t.Errorf("keys per router %v: want both to own some", owned)
 	}
+	// Each lists the other ready router, not itself, not the pod that is not ready.
+	if got := a.Others(); len(got) != 1 || got[0] != "10.0.0.2:8080" {
+		t.Errorf("r-a's others = %v, want [10.0.0.2:8080]", got)
+	}
+	if got := b.Others(); len(got) != 1 || got[0] != "10.0.0.1:8080" {
+		t.Errorf("r-b's others = %v, want [10.0.0.1:8080]", got)
+	}
 
 	// r-b is being deleted: from then on r-a owns everything.
 	del := routerPod("r-b", "10.0.0.2", true)

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -243,6 +244,29 @@ func TestKubernetesMode(t *testing.T) {
 		// State survives scale-to-zero: the next call starts a pod and continues the count.
 		if got := e.call(t, e.routers[1], "alice", "add", `{"by":1}`); got != `{"value":2}` {
 			t.Errorf("alice after scale-to-zero = %s, want {\"value\":2}", got)
+		}
+	})
+
+	t.Run("an auction's result reaches channel sockets on both routers", func(t *testing.T) {
+		var socks []*websocket.Conn
+		for _, r := range e.routers {
+			header := http.Header{"Authorization": {"Bearer " + token}}
+			ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(r, "http")+"/v1/channels/auction.bell/ws", header)
+			if err != nil {
+				t.Fatalf("channel socket on %s: %v", r, err)
+			}
+			defer ws.Close()
+			socks = append(socks, ws)
+		}
+		if _, err := e.postTo(e.routers[0], "auction", "bell", "open", `{"item":"bell","duration_ms":1000}`); err != nil {
+			t.Fatal(err)
+		}
+		for i, ws := range socks {
+			_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, msg, err := ws.ReadMessage()
+			if err != nil || !strings.Contains(string(msg), `"event":"broadcast"`) || !strings.Contains(string(msg), `"auction":"bell"`) {
+				t.Fatalf("router %s's channel socket: %s, %v; want the auction's result", e.routers[i], msg, err)
+			}
 		}
 	})
 
