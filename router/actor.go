@@ -25,6 +25,8 @@ const (
 	HeaderPod = "X-Knactor-Pod"
 	// HeaderRememberedKeys, on GET state, is how many idempotency keys the actor remembers.
 	HeaderRememberedKeys = "X-Knactor-Remembered-Keys"
+	// HeaderTimers, on GET state, is how many timers the actor has (?view=record lists them).
+	HeaderTimers = "X-Knactor-Timers"
 	// metaHeaderPrefix marks caller headers passed to the function as metadata.
 	metaHeaderPrefix = "X-Knactor-Meta-"
 )
@@ -272,6 +274,9 @@ func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn Function, key statec
 	ctx.Response.Header.Set(HeaderStateVersion, string(e.Version))
 	if n := rec.Keys(); n > 0 {
 		ctx.Response.Header.Set(HeaderRememberedKeys, strconv.Itoa(n))
+	}
+	if n := len(rec.Timers()); n > 0 {
+		ctx.Response.Header.Set(HeaderTimers, strconv.Itoa(n))
 	}
 	if view == "record" {
 		ctx.Response.Header.SetContentTypeBytes(contentJSON)

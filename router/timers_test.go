@@ -126,6 +126,9 @@ func TestTimerFiresOnceAsATurnOfItsActor(t *testing.T) {
 	if len(v.Timers) != 1 || !v.Timers[0].Due.Equal(clk.Now().Add(5*time.Second)) || string(v.Timers[0].Payload) != `{"n":1}` {
 		t.Fatalf("timers = %+v", v.Timers)
 	}
+	if rp := h.do("GET", "/v1/actors/alarm/a1", ""); rp.status != 404 || rp.header.Get(HeaderTimers) != "" {
+		t.Fatalf("GET state of an actor with a timer and no state: %d %v", rp.status, rp.header)
+	}
 	settle(t, h, clk, 4*time.Second)
 	if a.rings.Load() != 0 {
 		t.Fatal("fired before it was due")
@@ -159,6 +162,9 @@ func TestRepeatingTimerFiresOnceForMissedTicks(t *testing.T) {
 	v := recordView(t, h, "a1")
 	if len(v.Timers) != 1 || !v.Timers[0].Due.Equal(time.Date(2026, 12, 4, 12, 0, 12, 0, time.UTC)) || v.Timers[0].EveryMS != 1000 {
 		t.Fatalf("next tick = %+v, want 12:00:12", v.Timers)
+	}
+	if rp := h.do("GET", "/v1/actors/alarm/a1", ""); rp.status != 200 || rp.header.Get(HeaderTimers) != "1" {
+		t.Fatalf("GET state: %d %s %s: %q, want 1", rp.status, rp.body, HeaderTimers, rp.header.Get(HeaderTimers))
 	}
 }
 
