@@ -75,7 +75,9 @@ type metaPair struct{ key, value string }
 // appendJSON appends the envelope's JSON to b. State and payload go as JSON when they are valid
 // JSON and as base64 otherwise; the version is sent only for an actor that has state.
 func (e *envelope) appendJSON(b []byte) []byte {
-	b = append(b, `{"contract":2,"function":`...)
+	b = append(b, `{"contract":`...)
+	b = strconv.AppendInt(b, ContractVersion, 10)
+	b = append(b, `,"function":`...)
 	b = appendJSONString(b, e.function)
 	b = append(b, `,"actor":`...)
 	b = appendJSONString(b, e.actor)
