@@ -13,6 +13,8 @@ type Bidder struct {
 	Results map[string]Result `json:"results,omitempty"`
 	// Heard counts the results received: one per auction, however often one is delivered.
 	Heard int `json:"heard"`
+	// Best is the best bid of each auction the bidder follows, as last announced.
+	Best map[string]int64 `json:"best,omitempty"`
 }
 
 // BidderBid is the payload of a bidder's "bid".
@@ -25,6 +27,13 @@ func newBidder() *sdk.Actor[Bidder] {
 	a := sdk.NewActor[Bidder]()
 	sdk.Handle(a, "bid", bidderBid)
 	sdk.Handle(a, "result", bidderResult)
+	sdk.Handle(a, "announce", func(_ context.Context, t *sdk.Turn[Bidder], an Announcement) (struct{}, error) {
+		if t.State.Best == nil {
+			t.State.Best = map[string]int64{}
+		}
+		t.State.Best[an.Auction] = an.HighBid
+		return struct{}{}, nil
+	})
 	sdk.Handle(a, "status", func(_ context.Context, t *sdk.Turn[Bidder], _ struct{}) (Bidder, error) {
 		return t.State, nil
 	})

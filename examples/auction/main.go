@@ -2,7 +2,8 @@
 //
 // Run without arguments it serves the auction function. Action "open" with
 // {"item": "...", "duration_ms": N} (or "closes_at": RFC 3339) opens the auction and sets its
-// "close" timer; "bid" with {"bidder": "...", "amount": N} takes a bid higher than the best so far
+// "close" timer; with "announce_every_ms": M it also sets the repeating timer "announce", which
+// broadcasts the best bid so far to the auction's channel every M ms until it closes; "bid" with {"bidder": "...", "amount": N} takes a bid higher than the best so far
 // while the auction is open; "status" replies the auction. When the timer fires, "close" closes
 // the auction, names the winner, and broadcasts the result to the channel "auction.{id}". The
 // timer lives in the router's store with the auction's state, so an auction closes on time
@@ -11,12 +12,16 @@
 // Run as "auction bidder" it serves the bidder function: a bidder actor's "bid" with
 // {"auction": id, "amount": N} subscribes the bidder to the auction's channel and pipes the bid
 // to the auction (whose answer is the caller's); "result" is what the auction's broadcast runs on
-// every bidder, and "status" replies what the bidder won and lost. A WebSocket on
-// /v1/channels/auction.{id}/ws watches the result arrive.
+// every bidder, and "status" replies what the bidder won and lost.
+//
+// Run as "auction watch CHANNEL" it is a WebSocket watcher: it prints every broadcast to the
+// channel (GET /v1/channels/CHANNEL/ws on $KNACTOR_URL, default http://127.0.0.1:8080, with
+// $KNACTOR_TOKEN as bearer token when set) until interrupted.
 package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"time"
@@ -35,6 +40,16 @@ type State struct {
 	Winner     string    `json:"winner,omitempty"`
 	// Closings counts the times "close" ran: exactly one for a closed auction.
 	Closings int `json:"closings,omitempty"`
+	// Announcements counts the firings of the "announce" timer.
+	Announcements int `json:"announcements,omitempty"`
+}
+
+// Announcement is what the "announce" timer broadcasts: the best bid so far.
+type Announcement struct {
+	Auction string `json:"auction"`
+	HighBid int64  `json:"high_bid"`
+	Bidder  string `json:"high_bidder"`
+	Number  int    `json:"number"`
 }
 
 // OpenPayload opens an auction that closes after DurationMS, or at ClosesAt.
@@ -42,6 +57,8 @@ type OpenPayload struct {
 	Item       string    `json:"item"`
 	DurationMS int64     `json:"duration_ms"`
 	ClosesAt   time.Time `json:"closes_at"`
+	// AnnounceEveryMS, when set, announces the best bid to the channel this often.
+	AnnounceEveryMS int64 `json:"announce_every_ms"`
 }
 
 // BidPayload is a bid.
@@ -50,12 +67,23 @@ type BidPayload struct {
 	Amount int64  `json:"amount"`
 }
 
-// closeTimer names the timer that closes an auction.
-const closeTimer = "close"
+// closeTimer names the timer that closes an auction; announceTimer the one that announces its
+// best bid.
+const (
+	closeTimer    = "close"
+	announceTimer = "announce"
+)
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "bidder" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "bidder":
 		sdk.Main(newBidder())
+		return
+	case len(os.Args) > 2 && os.Args[1] == "watch":
+		if err := watch(os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "auction watch:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	sdk.Main(newActor())
@@ -77,6 +105,7 @@ func newActor() *sdk.Actor[State] {
 	sdk.Handle(a, "open", open)
 	sdk.Handle(a, "bid", bid)
 	sdk.Handle(a, "close", closeAuction)
+	sdk.Handle(a, "announce", announce)
 	sdk.Handle(a, "status", func(_ context.Context, t *sdk.Turn[State], _ struct{}) (State, error) {
 		return t.State, nil
 	})
@@ -100,6 +129,13 @@ func open(_ context.Context, t *sdk.Turn[State], p OpenPayload) (State, error) {
 		timer.In, timer.At = 0, p.ClosesAt
 	}
 	t.SetTimer(timer)
+	if p.AnnounceEveryMS != 0 {
+		every := time.Duration(p.AnnounceEveryMS) * time.Millisecond
+		if every < sdk.MinTimerInterval || every > sdk.MaxTimerDelay {
+			return State{}, sdk.Errorf(http.StatusBadRequest, "bad_payload", "announce_every_ms must be %d to %d", sdk.MinTimerInterval.Milliseconds(), sdk.MaxTimerDelay.Milliseconds())
+		}
+		t.SetTimer(sdk.Timer{Name: announceTimer, Action: "announce", Every: every})
+	}
 	t.State = State{Item: p.Item, Open: true, ClosesAt: p.ClosesAt.UTC()}
 	return t.State, nil
 }
@@ -127,7 +163,19 @@ func closeAuction(_ context.Context, t *sdk.Turn[State], _ struct{}) (State, err
 	t.State.Open = false
 	t.State.Winner = t.State.HighBidder
 	t.State.Closings++
+	t.CancelTimer(announceTimer)
 	t.Broadcast(sdk.Broadcast{Channel: channelOf(t.Actor), Action: "result",
 		Payload: Result{Auction: t.Actor, Item: t.State.Item, Winner: t.State.Winner, Amount: t.State.HighBid}})
+	return t.State, nil
+}
+
+// announce is the announce timer's action: it broadcasts the best bid so far.
+func announce(_ context.Context, t *sdk.Turn[State], _ struct{}) (State, error) {
+	if name, _, ok := t.FiredTimer(); !ok || name != announceTimer {
+		return State{}, sdk.Errorf(http.StatusForbidden, "timer_only", "an auction announces on its timer")
+	}
+	t.State.Announcements++
+	t.Broadcast(sdk.Broadcast{Channel: channelOf(t.Actor), Action: "announce", Payload: Announcement{
+		Auction: t.Actor, HighBid: t.State.HighBid, Bidder: t.State.HighBidder, Number: t.State.Announcements}})
 	return t.State, nil
 }

@@ -80,6 +80,7 @@ func TestCloseBroadcastsTheResult(t *testing.T) {
 		status: 200,
 		want: `{"state":{"item":"vase","open":false,"high_bid":10,"high_bidder":"ann","bids":1,"winner":"ann","closings":1},` +
 			`"reply":{"item":"vase","open":false,"high_bid":10,"high_bidder":"ann","bids":1,"winner":"ann","closings":1},` +
+			`"timers":[{"name":"announce","cancel":true}],` +
 			`"broadcast":[{"channel":"auction.lot","action":"result","payload":{"auction":"lot","item":"vase","winner":"ann","amount":10}}]}`,
 	}, {
 		name:     "a caller cannot close it",

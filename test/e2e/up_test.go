@@ -28,7 +28,7 @@ func TestReadmeUpRunsTheExamples(t *testing.T) {
 		{"/v1/actors/chat/lobby/join", `{"name":"ann"}`, `{"members":["ann"]}`},
 		{"/v1/functions/hello/hello", ``, `{"hello":"world"}`},
 		// The README's tour of timers and workflows.
-		{"/v1/actors/auction/lot-1/open", `{"item":"vase","duration_ms":30000}`, ""},
+		{"/v1/actors/auction/lot-1/open", `{"item":"vase","duration_ms":30000,"announce_every_ms":5000}`, ""},
 		{"/v1/actors/bidder/ann/bid", `{"auction":"lot-1","amount":10}`, ""},
 		{"/v1/actors/pycounter/bob/remind", `{"by":5,"in_ms":10000}`, `{"value":0,"reminder_in_ms":10000}`},
 	}

@@ -68,8 +68,8 @@ func TestPipeAndForwardChainAcrossThreeFunctions(t *testing.T) {
 }
 
 // A thousand bidders bid through pipes and subscribe to the auction's channel; when the auction's
-// timer closes it, its broadcast reaches every bidder exactly once, and a WebSocket watcher of
-// the channel sees the result.
+// timer closes it, its broadcast reaches every bidder exactly once, and WebSocket watchers of
+// the channel (a client here, and the example's own watcher process) see the result.
 func TestBroadcastReachesAThousandSubscribersOnce(t *testing.T) {
 	skipShort(t)
 	const bidders = 1000
@@ -81,6 +81,8 @@ func TestBroadcastReachesAThousandSubscribersOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.Close()
+	watcher := proctest.Start(t, "watch", []string{"KNACTOR_URL=" + u.url}, proctest.Build(t, "examples/auction"), "watch", "auction.lot")
+	waitLog(t, watcher, "watching auction.lot", 10*time.Second)
 	call(t, u.url, "auction", "lot", "open", `{"item":"painting","duration_ms":8000}`)
 	var accepted, best atomic.Int64
 	parallel(bidders, 32, func(i int) {
@@ -110,6 +112,7 @@ func TestBroadcastReachesAThousandSubscribersOnce(t *testing.T) {
 	if err := json.Unmarshal(msg, &pushed); err != nil || pushed.Event != "broadcast" || pushed.Channel != "auction.lot" || pushed.Payload.Winner != winner {
 		t.Fatalf("pushed %s, want the broadcast naming %s", msg, winner)
 	}
+	waitLog(t, watcher, `"winner":"`+winner+`"`, 30*time.Second)
 	type bidder struct {
 		Heard   int
 		Results map[string]struct{ Winner string }
@@ -141,4 +144,19 @@ func TestBroadcastReachesAThousandSubscribersOnce(t *testing.T) {
 			t.Errorf("b%d heard the result %d times, winner %q; want once, %q", i, b.Heard, b.Results["lot"].Winner, winner)
 		}
 	})
+}
+
+// waitLog waits until p's log holds want, failing t if p exits or limit passes first.
+func waitLog(t *testing.T, p *proctest.Process, want string, limit time.Duration) {
+	t.Helper()
+	deadline := time.After(limit)
+	for !strings.Contains(p.Log(), want) {
+		select {
+		case <-p.Exited():
+			t.Fatalf("%q never came: the process exited: %s", want, p.Log())
+		case <-deadline:
+			t.Fatalf("%q did not come within %v: %s", want, limit, p.Log())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
