@@ -142,7 +142,7 @@ func TestBroadcastRunsOnceOnEverySubscriber(t *testing.T) {
 type peerList []string
 
 func (peerList) Owner(string) (string, bool) { return "", false }
-func (p peerList) Others() []string         { return p }
+func (p peerList) Others() []string          { return p }
 
 // A broadcast's WebSocket push reaches the channel's clients on the other routers too.
 func TestBroadcastPushReachesClientsOfOtherRouters(t *testing.T) {
