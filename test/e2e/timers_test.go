@@ -213,3 +213,26 @@ func pendingEffects(t testing.TB, url, function, actor string) int {
 	}
 	return v.Pending
 }
+
+// A turn that cancels a timer wins over the timer's firing even when the timer comes due while
+// that turn runs: the firing waits for the actor, then finds nothing to fire.
+func TestCancelWinsOverATimerDueDuringTheTurn(t *testing.T) {
+	skipShort(t)
+	u := startUp(t, nil, "-f", proctest.Manifest(t, "relay", "test/e2e/testdata/relay"))
+	call(t, u.url, "relay", "r1", "arm", `{"in_ms":500}`)
+	call(t, u.url, "relay", "r1", "slow-cancel", `{"ms":2000}`) // the timer is due 1.5 s into it
+	time.Sleep(2 * time.Second)                                 // a firing would have run by now
+	resp, err := client.Get(u.url + "/v1/actors/relay/r1?view=record")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	// Nothing is left of the actor (no state, no timer), or at least no ring and no timer.
+	if resp.StatusCode != 404 && (strings.Contains(string(body), `"rings"`) || !strings.Contains(string(body), `"timers":[]`)) {
+		t.Fatalf("after the cancel: %d %s, want no firing and no timer", resp.StatusCode, body)
+	}
+	if fired := u.metric(t, "knactor_router_timer_firings_total", `function="relay",result="fired"`); fired > 0 {
+		t.Fatalf("timer firings = %v, want none", fired)
+	}
+}

@@ -4,6 +4,8 @@
 //     "add" {"by": 1} to actors P0..P(N-1) of function F, after D milliseconds.
 //   - "pipe" with {"by": N, "route": [target, ...]} pipes {"by": N, "route": rest} to the first
 //     target; "forward" forwards its payload, unchanged, to the first target of its route.
+//   - "arm" with {"in_ms": N} sets the timer "t", which runs "ring" (counted in the state);
+//     "slow-cancel" with {"ms": N} holds the actor's turn N ms, then cancels "t".
 //
 // The e2e tests count what arrives.
 package main
@@ -30,8 +32,9 @@ type routePayload struct {
 }
 
 type state struct {
-	Fans int `json:"fans"`
-	Hops int `json:"hops"`
+	Fans  int `json:"fans"`
+	Hops  int `json:"hops"`
+	Rings int `json:"rings"`
 }
 
 func main() {
@@ -59,6 +62,26 @@ func main() {
 		t.State.Hops++
 		t.Forward(p.Route[0])
 		return struct{}{}, nil
+	})
+	sdk.Handle(a, "arm", func(_ context.Context, t *sdk.Turn[state], p struct {
+		InMS int64 `json:"in_ms"`
+	}) (struct{}, error) {
+		t.SetTimer(sdk.Timer{Name: "t", Action: "ring", In: time.Duration(p.InMS) * time.Millisecond})
+		return struct{}{}, nil
+	})
+	sdk.Handle(a, "slow-cancel", func(ctx context.Context, t *sdk.Turn[state], p struct {
+		MS int64 `json:"ms"`
+	}) (struct{}, error) {
+		select {
+		case <-time.After(time.Duration(p.MS) * time.Millisecond):
+		case <-ctx.Done():
+		}
+		t.CancelTimer("t")
+		return struct{}{}, nil
+	})
+	sdk.Handle(a, "ring", func(_ context.Context, t *sdk.Turn[state], _ struct{}) (int, error) {
+		t.State.Rings++
+		return t.State.Rings, nil
 	})
 	sdk.Main(a)
 }
