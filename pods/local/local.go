@@ -52,7 +52,7 @@ type Function struct {
 	Name    string
 	Command []string // argv; $PORT is set in its environment
 	Dir     string   // working directory ("" = the runtime's)
-	Env     []string // extra KEY=VALUE pairs
+	Env     []string // the function's own KEY=VALUE pairs (its manifest's env); see podEnv
 }
 
 // Drainer waits until no call is in flight to a pod that has left the ready set (the router).
@@ -420,9 +420,7 @@ func (r *Runtime) startProcess(spec Function, p *pod) (<-chan struct{}, *os.Proc
 	defer logf.Close()
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
 	cmd.Dir = spec.Dir
-	cmd.Env = append(append(os.Environ(), spec.Env...),
-		// HOST keeps functions that honour it (the Go SDK, the examples) on loopback.
-		"HOST=127.0.0.1", "PORT="+strconv.Itoa(p.port), "K_SERVICE="+spec.Name, "KNACTOR_POD="+p.name)
+	cmd.Env = podEnv(os.Environ(), spec, p.port, p.name)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so SIGTERM/SIGKILL reach a wrapper's children too (go run, shells),
 	// and Pdeathsig so a pod never outlives a crashed knactor.
