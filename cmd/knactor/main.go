@@ -5,9 +5,12 @@ package main
 
 import (
 	"os"
+
+	"github.com/knactor/knactor/pods/local"
 )
 
 func main() {
+	local.RunShimIfAsked() // a pod's shim runs before anything else of knactor
 	if err := newRootCommand().Execute(); err != nil {
 		os.Exit(1)
 	}

@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -418,18 +417,29 @@ func (r *Runtime) startProcess(spec Function, p *pod) (<-chan struct{}, *os.Proc
 		return nil, nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
+	// The command runs under a shim (shim.go) that stops every process of the pod when knactor
+	// goes, even by SIGKILL.
+	cmd, lifeline, err := shimCommand(spec.Command)
+	if err != nil {
+		return nil, nil, err
+	}
 	cmd.Dir = spec.Dir
-	cmd.Env = podEnv(os.Environ(), spec, p.port, p.name)
+	cmd.Env = append(podEnv(os.Environ(), spec, p.port, p.name), shimEnv+"=1")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Own process group, so SIGTERM/SIGKILL reach a wrapper's children too (go run, shells),
-	// and Pdeathsig so a pod never outlives a crashed knactor.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// Own process group, so SIGTERM/SIGKILL reach a wrapper's children too (go run, shells).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	cmd.ExtraFiles[0].Close() // the shim's end of the lifeline
+	if err != nil {
+		lifeline.Close()
 		return nil, nil, err
 	}
 	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	go func() {
+		_ = cmd.Wait()
+		lifeline.Close()
+		close(exited)
+	}()
 	return exited, cmd.Process, nil
 }
 

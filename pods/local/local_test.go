@@ -16,7 +16,10 @@ import (
 	"github.com/knactor/knactor/test/proctest"
 )
 
-func TestMain(m *testing.M) { proctest.Main(m) }
+func TestMain(m *testing.M) {
+	RunShimIfAsked() // the tests' pods run under this test binary as their shim
+	proctest.Main(m)
+}
 
 // counterBin returns the path of the examples/counter binary.
 func counterBin(t *testing.T) string { return proctest.Build(t, "examples/counter") }

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/knactor/knactor/test/proctest"
+)
+
+// writeManifest writes a Knative Service named name whose local command is command.
+func writeManifest(t *testing.T, name, command string) string {
+	t.Helper()
+	doc := fmt.Sprintf("apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: %s\n  annotations:\n"+
+		"    knactor.dev/command: %q\nspec:\n  template:\n    spec:\n      containers:\n        - image: example.com/%s\n", name, command, name)
+	path := filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// descendants returns every process below parent.
+func descendants(t *testing.T, parent int) []int {
+	t.Helper()
+	var out []int
+	next := []int{parent}
+	for len(next) > 0 {
+		p := next[0]
+		next = next[1:]
+		for _, c := range childPIDs(t, p) {
+			out = append(out, c)
+			next = append(next, c)
+		}
+	}
+	return out
+}
+
+// alive reports whether pid is a process that has not exited (a zombie has).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+// No process of a pod outlives `knactor up`, even when it is SIGKILLed and the pods' commands
+// leave grandchildren: `go run` (which runs the program it compiled as its child) and a shell
+// that starts the function in the background and waits.
+func TestNoPodProcessOutlivesKnactorUp(t *testing.T) {
+	skipShort(t)
+	counter := proctest.Build(t, "examples/counter")
+	u := startUp(t, nil,
+		"-f", writeManifest(t, "gorun", "go run ./examples/counter"),
+		"-f", writeManifest(t, "shwrap", fmt.Sprintf("sh -c '%s & wait'", counter)))
+	for _, fn := range []string{"gorun", "shwrap"} {
+		if v := call(t, u.url, fn, "a", "add", `{"by":1}`); string(v) != `{"value":1}` {
+			t.Fatalf("%s: %s", fn, v)
+		}
+	}
+	procs := descendants(t, u.Cmd().Process.Pid)
+	if len(procs) < 6 { // per function: shim, wrapper (go or sh), the counter
+		t.Fatalf("knactor up has %d descendants, want at least the 2 pods' shims, wrappers and counters", len(procs))
+	}
+	if err := u.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-u.Exited()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var left []string
+		for _, pid := range procs {
+			if alive(pid) {
+				cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+				left = append(left, fmt.Sprintf("%d %q", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d pod processes outlived knactor up by 2 s:\n%s", len(left), len(procs), strings.Join(left, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
