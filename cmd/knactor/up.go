@@ -248,8 +248,12 @@ func (f *localFunctions) settings(fn manifest.Function) (functionSettings, error
 			return functionSettings{}, fmt.Errorf("function %q: %w", fn.Name, err)
 		}
 	}
+	command, err := prebuild(context.Background(), fn.Name, fn.WorkingDir, fn.Command)
+	if err != nil {
+		return functionSettings{}, err
+	}
 	return functionSettings{
-		pod: local.Function{Name: fn.Name, Command: fn.Command, Dir: fn.WorkingDir, Env: plainEnv(fn)},
+		pod: local.Function{Name: fn.Name, Command: command, Dir: fn.WorkingDir, Env: plainEnv(fn)},
 		route: router.Function{
 			Name: fn.Name, Timeout: fn.Timeout, MaxStateBytes: fn.MaxStateBytes, ContainerConcurrency: int(fn.ContainerConcurrency),
 		},
