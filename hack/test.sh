@@ -36,4 +36,10 @@ go vet ./...
 step "go test -race"
 go test -race -count=1 -timeout 45m "$@" ./...
 
+# Every fuzz target for a bounded time (FUZZTIME, 20 s each by default; their corpora ran above).
+if [[ " $* " != *" -short "* && $# -eq 0 ]]; then
+  step "fuzz"
+  hack/fuzz.sh
+fi
+
 step "done"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of knactor for a bounded time each (FUZZTIME, default 20s): the parsers
+# and encoders that take outside input (a function's answer, the envelope, stored records,
+# WebSocket messages, actor keys, manifests, the stats wire format). Each target's committed
+# corpus is in its package's testdata/fuzz/ and runs in every `go test`; a crash the fuzzer
+# finds is written there too: fix it and commit the input. hack/test.sh runs this after the
+# tests; `hack/fuzz.sh FuzzParseAnswer` runs one target.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+FUZZTIME="${FUZZTIME:-20s}"
+targets=(
+  "./router FuzzParseAnswer"
+  "./router FuzzEnvelope"
+  "./router FuzzRecordDecode"
+  "./router FuzzWSMessage"
+  "./statecache FuzzKeyNames"
+  "./manifest FuzzParse"
+  "./autoscaler/statserver FuzzDecode"
+)
+for t in "${targets[@]}"; do
+  read -r pkg name <<<"${t}"
+  if [[ $# -gt 0 && " $* " != *" ${name} "* ]]; then
+    continue
+  fi
+  echo "fuzz ${name} (${pkg}, ${FUZZTIME})"
+  if ! out="$(go test -run XXX -fuzz "^${name}\$" -fuzztime "${FUZZTIME}" "${pkg}" 2>&1)"; then
+    echo "${out}" | tail -40
+    exit 1
+  fi
+  echo "${out}" | tail -1
+done
