@@ -43,7 +43,7 @@ type scheduler struct {
 	claimed map[string]bool       // outbox keys being dispatched by this router
 	tries   map[string]timerTries // failed tries of firings, by actor and timer
 	cursor  statecache.Due        // where the next listing resumes; zero: from the start
-	scans   atomic.Uint64         // listings done, for tests and metrics
+	scanned atomic.Int64          // the time (Unix ns, the clock's) the latest finished listing was as of
 
 	poke  chan struct{} // the earliest queued time changed, or a slot came free
 	slots chan struct{}
@@ -174,7 +174,7 @@ func (s *scheduler) scan(now time.Time) {
 	s.mu.Lock()
 	after := s.cursor
 	s.mu.Unlock()
-	defer s.scans.Add(1)
+	defer s.scanned.Store(now.UnixNano())
 	for {
 		list, err := r.state.ListDue(ctx, until, after, scanPage)
 		if err != nil {

@@ -77,15 +77,15 @@ func timerHarness(t *testing.T, store statecache.Store, clk *clocktesting.FakeCl
 	return newHarnessOn(t, Config{ScanInterval: time.Millisecond}, store, func(o *Options) { o.Clock = clk })
 }
 
-// settle steps the fake clock by d and waits until the scheduler has listed the index since,
-// has nothing due and nothing running: what was due by then has run.
+// settle steps the fake clock by d and waits until the scheduler has listed the index as of the
+// new time, has nothing due and nothing running: what was due by then has run.
 func settle(t *testing.T, h *harness, clk *clocktesting.FakeClock, d time.Duration) {
 	t.Helper()
 	s := h.r.sched
-	before := s.scans.Load()
 	clk.Step(d)
+	now := clk.Now().UnixNano()
 	eventually(t, "the scheduler settles", func() bool {
-		if s.scans.Load() <= before {
+		if s.scanned.Load() < now {
 			return false
 		}
 		s.mu.Lock()
