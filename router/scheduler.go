@@ -134,7 +134,7 @@ func (s *scheduler) run() {
 			s.scan(now)
 			nextScan = clk.Now().Add(s.r.cfg.ScanInterval)
 		}
-		wait := nextScan.Sub(now)
+		wake := nextScan
 		s.mu.Lock()
 		for len(s.slots) < cap(s.slots) {
 			it, ok := s.queue.Pop(now)
@@ -145,10 +145,13 @@ func (s *scheduler) run() {
 			s.wg.Add(1)
 			go s.handle(it)
 		}
-		if at, ok := s.queue.Next(); ok && len(s.slots) < cap(s.slots) {
-			wait = min(wait, at.Sub(now))
+		if at, ok := s.queue.Next(); ok && len(s.slots) < cap(s.slots) && at.Before(wake) {
+			wake = at
 		}
 		s.mu.Unlock()
+		// The wait is measured from the clock as it is now: time may have passed (or a test's
+		// clock stepped) since now was read.
+		wait := wake.Sub(clk.Now())
 		if wait <= 0 {
 			continue
 		}
