@@ -25,32 +25,6 @@ func writeManifest(t *testing.T, name, command string) string {
 	return path
 }
 
-// descendants returns every process below parent.
-func descendants(t *testing.T, parent int) []int {
-	t.Helper()
-	var out []int
-	next := []int{parent}
-	for len(next) > 0 {
-		p := next[0]
-		next = next[1:]
-		for _, c := range childPIDs(t, p) {
-			out = append(out, c)
-			next = append(next, c)
-		}
-	}
-	return out
-}
-
-// alive reports whether pid is a process that has not exited (a zombie has).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	return len(f) > 0 && f[0] != "Z"
-}
-
 // No process of a pod outlives `knactor up`, even when it is SIGKILLed and the pods' commands
 // leave grandchildren: a shell that starts the function in the background and waits, and a
 // `go run` command (built at deploy, so its pod runs the binary).
@@ -65,7 +39,7 @@ func TestNoPodProcessOutlivesKnactorUp(t *testing.T) {
 			t.Fatalf("%s: %s", fn, v)
 		}
 	}
-	procs := descendants(t, u.Cmd().Process.Pid)
+	procs := proctest.Descendants(t, u.Cmd().Process.Pid)
 	// gorun: its shim and the counter (knactor up built the go run command into a binary at
 	// deploy); shwrap: its shim, the shell and the counter.
 	if len(procs) < 5 {
@@ -79,7 +53,7 @@ func TestNoPodProcessOutlivesKnactorUp(t *testing.T) {
 	for {
 		var left []string
 		for _, pid := range procs {
-			if alive(pid) {
+			if proctest.Alive(pid) {
 				cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 				left = append(left, fmt.Sprintf("%d %q", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
 			}

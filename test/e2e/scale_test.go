@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"fmt"
 
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -225,7 +223,7 @@ func TestPodKilledUnderLoadLosesNoAcknowledgedState(t *testing.T) {
 
 	l := startLoad(r, 8, 16)
 	time.Sleep(500 * time.Millisecond)
-	pids := childPIDs(t, u.Cmd().Process.Pid)
+	pids := proctest.ChildPIDs(t, u.Cmd().Process.Pid)
 	if len(pids) != 2 {
 		t.Fatalf("found %d pod processes, want 2", len(pids))
 	}
@@ -239,30 +237,4 @@ func TestPodKilledUnderLoadLosesNoAcknowledgedState(t *testing.T) {
 		t.Errorf("%d calls failed when a pod died (their actors should move to the other pod): %v", f, l.errs)
 	}
 	u.waitPods(t, "the killed pod restarts", 30*time.Second, func(n int) bool { return n == 2 })
-}
-
-// childPIDs returns the pids of parent's direct children.
-func childPIDs(t *testing.T, parent int) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// stat: pid (comm) state ppid ...; comm may hold spaces, so split after the last ')'.
-		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(parent) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
