@@ -345,6 +345,10 @@ func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	lease, err := acquireLease(ctx, st, f.router.Listen)
+	if err != nil {
+		return errors.Join(err, st.Close(ctx))
+	}
 	src := &routerStats{}
 	scaler := autoscaler.New(autoscaler.Config{}, src, rt, clock.RealClock{}, slog.Default())
 	functions := newLocalFunctions(rt, scaler, st, f.grace, f.manifests)
@@ -371,20 +375,33 @@ func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	go func() { scaled <- scaler.Run(scaleCtx) }()
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ln) }()
+	leaseCtx, stopLease := context.WithCancel(context.Background())
+	lost := make(chan error, 1)
+	go func() { lost <- lease.Run(leaseCtx) }()
 	printBanner(out, "http://"+ln.Addr().String(), st.describe, logDir, fns)
 
+	shutdown := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace+f.stopGrace)
+		defer cancel()
+		return errors.Join(r.Shutdown(sctx), <-served)
+	}
 	select {
 	case err = <-served:
 	case <-ctx.Done():
 		fmt.Fprintln(out, "\nknactor: shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace+f.stopGrace)
-		defer cancel()
-		err = errors.Join(r.Shutdown(sctx), <-served)
+		err = shutdown()
+	case err = <-lost:
+		lost <- nil // Run has returned; the wait below must not block
+		fmt.Fprintf(out, "\nknactor: %v\n", err)
+		err = errors.Join(err, shutdown())
 	}
 	stopScaling()
 	sctx, cancel := context.WithTimeout(context.Background(), f.stopGrace+5*time.Second)
 	defer cancel()
-	return errors.Join(err, <-scaled, rt.Close(sctx), st.Close(sctx))
+	err = errors.Join(err, <-scaled, rt.Close(sctx), st.Close(sctx))
+	stopLease()
+	<-lost
+	return errors.Join(err, lease.Release(sctx))
 }
 
 // plainEnv returns the manifest's env entries that carry a value; valueFrom references
