@@ -18,7 +18,7 @@ type storeLease interface {
 // noLease is the lease of a store that needs none.
 type noLease struct{}
 
-func (noLease) Run(ctx context.Context) error   { <-ctx.Done(); return nil }
+func (noLease) Run(ctx context.Context) error { <-ctx.Done(); return nil }
 func (noLease) Release(context.Context) error { return nil }
 
 // acquireLease makes this process the only knactor up on its S3 bucket and prefix (see
