@@ -158,6 +158,11 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.LogDir == "" {
 		return nil, errors.New("local runtime: LogDir is required")
 	}
+	// Processes of pods a crashed knactor left behind (see sweep.go) would hold ports and run
+	// turns nobody routes to: stop them first.
+	if n := sweepRuns(cfg.LogDir, slog.Default()); n > 0 {
+		slog.Warn("stopped processes of pods a previous knactor left running", "processes", n, "log-dir", cfg.LogDir)
+	}
 	return &Runtime{
 		cfg:    cfg,
 		client: &http.Client{Timeout: probeTimeout},
@@ -424,7 +429,14 @@ func (r *Runtime) startProcess(spec Function, p *pod) (<-chan struct{}, *os.Proc
 		return nil, nil, err
 	}
 	cmd.Dir = spec.Dir
-	cmd.Env = append(podEnv(os.Environ(), spec, p.port, p.name), shimEnv+"=1")
+	run := newRunID()
+	unmark, err := markRun(r.cfg.LogDir, run, p.name)
+	if err != nil {
+		lifeline.Close()
+		cmd.ExtraFiles[0].Close()
+		return nil, nil, err
+	}
+	cmd.Env = append(podEnv(os.Environ(), spec, p.port, p.name), shimEnv+"=1", runEnv+"="+run)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so SIGTERM/SIGKILL reach a wrapper's children too (go run, shells).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -432,12 +444,19 @@ func (r *Runtime) startProcess(spec Function, p *pod) (<-chan struct{}, *os.Proc
 	cmd.ExtraFiles[0].Close() // the shim's end of the lifeline
 	if err != nil {
 		lifeline.Close()
+		unmark()
 		return nil, nil, err
 	}
 	exited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
 		lifeline.Close()
+		// A shim that exited stopped every process of the pod first; one that was killed may
+		// have left some, stopped here (and, should knactor die first, by the next one's sweep).
+		if cmd.ProcessState == nil || !cmd.ProcessState.Exited() {
+			killRuns(map[string]string{run: p.name}, slog.Default())
+		}
+		unmark()
 		close(exited)
 	}()
 	return exited, cmd.Process, nil

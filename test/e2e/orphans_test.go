@@ -67,3 +67,46 @@ func TestNoPodProcessOutlivesKnactorUp(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The second layer: a pod whose shim was SIGKILLed before `knactor up` was leaves its command
+// running; the next `knactor up` on the same log directory stops it before it starts pods.
+func TestNextUpStopsWhatAKilledShimLeft(t *testing.T) {
+	skipShort(t)
+	counter := proctest.Build(t, "examples/counter")
+	logs := filepath.Join(t.TempDir(), "logs")
+	manifest := writeManifest(t, "shwrap", fmt.Sprintf("sh -c '%s & wait'", counter))
+	u := startUp(t, nil, "-f", manifest, "--log-dir", logs)
+	if v := call(t, u.url, "shwrap", "a", "add", `{"by":1}`); string(v) != `{"value":1}` {
+		t.Fatalf("shwrap: %s", v)
+	}
+	shims := proctest.ChildPIDs(t, u.Cmd().Process.Pid)
+	var left []int
+	for _, shim := range shims {
+		left = append(left, proctest.Descendants(t, shim)...)
+	}
+	if len(shims) != 1 || len(left) < 2 {
+		t.Fatalf("knactor up runs shims %v with descendants %v, want one shim with a shell and a counter", shims, left)
+	}
+	// The shim first, then knactor up: nobody is left to stop the shell and the counter.
+	for _, pid := range []int{shims[0], u.Cmd().Process.Pid} {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-u.Exited()
+	time.Sleep(200 * time.Millisecond) // the shim's lifeline is gone with it: nothing would stop them
+	for _, pid := range left {
+		if !proctest.Alive(pid) {
+			t.Fatalf("process %d stopped without the sweep: the test does not test it", pid)
+		}
+	}
+	u2 := startUp(t, nil, "-f", manifest, "--log-dir", logs)
+	for _, pid := range left {
+		if proctest.Alive(pid) {
+			t.Errorf("process %d of the killed shim's pod survived the next knactor up", pid)
+		}
+	}
+	if !strings.Contains(u2.Log(), "left running") {
+		t.Errorf("the next knactor up did not log what it stopped:\n%s", u2.Log())
+	}
+}
