@@ -126,8 +126,8 @@ func TestManifestsDecode(t *testing.T) {
 		kinds[o.obj.GetObjectKind().GroupVersionKind().Kind]++
 	}
 	want := map[string]int{
-		"Namespace": 1, "ServiceAccount": 2, "ClusterRole": 2, "Role": 1, "ClusterRoleBinding": 2, "RoleBinding": 1,
-		"CustomResourceDefinition": 1, "ConfigMap": 1, "Deployment": 2, "Service": 2, "NetworkPolicy": 1,
+		"Namespace": 1, "ServiceAccount": 2, "ClusterRole": 2, "Role": 2, "ClusterRoleBinding": 2, "RoleBinding": 2,
+		"Secret": 1, "CustomResourceDefinition": 1, "ConfigMap": 1, "Deployment": 2, "Service": 2, "NetworkPolicy": 1,
 	}
 	for kind, n := range want {
 		if kinds[kind] != n {
@@ -137,6 +137,13 @@ func TestManifestsDecode(t *testing.T) {
 	for kind := range kinds {
 		if _, ok := want[kind]; !ok {
 			t.Errorf("unexpected kind %s: add it to this test", kind)
+		}
+	}
+	// No secret is written in a file: the shared secret's Secret is declared empty and filled by
+	// the first component that starts.
+	for _, sec := range typed[*corev1.Secret](objs) {
+		if sec.Name != InternalSecretName || len(sec.Data) != 0 || len(sec.StringData) != 0 {
+			t.Errorf("Secret %s/%s: config/ declares only %s, and without a value", sec.Namespace, sec.Name, InternalSecretName)
 		}
 	}
 	for _, o := range objs {
@@ -215,6 +222,12 @@ func TestManifestsRBAC(t *testing.T) {
 	}
 	for _, r := range typed[*rbacv1.Role](objs) {
 		roles["Role/"+r.Namespace+"/"+r.Name] = true
+		// Writing a Secret is confined to the components' own shared secret.
+		for _, rule := range r.Rules {
+			if slices.Contains(rule.Resources, "secrets") && !slices.Equal(rule.ResourceNames, []string{InternalSecretName}) {
+				t.Errorf("Role %s: a rule on secrets that is not confined to %s: %+v", r.Name, InternalSecretName, rule)
+			}
+		}
 	}
 	// A binding's name (for errors), namespace ("" for a ClusterRoleBinding), role and subjects.
 	type binding struct {

@@ -76,13 +76,17 @@ type turnResult struct {
 // serveActor routes /v1/actors/{function}/{id}[/{action}]. Path segments are percent-decoded;
 // an id holding '/' must send it as %2F. host is the Host whose route the call came by, empty
 // for the function's main route.
-func (r *Router) serveActor(ctx *fasthttp.RequestCtx, rest []byte, host string) {
+func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, host string) {
 	parts := bytes.Split(rest, []byte("/"))
 	if len(parts) < 2 || len(parts) > 3 {
 		writeError(ctx, errorf(404, CodeNotFound, "want /v1/actors/{function}/{id}[/{action}]; escape '/' in ids as %%2F"))
 		return
 	}
 	fnName := string(parts[0])
+	if err := a.mayUse(fnName); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	id, err := url.PathUnescape(string(parts[1]))
 	if err != nil {
 		writeError(ctx, errorf(400, CodeBadRequest, "actor id is not valid percent-encoding: %v", err))
@@ -104,6 +108,10 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, rest []byte, host string) 
 		case fasthttp.MethodGet, fasthttp.MethodHead:
 			r.serveGetState(ctx, fn, key)
 		case fasthttp.MethodDelete:
+			if err := a.mayWrite(); err != nil {
+				writeError(ctx, err)
+				return
+			}
 			r.serveDelete(ctx, fn, key)
 		default:
 			writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s /v1/actors/{function}/{id}: use GET or DELETE", method))
@@ -113,17 +121,19 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, rest []byte, host string) 
 	action := string(parts[2])
 	switch {
 	case method == fasthttp.MethodGet && action == wsAction:
-		r.serveWebSocket(ctx, fn, key, host)
+		r.serveWebSocket(ctx, a, fn, key, host)
 	case method != fasthttp.MethodPost:
 		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s on an action: use POST (or GET .../ws for a WebSocket)", method))
 	case !validAction(action):
 		writeError(ctx, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", action, maxActionLen))
+	case a.mayWrite() != nil:
+		writeError(ctx, a.mayWrite())
 	default:
-		r.serveInvoke(ctx, fn, key, action, host)
+		r.serveInvoke(ctx, a, fn, key, action, host)
 	}
 }
 
-func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key, action, host string) {
+func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, key statecache.Key, action, host string) {
 	start := time.Now()
 	payload, err := r.readBody(ctx)
 	if err != nil {
@@ -132,7 +142,9 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, fn Function, key statecac
 		return
 	}
 	idemKey := string(ctx.Request.Header.Peek(HeaderIdempotencyKey))
-	forwarded := len(ctx.Request.Header.Peek(HeaderForwarded)) > 0
+	// Only a peer router's call may say it was forwarded (and so carry a workflow's chain, a
+	// channel, or the reserved keys of effects and workflows).
+	forwarded := a.peer && len(ctx.Request.Header.Peek(HeaderForwarded)) > 0
 	if err := checkIdempotencyKey(idemKey, forwarded); err != nil {
 		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
 		writeError(ctx, err)

@@ -39,6 +39,14 @@ const (
 	DefaultWriteTimeout = 30 * time.Second
 	// DefaultIdleTimeout closes keep-alive connections idle for this long.
 	DefaultIdleTimeout = 90 * time.Second
+	// DefaultMaxConns bounds the router's open client connections, WebSocket sessions included;
+	// past it new connections get 503 too_many_connections. An idle connection costs the router
+	// about 11 KiB (measured, see docs/api.md), so the cap is ~180 MiB of idle connections.
+	DefaultMaxConns = 16384
+	// DefaultMaxWebSocketSessions bounds the open WebSocket sessions; past it upgrades get 503
+	// too_many_connections. An idle session costs ~31 KiB (~124 MiB for all); one that does not
+	// read holds up to wsSendQueueBytes more until it is closed.
+	DefaultMaxWebSocketSessions = 4096
 	// DefaultMaxEffectsPerTurn bounds the follow-up invocations one turn may ask for.
 	DefaultMaxEffectsPerTurn = 64
 	// DefaultStoreTimeout bounds how long one state read or write of a call waits for a store
@@ -57,9 +65,15 @@ const (
 type Config struct {
 	// Listen is the address to serve on. Default DefaultListen.
 	Listen string
-	// AuthTokens, when non-empty, are the bearer tokens the public API accepts. Without tokens the
+	// AuthTokens, when non-empty, are the bearer tokens the public API accepts, each optionally
+	// limited to some functions or to reads (see AuthToken for the form). Without tokens the
 	// router refuses to listen on a non-loopback address unless AllowUnauthenticated is set.
 	AuthTokens []string
+	// PeerToken is the secret the routers of one actor system share (Kubernetes mode: the
+	// knactor-internal Secret). Calls between routers carry it (HeaderPeerToken); without it a
+	// router accepts none, and it is required with Options.Peers. At least MinPeerTokenLength
+	// characters.
+	PeerToken string
 	// AllowUnauthenticated lets a router without tokens listen beyond loopback (behind a trusted
 	// gateway, say).
 	AllowUnauthenticated bool
@@ -91,6 +105,13 @@ type Config struct {
 	ReadTimeout      time.Duration
 	WriteTimeout     time.Duration
 	IdleTimeout      time.Duration
+	// MaxConns bounds the open client connections, WebSocket sessions included (503 past it);
+	// MaxConnsPerIP, when positive, those from one IPv4 address or IPv6 /64 (429 past it; 0: no
+	// such cap, for a router behind a proxy whose address all calls share);
+	// MaxWebSocketSessions the WebSocket sessions (503 past it). See limits.go.
+	MaxConns             int
+	MaxConnsPerIP        int
+	MaxWebSocketSessions int
 }
 
 // SetDefaults fills every zero field with its default.
@@ -112,6 +133,8 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.ReadTimeout, DefaultReadTimeout)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.MaxConns, DefaultMaxConns)
+	setDefault(&c.MaxWebSocketSessions, DefaultMaxWebSocketSessions)
 }
 
 func setDefault[T comparable](field *T, def T) {
@@ -131,16 +154,20 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("refusing to serve %s without auth tokens: set a token or listen on 127.0.0.1", c.Listen))
 	}
 	for i, t := range c.AuthTokens {
-		if len(t) < MinAuthTokenLength {
-			errs = append(errs, fmt.Errorf("auth token #%d is shorter than %d characters", i+1, MinAuthTokenLength))
+		if _, err := ParseAuthToken(t); err != nil {
+			errs = append(errs, fmt.Errorf("auth token #%d: %w", i+1, err))
 		}
+	}
+	if c.PeerToken != "" && len(c.PeerToken) < MinPeerTokenLength {
+		errs = append(errs, fmt.Errorf("the routers' shared secret is shorter than %d characters", MinPeerTokenLength))
 	}
 	for name, v := range map[string]int{
 		"max payload bytes": c.MaxPayloadBytes, "max state bytes": c.MaxStateBytes,
 		"max reply bytes": c.MaxReplyBytes, "max queue per actor": c.MaxQueuePerActor,
 		"max effects per turn": c.MaxEffectsPerTurn, "conflict retries": c.ConflictRetries,
 		"idempotency keys": c.IdempotencyKeys, "idempotency bytes": c.IdempotencyBytes,
-		"timer concurrency": c.TimerConcurrency,
+		"timer concurrency": c.TimerConcurrency, "max conns": c.MaxConns,
+		"max conns per ip": c.MaxConnsPerIP, "max websocket sessions": c.MaxWebSocketSessions,
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))

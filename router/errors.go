@@ -38,6 +38,12 @@ const (
 	// CodeNotSubscribed (409): a broadcast reached an actor that has left the channel; nothing
 	// ran (between routers only).
 	CodeNotSubscribed = "not_subscribed"
+	// CodeEncryptionKeyMissing (503): the actor's stored state is sealed with an encryption key
+	// this router is not configured with; the message names the key id.
+	CodeEncryptionKeyMissing = "encryption_key_missing"
+	// CodeStateUnreadable (503): the actor's stored state is sealed but does not decrypt
+	// (tampered with, truncated, or copied from another actor).
+	CodeStateUnreadable = "state_unreadable"
 )
 
 // retryAfterSeconds is the Retry-After of 429 and 503 answers: long enough for a queue to drain

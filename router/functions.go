@@ -95,11 +95,19 @@ var (
 
 // serveFunctions serves /v1/functions: GET lists the deployed functions, POST deploys a
 // manifest.
-func (r *Router) serveFunctions(ctx *fasthttp.RequestCtx) {
+func (r *Router) serveFunctions(ctx *fasthttp.RequestCtx, a access) {
+	if err := a.mayUseAll(); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	switch method := string(ctx.Method()); method {
 	case fasthttp.MethodGet, fasthttp.MethodHead:
 		r.serveListFunctions(ctx)
 	case fasthttp.MethodPost:
+		if err := a.mayWrite(); err != nil {
+			writeError(ctx, err)
+			return
+		}
 		r.serveDeploy(ctx)
 	default:
 		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s /v1/functions: use GET (list) or POST (deploy)", method))
@@ -132,7 +140,7 @@ func (r *Router) serveDeploy(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errBrowserOrig)
 		return
 	}
-	if len(r.tokens) == 0 && !r.loopbackOnly() {
+	if len(r.grants) == 0 && !r.loopbackOnly() {
 		writeError(ctx, errOpenDeployer)
 		return
 	}
@@ -188,7 +196,7 @@ func readLimited(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
 	if err != nil {
-		return nil, errorf(400, CodeBadRequest, "reading the request body: %v", err)
+		return nil, bodyReadError(ctx, err)
 	}
 	if len(body) > limit {
 		ctx.SetConnectionClose()

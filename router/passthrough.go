@@ -3,7 +3,6 @@ package router
 import (
 	"bytes"
 	"context"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -87,8 +86,18 @@ var (
 // The function's contract endpoints are not reachable this way, so callers cannot forge an
 // envelope. host is the Host whose route the request came by, empty for the function's main
 // route; the route's split, drawn at random, picks the target (revision) and adds its headers.
-func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, fnName string, path []byte, host string) {
+func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName string, path []byte, host string) {
 	start := time.Now()
+	if err := a.mayUse(fnName); err != nil {
+		writeError(ctx, err)
+		return
+	}
+	if !ctx.IsGet() && !ctx.IsHead() {
+		if err := a.mayWrite(); err != nil {
+			writeError(ctx, err)
+			return
+		}
+	}
 	fn, ok := r.backends.Function(fnName)
 	if !ok {
 		writeError(ctx, errorf(404, CodeUnknownFunction, "no function %q is deployed", fnName))
@@ -119,9 +128,10 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, fnName string, path 
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.Header.CopyTo(&req.Header)
 	stripHopHeaders(&req.Header)
-	if len(r.tokens) > 0 {
+	if len(r.grants) > 0 {
 		req.Header.Del(fasthttp.HeaderAuthorization) // knactor's token is not the function's business
 	}
+	req.Header.Del(HeaderPeerToken) // nor the routers' secret
 	req.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
 	req.Header.SetBytesV("X-Forwarded-Host", ctx.Host())
 	if split != nil {
@@ -136,11 +146,14 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, fnName string, path 
 	req.URI().SetQueryStringBytes(ctx.URI().QueryString())
 	// A request has a body when it says so: a length, or chunked (-1). Reading a body-less
 	// request's stream would wait for the client to close the connection.
+	body := &clientBody{}
 	if n := ctx.Request.Header.ContentLength(); n > 0 || n == -1 {
 		// Wrapped so that releasing req does not release the server's own body stream (a
 		// fasthttp stream handed to SetBodyStream is closed and pooled with the request, and the
-		// server would release it a second time).
-		req.SetBodyStream(struct{ io.Reader }{ctx.RequestBodyStream()}, n)
+		// server would release it a second time), and so that a client that does not send its
+		// body is told so (408) rather than the function blamed.
+		body.r = ctx.RequestBodyStream()
+		req.SetBodyStream(body, n)
 	}
 
 	resp := fasthttp.AcquireResponse()
@@ -150,6 +163,9 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, fnName string, path 
 		ae := errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err)
 		if err == fasthttp.ErrTimeout {
 			ae = errorf(504, CodeFunctionTimeout, "function did not answer within %v", timeout)
+		}
+		if body.err != nil {
+			ae = bodyReadError(ctx, body.err)
 		}
 		r.metrics.observe(fn.Name, kindPassThrough, ae.status, start)
 		writeError(ctx, ae)

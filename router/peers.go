@@ -75,7 +75,7 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 		url.PathEscape(call.key.ID) + "/" + call.action)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentTypeBytes(contentJSON)
-	req.Header.Set(HeaderForwarded, "1")
+	r.setPeerAuth(req)
 	if call.host != "" {
 		req.Header.Set(HeaderRouteHost, call.host)
 	}
@@ -89,9 +89,6 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 	}
 	if call.channel != "" {
 		req.Header.Set(HeaderChannel, call.channel)
-	}
-	if len(r.tokens) > 0 {
-		req.Header.Set("Authorization", "Bearer "+string(r.tokens[0]))
 	}
 	for _, m := range call.metadata {
 		req.Header.Set(metaHeaderPrefix+m.key, m.value)

@@ -18,9 +18,9 @@ func (f peersFunc) Owner(key string) (string, bool) { return f(key) }
 // exact; the first router counts none of them in its statistics.
 func TestForwardToOwnerRouter(t *testing.T) {
 	store := localStore(t)
-	owner := newHarnessOn(t, Config{}, store)
+	owner := newHarnessOn(t, peerConfig, store)
 	addr := strings.TrimPrefix(owner.url, "http://")
-	front := newHarnessOn(t, Config{}, store, func(o *Options) {
+	front := newHarnessOn(t, peerConfig, store, func(o *Options) {
 		o.Peers = peersFunc(func(string) (string, bool) { return addr, true })
 	})
 	a := newTestActor()
@@ -64,7 +64,7 @@ func TestForwardFallsBackWhenOwnerRefuses(t *testing.T) {
 	dead := ln.Addr().String()
 	ln.Close()
 	store := localStore(t)
-	h := newHarnessOn(t, Config{}, store, func(o *Options) {
+	h := newHarnessOn(t, peerConfig, store, func(o *Options) {
 		o.Peers = peersFunc(func(string) (string, bool) { return dead, true })
 	})
 	h.deploy(Function{Name: "counter"}, newTestActor())

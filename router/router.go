@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -105,8 +104,9 @@ type Router struct {
 	load       podLoad
 
 	server    *fasthttp.Server
-	conns     conns // the server's open connections, hurried at Shutdown
-	tokens    [][]byte
+	conns     conns   // the server's open connections, hurried at Shutdown
+	grants    []grant // the public API's bearer tokens; none: no auth
+	peerToken []byte  // the routers' shared secret; nil: no call is a peer's
 	closing   atomic.Bool
 	reqPrefix string
 	reqSeq    atomic.Uint64
@@ -122,6 +122,9 @@ type Router struct {
 	sched    *scheduler
 	stopping chan struct{} // closed when Shutdown starts: effect retries stop waiting
 	stopOnce sync.Once
+
+	// limits counts the open connections against the caps (limits.go).
+	limits connLimits
 }
 
 // New returns a Router; call Serve to start it.
@@ -159,8 +162,16 @@ func New(cfg Config, opts Options) (*Router, error) {
 			Keys: cfg.IdempotencyKeys, TTL: cfg.IdempotencyTTL, Bytes: cfg.IdempotencyBytes,
 		},
 	}
-	for _, t := range cfg.AuthTokens {
-		r.tokens = append(r.tokens, []byte(t))
+	for _, entry := range cfg.AuthTokens {
+		t, _ := ParseAuthToken(entry) // Validate checked it
+		r.grants = append(r.grants, grant{token: []byte(t.Token), functions: t.Functions, readOnly: t.ReadOnly})
+	}
+	if opts.Peers != nil && cfg.PeerToken == "" {
+		return nil, errors.New("router: several routers (Options.Peers) need the shared secret Config.PeerToken")
+	}
+	r.peerToken = []byte(cfg.PeerToken)
+	if cfg.PeerToken == "" {
+		r.peerToken = nil
 	}
 	r.client = &fasthttp.Client{
 		Name:                     "knactor-router",
@@ -201,7 +212,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 	r.hub = newHub(r)
 	r.sched = newScheduler(r)
 	r.server = &fasthttp.Server{
-		Handler:                       r.handle,
+		Handler:                       r.serveRequest, // r.handle, then what it left of the body
 		Name:                          "knactor",
 		ReadTimeout:                   cfg.ReadTimeout,
 		WriteTimeout:                  cfg.WriteTimeout,
@@ -240,7 +251,7 @@ func isRetryableConnError(err error) bool {
 // Serve serves the API on ln until Shutdown. It returns nil after a graceful shutdown.
 func (r *Router) Serve(ln net.Listener) error {
 	r.sched.start()
-	return r.server.Serve(ln)
+	return r.server.Serve(r.limitListener(ln))
 }
 
 // ListenAndServe listens on Config.Listen and serves.
@@ -374,8 +385,8 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.URI().PathOriginal()
 	if r.traffic != nil {
 		if route, ok := r.traffic.Host(string(ctx.Host())); ok {
-			if r.authorized(ctx) {
-				r.serveHost(ctx, route, path)
+			if a, ok := r.authorize(ctx); ok {
+				r.serveHost(ctx, a, route, path)
 			}
 			return
 		}
@@ -390,52 +401,37 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetBody(okBody)
 	case bytes.Equal(path, pathMetrics):
-		if r.authorized(ctx) {
+		if a, ok := r.authorize(ctx); ok {
+			if err := a.mayUseAll(); err != nil {
+				writeError(ctx, err)
+				return
+			}
 			r.metrics.serve(ctx)
 		}
 	case bytes.Equal(path, pathFunctions):
-		if r.authorized(ctx) {
-			r.serveFunctions(ctx)
+		if a, ok := r.authorize(ctx); ok {
+			r.serveFunctions(ctx, a)
 		}
 	case bytes.HasPrefix(path, prefixActors):
-		if r.authorized(ctx) {
+		if a, ok := r.authorize(ctx); ok {
 			host := ""
-			if len(ctx.Request.Header.Peek(HeaderForwarded)) > 0 {
+			if a.peer && len(ctx.Request.Header.Peek(HeaderForwarded)) > 0 {
 				host = string(ctx.Request.Header.Peek(HeaderRouteHost))
 			}
-			r.serveActor(ctx, path[len(prefixActors):], host)
+			r.serveActor(ctx, a, path[len(prefixActors):], host)
 		}
 	case bytes.HasPrefix(path, prefixChans):
-		if r.authorized(ctx) {
-			r.serveChannel(ctx, path[len(prefixChans):])
+		if a, ok := r.authorize(ctx); ok {
+			r.serveChannel(ctx, a, path[len(prefixChans):])
 		}
 	case bytes.HasPrefix(path, prefixFuncs):
-		if r.authorized(ctx) {
+		if a, ok := r.authorize(ctx); ok {
 			fnName, rest, _ := bytes.Cut(path[len(prefixFuncs):], []byte("/"))
-			r.servePassThrough(ctx, string(fnName), rest, "")
+			r.servePassThrough(ctx, a, string(fnName), rest, "")
 		}
 	default:
 		writeError(ctx, errNotFound)
 	}
-}
-
-// authorized checks the bearer token when tokens are configured, answering 401 itself.
-// Every configured token is compared, in constant time, so timing tells nothing.
-func (r *Router) authorized(ctx *fasthttp.RequestCtx) bool {
-	if len(r.tokens) == 0 {
-		return true
-	}
-	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
-	got, ok := bytes.CutPrefix(h, bearerPrefix)
-	match := 0
-	for _, t := range r.tokens {
-		match |= subtle.ConstantTimeCompare(got, t)
-	}
-	if !ok || match != 1 {
-		writeError(ctx, errBadAuth)
-		return false
-	}
-	return true
 }
 
 // requestID returns the caller's X-Request-Id or a new unique id.

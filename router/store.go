@@ -128,7 +128,8 @@ func (r *Router) acquireTurn(ctx context.Context, key string, timeout time.Durat
 
 // storeError maps a state store failure to the caller's error: 503 while the store is
 // unavailable (the client may retry; with an idempotency key the retry is safe even when the
-// write landed), 504 when the call's own deadline ran out.
+// write landed), 503 when the stored state is sealed with an encryption key the router lacks
+// or does not decrypt, 504 when the call's own deadline ran out.
 func storeError(err error, waited time.Duration) error {
 	var ae *apiError
 	switch {
@@ -136,6 +137,10 @@ func storeError(err error, waited time.Duration) error {
 		return err
 	case errors.Is(err, statecache.ErrUnavailable):
 		return errorf(503, CodeStoreUnavailable, "state store unavailable (waited up to %v): %v", waited, err)
+	case errors.Is(err, statecache.ErrKeyMissing):
+		return errorf(503, CodeEncryptionKeyMissing, "%v", err)
+	case errors.Is(err, statecache.ErrSealBroken):
+		return errorf(503, CodeStateUnreadable, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return errorf(504, CodeFunctionTimeout, "timed out reading or writing the actor's state")
 	}

@@ -134,15 +134,15 @@ func (r *Router) target(fn Function, host string, pick func(*Route) *Split) Func
 // serveHost serves a request that came by a route's host (a Knative Service's URL): the actor
 // API under /v1/actors/{function}/..., where function must be the host's; every other path
 // passes through to one of the function's pods, drawn from the route's split.
-func (r *Router) serveHost(ctx *fasthttp.RequestCtx, rt *Route, path []byte) {
+func (r *Router) serveHost(ctx *fasthttp.RequestCtx, a access, rt *Route, path []byte) {
 	host := string(ctx.Host())
 	if rest, ok := bytes.CutPrefix(path, prefixActors); ok {
 		if fn, _, _ := bytes.Cut(rest, []byte("/")); string(fn) != rt.Function {
 			writeError(ctx, errorf(404, CodeUnknownFunction, "%s serves function %q: call /v1/actors/%s/{id}/{action}", host, rt.Function, rt.Function))
 			return
 		}
-		r.serveActor(ctx, rest, host)
+		r.serveActor(ctx, a, rest, host)
 		return
 	}
-	r.servePassThrough(ctx, rt.Function, bytes.TrimPrefix(path, []byte("/")), host)
+	r.servePassThrough(ctx, a, rt.Function, bytes.TrimPrefix(path, []byte("/")), host)
 }

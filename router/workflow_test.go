@@ -147,8 +147,8 @@ func (p peerList) Others() []string          { return p }
 // A broadcast's WebSocket push reaches the channel's clients on the other routers too.
 func TestBroadcastPushReachesClientsOfOtherRouters(t *testing.T) {
 	store := localStore(t)
-	other := newHarnessOn(t, Config{}, store)
-	h := newHarnessOn(t, Config{}, store, func(o *Options) {
+	other := newHarnessOn(t, peerConfig, store)
+	h := newHarnessOn(t, peerConfig, store, func(o *Options) {
 		o.Peers = peerList{strings.TrimPrefix(other.url, "http://")}
 	})
 	h.deploy(Function{Name: "m1"}, newMember())
@@ -159,6 +159,7 @@ func TestBroadcastPushReachesClientsOfOtherRouters(t *testing.T) {
 			t.Fatalf("%s's client got %v", name, m)
 		}
 	}
-	// Only routers push: a caller without the forwarded mark gets 404.
-	other.do("POST", "/v1/channels/room/push", `{"event":"broadcast"}`).want(t, 404, "")
+	// Only routers push: a caller without the routers' secret gets 403, forwarded mark or not.
+	other.do("POST", "/v1/channels/room/push", `{"event":"broadcast"}`).want(t, 403, "")
+	other.do("POST", "/v1/channels/room/push", `{"event":"broadcast"}`, HeaderForwarded, "1").want(t, 403, "")
 }

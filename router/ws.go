@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -34,9 +35,12 @@ const (
 	wsPongWait     = 2 * wsPingInterval
 	// wsWriteWait bounds writing one frame to a client.
 	wsWriteWait = 10 * time.Second
-	// wsSendQueue is how many outgoing messages a session buffers. A client that falls further
-	// behind is closed (1008, "slow consumer") so one slow reader can't hold router memory.
-	wsSendQueue = 64
+	// wsSendQueue is how many outgoing messages a session buffers, and wsSendQueueBytes how
+	// many bytes of them (a message into an empty queue is taken whatever its size). A client
+	// that falls further behind is closed (1008, "slow consumer") so one slow reader can't hold
+	// router memory: 64 pushes of a 1 MiB state would be 64 MiB.
+	wsSendQueue      = 64
+	wsSendQueueBytes = 4 << 20
 	// wsFrameOverhead is what a message may add around the payload limit (id, action, JSON).
 	wsFrameOverhead = 64 << 10
 )
@@ -66,7 +70,8 @@ type hub struct {
 	subs     map[string]map[*wsSession]struct{}
 	closed   bool
 
-	wg sync.WaitGroup
+	wg    sync.WaitGroup
+	slots sessionSlots // sessions against Config.MaxWebSocketSessions
 }
 
 func newHub(r *Router) *hub {
@@ -110,6 +115,7 @@ type wsTarget struct {
 	host      string // the Host whose route the session came by; empty for the main route
 	subscribe bool
 	channel   string // a channel's session (GET /v1/channels/{channel}/ws): receives broadcasts only
+	readOnly  bool   // opened with a read-only token: receives state, runs no turn
 }
 
 // subKey is what the session subscribes to in hub.subs: its actor's key, or its channel's name
@@ -123,9 +129,10 @@ func (t *wsTarget) subKey() string {
 
 type wsTargetKey struct{}
 
-func (r *Router) serveWebSocket(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key, host string) {
+func (r *Router) serveWebSocket(ctx *fasthttp.RequestCtx, a access, fn Function, key statecache.Key, host string) {
 	sub := string(ctx.QueryArgs().Peek("subscribe"))
-	ctx.SetUserValue(wsTargetKey{}, &wsTarget{fn: fn, key: key, host: host, subscribe: sub == "1" || sub == "true"})
+	ctx.SetUserValue(wsTargetKey{}, &wsTarget{fn: fn, key: key, host: host, subscribe: sub == "1" || sub == "true",
+		readOnly: a.mayWrite() != nil})
 	r.hub.handler(ctx)
 }
 
@@ -136,6 +143,11 @@ func (h *hub) serve(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
+	if !h.slots.take(h.r.cfg.MaxWebSocketSessions) {
+		refuseSession(w)
+		return
+	}
+	defer h.slots.give()
 	conn, err := h.upgrader.Upgrade(w, req, nil)
 	if err != nil {
 		return // the upgrader answered the client
@@ -260,10 +272,7 @@ func (r *Router) pushToPeers(channel string, msg []byte) {
 			req.SetRequestURI("http://" + addr + "/v1/channels/" + url.PathEscape(channel) + "/push")
 			req.Header.SetMethod(fasthttp.MethodPost)
 			req.Header.SetContentTypeBytes(contentJSON)
-			req.Header.Set(HeaderForwarded, "1")
-			if len(r.tokens) > 0 {
-				req.Header.Set("Authorization", "Bearer "+string(r.tokens[0]))
-			}
+			r.setPeerAuth(req)
 			req.SetBody(msg)
 			if err := r.peerClient.DoTimeout(req, resp, peerPushTimeout); err != nil || resp.StatusCode() != fasthttp.StatusNoContent {
 				r.log.Debug("pushing a broadcast to another router's WebSocket clients failed", "router", addr, "channel", channel, "err", err, "status", resp.StatusCode())
@@ -276,11 +285,16 @@ func (r *Router) pushToPeers(channel string, msg []byte) {
 // serveChannel serves GET /v1/channels/{channel}/ws, a WebSocket session that receives the
 // channel's broadcasts and sends nothing, and, between routers, POST
 // /v1/channels/{channel}/push (see pushToPeers).
-func (r *Router) serveChannel(ctx *fasthttp.RequestCtx, rest []byte) {
+func (r *Router) serveChannel(ctx *fasthttp.RequestCtx, a access, rest []byte) {
 	channel, op, _ := bytes.Cut(rest, []byte("/"))
-	forwarded := len(ctx.Request.Header.Peek(HeaderForwarded)) > 0
 	switch {
-	case string(op) == "push" && forwarded && ctx.IsPost():
+	case string(op) == "push" && !a.peer:
+		writeError(ctx, errInternalRoute)
+		return
+	case string(op) == "push" && ctx.IsPost():
+	case a.mayUseAll() != nil:
+		writeError(ctx, a.mayUseAll())
+		return
 	case string(op) != wsAction:
 		writeError(ctx, errorf(404, CodeNotFound, "want GET /v1/channels/{channel}/ws"))
 		return
@@ -333,8 +347,9 @@ type wsSession struct {
 	conn   *websocket.Conn
 	target *wsTarget
 
-	send chan []byte   // outgoing messages; the writer goroutine owns conn's writes
-	done chan struct{} // closed by closeWith: the writer sends closeFrame and ends
+	send   chan []byte   // outgoing messages; the writer goroutine owns conn's writes
+	queued atomic.Int64  // bytes of the messages in send and being written
+	done   chan struct{} // closed by closeWith: the writer sends closeFrame and ends
 
 	once       sync.Once
 	closeFrame []byte
@@ -342,16 +357,29 @@ type wsSession struct {
 
 // enqueue queues msg for the client without blocking; a full queue closes the session.
 func (s *wsSession) enqueue(msg []byte) {
+	n := int64(len(msg))
+	if q := s.queued.Add(n); q > wsSendQueueBytes && q != n {
+		s.queued.Add(-n)
+		s.dropSlow()
+		return
+	}
 	select {
 	case <-s.done:
+		s.queued.Add(-n)
 	case s.send <- msg:
 	default:
-		// The client reads slower than it is sent to: end the session. A close frame goes out
-		// if the socket takes it; a writer blocked on a full socket is cut off now rather than
-		// at its write deadline, so the session's memory is freed at once.
-		s.closeWith(websocket.ClosePolicyViolation, "slow consumer: too many unread messages")
-		_ = s.conn.UnderlyingConn().SetWriteDeadline(time.Now())
+		s.queued.Add(-n)
+		s.dropSlow()
 	}
+}
+
+// dropSlow ends the session of a client that does not read what it is sent.
+func (s *wsSession) dropSlow() {
+	// The client reads slower than it is sent to: end the session. A close frame goes out
+	// if the socket takes it; a writer blocked on a full socket is cut off now rather than
+	// at its write deadline, so the session's memory is freed at once.
+	s.closeWith(websocket.ClosePolicyViolation, "slow consumer: too many unread messages")
+	_ = s.conn.UnderlyingConn().SetWriteDeadline(time.Now())
 }
 
 // closeWith ends the session with a close frame carrying code and reason.
@@ -370,7 +398,9 @@ func (s *wsSession) writeLoop() {
 		select {
 		case msg := <-s.send:
 			_ = s.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
-			if err := s.conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+			err := s.conn.WriteMessage(websocket.TextMessage, msg)
+			s.queued.Add(-int64(len(msg)))
+			if err != nil {
 				s.closeWith(websocket.CloseAbnormalClosure, "")
 				return
 			}
@@ -419,6 +449,9 @@ func (s *wsSession) invoke(data []byte) []byte {
 	}
 	if s.target.channel != "" {
 		return wsError(m.ID, errorf(400, CodeBadRequest, "a channel's WebSocket only receives broadcasts; call actors on /v1/actors/{function}/{id}/ws"))
+	}
+	if s.target.readOnly {
+		return wsError(m.ID, errReadOnly)
 	}
 	if !validAction(m.Action) {
 		return wsError(m.ID, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", m.Action, maxActionLen))

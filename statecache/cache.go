@@ -70,6 +70,14 @@ type Config struct {
 	// than an acknowledged write. WriteThrough only: a write-behind cache must be the only
 	// writer.
 	Revalidate bool
+	// Keys, when set, encrypts state at rest: every value the cache writes to the store is
+	// sealed with the active key (AES-256-GCM, bound to the actor's key), and every value it
+	// reads is opened with the key it names. Values in memory stay plaintext. A stored value
+	// that is not sealed (written before keys were configured) is read as it is and sealed by
+	// its next write (Stats.PlaintextReads counts them). A sealed value whose key is not in the
+	// ring, or any sealed value when Keys is nil, fails its read with a *KeyMissingError; one
+	// that does not decrypt with ErrSealBroken. Nothing is cached for such a key.
+	Keys *Keyring
 }
 
 // Revalidator is a Store that can tell whether a key still has a version without sending its
@@ -130,7 +138,10 @@ type Stats struct {
 	FlushErrors   uint64 // failed flush attempts (each reported to OnFlushError)
 	LostConflicts uint64 // write-behind writes dropped because another writer changed the key
 	Passivated    uint64 // entries dropped from memory for being idle
-	Dirty         int    // write-behind writes not yet durable
+	// PlaintextReads are values read from the store unsealed although Config.Keys is set:
+	// written before encryption was switched on; each is sealed by its next write.
+	PlaintextReads uint64
+	Dirty          int // write-behind writes not yet durable
 }
 
 // Cache keeps actor state in memory in front of a Store.
@@ -161,7 +172,7 @@ type Cache struct {
 	localSeq atomic.Uint64 // numbers write-behind versions
 	localTag string        // makes write-behind versions unique to this cache
 
-	hits, misses, revalidated, flushed, flushErrors, lostConflicts, passivated atomic.Uint64
+	hits, misses, revalidated, flushed, flushErrors, lostConflicts, passivated, plaintextReads atomic.Uint64
 
 	stop chan struct{}
 	done chan struct{}
@@ -251,7 +262,13 @@ func (c *Cache) revalidate(ctx context.Context, key Key, id string) (Entry, erro
 		return e.Entry, err
 	}
 	fresh, changed, err := rv.GetIfChanged(ctx, key, e.Version)
+	if err == nil && changed {
+		fresh, err = c.open(key, fresh)
+	}
 	if err != nil {
+		if changed {
+			c.mem.Delete(id) // the cached entry is stale, and the store's does not open
+		}
 		return Entry{}, err
 	}
 	c.touch(id)
@@ -305,7 +322,7 @@ func (c *Cache) write(ctx context.Context, key Key, value []byte, exists bool, e
 	var v Version
 	var err error
 	if exists {
-		v, err = c.store.Put(ctx, key, value, expect, commit)
+		v, err = c.store.Put(ctx, key, c.cfg.Keys.Seal(key, value), expect, commit)
 	} else {
 		v, err = c.store.Delete(ctx, key, expect, commit)
 	}
@@ -345,6 +362,9 @@ func (c *Cache) load(ctx context.Context, key Key, id string) (cached, error) {
 	}
 	c.misses.Add(1)
 	se, err := c.store.Get(ctx, key)
+	if err == nil {
+		se, err = c.open(key, se)
+	}
 	if err != nil {
 		return cached{}, err
 	}
@@ -361,8 +381,24 @@ func (c *Cache) Stats() Stats {
 	return Stats{
 		Hits: c.hits.Load(), Misses: c.misses.Load(), Revalidated: c.revalidated.Load(), Flushed: c.flushed.Load(),
 		FlushErrors: c.flushErrors.Load(), LostConflicts: c.lostConflicts.Load(),
-		Passivated: c.passivated.Load(), Dirty: dirty,
+		Passivated: c.passivated.Load(), PlaintextReads: c.plaintextReads.Load(), Dirty: dirty,
 	}
+}
+
+// open turns an entry read from the store into its plaintext form (Config.Keys).
+func (c *Cache) open(key Key, e Entry) (Entry, error) {
+	if !e.Exists {
+		return e, nil
+	}
+	plain, sealed, err := c.cfg.Keys.open(key, e.Value)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !sealed && c.cfg.Keys != nil {
+		c.plaintextReads.Add(1)
+	}
+	e.Value = plain
+	return e, nil
 }
 
 func (c *Cache) stripe(id string) *sync.Mutex {

@@ -153,7 +153,7 @@ func (c *Cache) flushBatches(ctx context.Context, bw BatchWriter, ids []string) 
 				ids = ids[1:]
 				if f, ok := c.pending(id); ok {
 					fs, names = append(fs, f), append(names, id)
-					writes = append(writes, f.write())
+					writes = append(writes, f.write(c.cfg.Keys))
 					size += len(f.d.value)
 				}
 			}
@@ -198,7 +198,7 @@ func (c *Cache) flushOnce(ctx context.Context, id string) error {
 	var v Version
 	var err error
 	if f.d.exists {
-		v, err = c.store.Put(ctx, f.d.key, f.d.value, f.base, f.d.commit)
+		v, err = c.store.Put(ctx, f.d.key, c.cfg.Keys.Seal(f.d.key, f.d.value), f.base, f.d.commit)
 	} else {
 		v, err = c.store.Delete(ctx, f.d.key, f.base, f.d.commit)
 	}
@@ -223,9 +223,13 @@ func (c *Cache) pending(id string) (flushing, bool) {
 	return flushing{d: d, base: d.base, maybe: d.maybeLanded}, true
 }
 
-// write is f as a store write.
-func (f flushing) write() Write {
-	return Write{Key: f.d.key, Value: f.d.value, Exists: f.d.exists, Expect: f.base, Commit: f.d.commit}
+// write is f as a store write, its value sealed with keys (Config.Keys).
+func (f flushing) write(keys *Keyring) Write {
+	w := Write{Key: f.d.key, Exists: f.d.exists, Expect: f.base, Commit: f.d.commit}
+	if w.Exists {
+		w.Value = keys.Seal(f.d.key, f.d.value)
+	}
+	return w
 }
 
 // settle records the outcome of f's store write (version v or err) in the buffer and the cache.

@@ -1,6 +1,7 @@
 package statserver
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -81,6 +82,10 @@ type Config struct {
 	Poke func(function string)
 	// Logger receives connects, disconnects and stale routers. Default discards.
 	Logger *slog.Logger
+	// Token, when set, is the secret the routers share (Kubernetes mode: the knactor-internal
+	// Secret): a connection must present it as "Authorization: Bearer <token>" or is refused
+	// with 401 before the upgrade, so a pod in the cluster cannot feed the autoscaler false load.
+	Token string
 }
 
 // RouterStatus describes one connected router.
@@ -275,6 +280,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if closed {
 		http.Error(w, "the autoscaler is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.authorized(r) {
+		s.log.Warn("refused a stats connection without the routers' secret", "remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		http.Error(w, "stats connections need the routers' shared secret as a bearer token", http.StatusUnauthorized)
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
@@ -683,4 +694,13 @@ func (s *Server) Close() error {
 	ends.Wait()
 	s.wg.Wait()
 	return nil
+}
+
+// authorized checks a connection's bearer token against Config.Token, in constant time.
+func (s *Server) authorized(r *http.Request) bool {
+	if s.cfg.Token == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
 }

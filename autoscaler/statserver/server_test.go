@@ -614,3 +614,37 @@ func TestCloseSaysGoingAway(t *testing.T) {
 		t.Errorf("dial after Close: %v, %v; want 503", resp, err)
 	}
 }
+
+// With a Token, only routers that present it connect: a pod without the secret cannot feed the
+// autoscaler false load.
+func TestStatsConnectionsNeedTheRoutersSecret(t *testing.T) {
+	const secret = "routers-shared-secret-0123456789abcdef"
+	e := newEnv(t, statserver.Config{Token: secret})
+	tests := []struct {
+		name   string
+		header http.Header
+		want   int
+	}{
+		{"no token", nil, http.StatusUnauthorized},
+		{"wrong token", http.Header{"Authorization": {"Bearer not-the-secret-0123456789abcdef"}}, http.StatusUnauthorized},
+		{"not a bearer", http.Header{"Authorization": {secret}}, http.StatusUnauthorized},
+		{"the secret", http.Header{"Authorization": {"Bearer " + secret}}, http.StatusSwitchingProtocols},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ws, resp, err := websocket.DefaultDialer.Dial(e.url, tc.header)
+			if resp == nil {
+				t.Fatalf("dial: %v", err)
+			}
+			if resp.StatusCode != tc.want {
+				t.Fatalf("handshake answered %d, want %d", resp.StatusCode, tc.want)
+			}
+			if ws != nil {
+				ws.Close()
+			}
+		})
+	}
+	if n := len(e.srv.Routers()); n > 1 {
+		t.Fatalf("%d routers connected, want at most the one with the secret", n)
+	}
+}

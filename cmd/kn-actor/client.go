@@ -197,7 +197,8 @@ var routerCodes = map[string]bool{
 	"version_conflict": true, "conflict": true, "too_large": true, "actor_busy": true,
 	"function_failed": true, "bad_function_reply": true, "no_capacity": true,
 	"store_unavailable": true, "function_timeout": true, "shutting_down": true, "internal": true,
-	"idempotency_key_reused": true,
+	"idempotency_key_reused": true, "encryption_key_missing": true, "state_unreadable": true,
+	"too_many_connections": true, "workflow_cycle": true, "workflow_too_long": true,
 }
 
 // explain turns an error of a call about function into one that says what to do next.

@@ -81,8 +81,13 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	if err := w.Start(watchCtx); err != nil {
 		return err
 	}
+	// Only the routers, which share this secret, may send statistics.
+	token, err := config.InternalToken(ctx, c.kube, f.kube.systemNamespace)
+	if err != nil {
+		return err
+	}
 	var a *autoscaler.Autoscaler
-	stats := statserver.New(statserver.Config{Poke: func(fn string) { a.Poke(fn) }})
+	stats := statserver.New(statserver.Config{Poke: func(fn string) { a.Poke(fn) }, Token: token, Logger: slog.Default()})
 	scaler := kube.NewScaler(c.kube, w)
 	a = autoscaler.New(sys.AutoscalerConfig(), stats, scaler, clock.RealClock{}, slog.Default())
 	fns := &kubeFunctions{kube: c, namespace: f.kube.namespace, watcher: w, scaler: a, sys: sys, specs: map[string]autoscaler.Spec{}}

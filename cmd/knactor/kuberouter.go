@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/knactor/knactor/activator"
 	"github.com/knactor/knactor/activator/statreporter"
+	"github.com/knactor/knactor/config"
 	"github.com/knactor/knactor/crds/actorsystem"
 	"github.com/knactor/knactor/manifest"
 	"github.com/knactor/knactor/pods/kube"
@@ -104,6 +106,7 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	state.writeMode = settings.WriteMode.String()
 	state.cacheMB = settings.CacheBytes >> 20
 	state.idleAfter, state.flushEvery = settings.PassivateAfter, settings.FlushInterval
+	state.encryptionKeys = settings.EncryptionKeys
 	// Several routers serve one actor system, each with its own cache: a read is confirmed with
 	// the store (a conditional GET) so it never returns a value older than an acknowledged write.
 	state.revalidate = true
@@ -113,6 +116,11 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	cfg.AuthTokens = append(cfg.AuthTokens, settings.AuthTokens...)
 	if t := os.Getenv(envAuthTokens); t != "" {
 		cfg.AuthTokens = append(cfg.AuthTokens, splitList(t)...)
+	}
+
+	// The routers' shared secret: peers present it to each other and to the autoscaler.
+	if cfg.PeerToken, err = config.InternalToken(ctx, c.kube, kf.kube.systemNamespace); err != nil {
+		return err
 	}
 
 	st, err := state.openState(ctx)
@@ -154,7 +162,8 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 		slog.Info("knative: serving Ingresses", "class", ingress.Class, "namespace", kf.kube.namespace)
 	}
 	src := &recorderSource{}
-	rep, err := statreporter.New(statreporter.Config{URL: kf.autoscalerURL, Router: kf.name}, src)
+	rep, err := statreporter.New(statreporter.Config{URL: kf.autoscalerURL, Router: kf.name,
+		Header: http.Header{"Authorization": {"Bearer " + cfg.PeerToken}}}, src)
 	if err != nil {
 		return closeState(err)
 	}
@@ -165,7 +174,7 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 		traffic = ing
 	}
 	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers, Traffic: traffic,
-		Collectors: []prometheus.Collector{act.Collector()}})
+		Collectors: append([]prometheus.Collector{act.Collector()}, st.collectors...)})
 	if err != nil {
 		return closeState(err)
 	}

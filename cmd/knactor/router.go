@@ -75,6 +75,7 @@ listens on loopback. S3 credentials come from $` + envS3AccessKey + ` and $` + e
 	fs.IntVar(&cfg.MaxQueuePerActor, "max-queue-per-actor", router.DefaultMaxQueuePerActor, "calls that may wait for one actor before 429")
 	fs.IntVar(&cfg.MaxPayloadBytes, "max-payload-bytes", router.DefaultMaxPayloadBytes, "largest request body")
 	fs.IntVar(&cfg.MaxStateBytes, "max-state-bytes", router.DefaultMaxStateBytes, "largest actor state")
+	registerClientLimitFlags(fs, &cfg)
 	registerTurnFlags(fs, &cfg)
 	state.register(fs)
 	kf.register(fs)

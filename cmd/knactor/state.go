@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,9 @@ const (
 	envS3SecretKey    = "KNACTOR_S3_SECRET_KEY"
 	envS3SessionToken = "KNACTOR_S3_SESSION_TOKEN"
 	envAuthTokens     = "KNACTOR_AUTH_TOKENS" // comma-separated bearer tokens of the public API
+	// envEncryptionKeys holds the keys that encrypt state at rest: "id:base64-32-byte-key"
+	// entries separated by commas or newlines, the first one active (statecache.ParseKeyring).
+	envEncryptionKeys = "KNACTOR_ENCRYPTION_KEYS"
 )
 
 // stateFlags select and configure the state store and its cache.
@@ -36,6 +40,9 @@ type stateFlags struct {
 	// revalidate confirms every cached read with the store (Kubernetes mode: several routers
 	// write the same actors). Write-through caches only.
 	revalidate bool
+	// encryptionKeys is the key specification of encryption at rest from the ActorSystem's
+	// Secret (Kubernetes mode); empty: $KNACTOR_ENCRYPTION_KEYS, if set. Never a flag.
+	encryptionKeys string
 }
 
 func (f *stateFlags) register(fs *pflag.FlagSet) {
@@ -70,6 +77,7 @@ type state struct {
 	closeStore func() error
 	describe   string
 	def        statecache.WriteMode
+	keys       *statecache.Keyring // nil: state is stored in plaintext
 	// collectors export the store's metrics (the local store's; S3's are the router's).
 	collectors []prometheus.Collector
 
@@ -84,7 +92,11 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &state{flags: f, def: mode, closeStore: func() error { return nil },
+	keys, err := f.keyring()
+	if err != nil {
+		return nil, err
+	}
+	st := &state{flags: f, def: mode, keys: keys, closeStore: func() error { return nil },
 		caches: make(map[statecache.WriteMode]*statecache.Cache), modes: make(map[string]statecache.WriteMode)}
 	if f.s3.Endpoint != "" {
 		if f.s3.AccessKey == "" { // Kubernetes mode fills them from the ActorSystem's Secret
@@ -112,7 +124,44 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 		return nil, err
 	}
 	st.describe += " (" + mode.String() + ")"
+	if keys != nil {
+		st.collectors = append(st.collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "knactor_state_plaintext_reads_total",
+			Help: "State values read from the store unencrypted although encryption keys are configured (written before encryption was switched on; each is encrypted by its next write).",
+		}, st.plaintextReads))
+	}
 	return st, nil
+}
+
+// keyring parses the encryption keys: the ActorSystem's Secret's, else $KNACTOR_ENCRYPTION_KEYS.
+// nil when neither is set. Errors and logs name keys by id only.
+func (f *stateFlags) keyring() (*statecache.Keyring, error) {
+	spec, from := f.encryptionKeys, "the ActorSystem's encryption Secret"
+	if env := os.Getenv(envEncryptionKeys); spec == "" {
+		spec, from = env, "$"+envEncryptionKeys
+	} else if env != "" {
+		slog.Warn("$" + envEncryptionKeys + " is ignored: the ActorSystem's encryption Secret sets the keys")
+	}
+	if spec == "" {
+		return nil, nil
+	}
+	keys, err := statecache.ParseKeyring(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	slog.Info("state encrypted at rest", "active key", keys.Active(), "keys", len(keys.IDs()), "ids", strings.Join(keys.IDs(), ","), "from", from)
+	return keys, nil
+}
+
+// plaintextReads sums the caches' reads of unencrypted values (Stats.PlaintextReads).
+func (s *state) plaintextReads() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n uint64
+	for _, c := range s.caches {
+		n += c.Stats().PlaintextReads
+	}
+	return float64(n)
 }
 
 // pinMode makes function use mode ("" is the default mode) unless it already uses another one,
@@ -153,6 +202,7 @@ func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
 	c, err := statecache.NewCache(s.store, statecache.Config{
 		MaxBytes: f.cacheMB << 20, Mode: mode, FlushInterval: f.flushEvery, IdleAfter: f.idleAfter,
 		Revalidate: f.revalidate && mode == statecache.WriteThrough,
+		Keys:       s.keys,
 		OnFlushError: func(k statecache.Key, err error) {
 			slog.Warn("write-behind flush failed", "actor", k.String(), "err", err)
 		},

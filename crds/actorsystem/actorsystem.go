@@ -2,15 +2,15 @@
 // with, and keeps its status true.
 //
 // Resolve is what a router does at start-up in Kubernetes mode: read the ActorSystem, default
-// and validate its spec, and read the Secrets it names (S3 credentials, API tokens) into
-// Settings. Secrets are read through the API and never logged; they are not copied into the
-// status or into errors.
+// and validate its spec, and read the Secrets it names (S3 credentials, API tokens, encryption
+// keys) into Settings. Secrets are read through the API and never logged; they are not copied
+// into the status or into errors.
 //
 // Reconciler is what the autoscaler runs: every ActorSystem of its namespace gets conditions that
 // tell a user what is wrong, in the order a user would fix it:
 //
-//   - CredentialsReady: the credentials Secret (and the auth tokens Secret, when set) exists and
-//     has the keys knactor reads;
+//   - CredentialsReady: the credentials Secret (and the auth tokens and encryption keys Secrets,
+//     when set) exists and has the keys knactor reads;
 //   - StoreReady: the S3 endpoint answers and the bucket exists (or may be created);
 //   - Ready: both, on the spec generation in status.observedGeneration.
 package actorsystem
@@ -45,6 +45,9 @@ type Settings struct {
 	FlushInterval time.Duration
 	// AuthTokens are the public API's bearer tokens; empty when the system sets no auth.
 	AuthTokens []string
+	// EncryptionKeys is the key specification of encryption at rest (statecache.ParseKeyring),
+	// checked to parse; empty when the system sets no encryption.
+	EncryptionKeys string
 }
 
 // Reasons of the conditions' False states. They are stable strings a user (or a script) can
@@ -55,6 +58,7 @@ const (
 	ReasonSecretKeyMissing  = "SecretKeyMissing"
 	ReasonSecretForbidden   = "SecretForbidden"
 	ReasonWeakToken         = "WeakToken"
+	ReasonBadEncryptionKeys = "BadEncryptionKeys"
 	ReasonStoreUnreachable  = "StoreUnreachable"
 	ReasonBucketNotFound    = "BucketNotFound"
 	ReasonStoreAccessDenied = "StoreAccessDenied"
@@ -135,11 +139,23 @@ func settings(ctx context.Context, kube kubernetes.Interface, as *v1alpha1.Actor
 				Message: fmt.Sprintf("Secret %s/%s (spec.auth.tokensSecretRef): key %q holds no token", as.Namespace, spec.Auth.TokensSecretRef.Name, v1alpha1.SecretKeyTokens)}
 		}
 		for i, t := range s.AuthTokens {
-			if len(t) < router.MinAuthTokenLength {
+			if _, err := router.ParseAuthToken(t); err != nil {
 				return Settings{}, &Error{Condition: v1alpha1.ConditionCredentialsReady, Reason: ReasonWeakToken,
-					Message: fmt.Sprintf("Secret %s/%s (spec.auth.tokensSecretRef): token #%d is shorter than %d characters",
-						as.Namespace, spec.Auth.TokensSecretRef.Name, i+1, router.MinAuthTokenLength)}
+					Message: fmt.Sprintf("Secret %s/%s (spec.auth.tokensSecretRef): token #%d: %v",
+						as.Namespace, spec.Auth.TokensSecretRef.Name, i+1, err)}
 			}
+		}
+	}
+	if spec.Encryption != nil {
+		ref := spec.Encryption.KeysSecretRef.Name
+		keys, err := readSecret(ctx, kube, as.Namespace, ref, "spec.encryption.keysSecretRef", v1alpha1.SecretKeyEncryptionKeys)
+		if err != nil {
+			return Settings{}, err
+		}
+		s.EncryptionKeys = string(keys[v1alpha1.SecretKeyEncryptionKeys])
+		if _, err := statecache.ParseKeyring(s.EncryptionKeys); err != nil { // its errors show no key material
+			return Settings{}, &Error{Condition: v1alpha1.ConditionCredentialsReady, Reason: ReasonBadEncryptionKeys, Err: err,
+				Message: fmt.Sprintf("Secret %s/%s (spec.encryption.keysSecretRef): key %q: %v", as.Namespace, ref, v1alpha1.SecretKeyEncryptionKeys, err)}
 		}
 	}
 	return s, nil

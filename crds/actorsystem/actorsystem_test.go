@@ -121,7 +121,7 @@ func TestResolve(t *testing.T) {
 			as.Spec.Auth = &v1alpha1.AuthSpec{TokensSecretRef: corev1.LocalObjectReference{Name: "tokens"}}
 		}),
 		secrets: []runtime.Object{goodCreds, secret("tokens", map[string]string{"tokens": "aaaaaaaaaaaaaaaa,short"})},
-		reason:  ReasonWeakToken, inError: "token #2 is shorter than 16 characters",
+		reason:  ReasonWeakToken, inError: "token #2: token is shorter than 16 characters",
 	}, {
 		name:    "invalid spec",
 		as:      system(func(as *v1alpha1.ActorSystem) { as.Spec.Store.S3.Bucket = "" }),

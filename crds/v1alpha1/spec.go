@@ -41,7 +41,7 @@ const (
 )
 
 // SetDefaults fills every unset field with its default: WriteMode, Cache.SizeMB,
-// Cache.PassivateAfter and Cache.FlushInterval. Store and Auth have no defaults.
+// Cache.PassivateAfter and Cache.FlushInterval. Store, Auth and Encryption have no defaults.
 func (s *ActorSystemSpec) SetDefaults() {
 	if s.WriteMode == "" {
 		s.WriteMode = DefaultWriteMode
@@ -79,6 +79,9 @@ func (s *ActorSystemSpec) Validate() error {
 	}
 	if s.Auth != nil {
 		errs = append(errs, validateSecretRef(path.Child("auth", "tokensSecretRef"), s.Auth.TokensSecretRef.Name)...)
+	}
+	if s.Encryption != nil {
+		errs = append(errs, validateSecretRef(path.Child("encryption", "keysSecretRef"), s.Encryption.KeysSecretRef.Name)...)
 	}
 	return joinFieldErrors(errs)
 }

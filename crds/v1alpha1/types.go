@@ -69,6 +69,10 @@ type ActorSystemSpec struct {
 	// actor: only for a router behind a gateway that authenticates.
 	// +optional
 	Auth *AuthSpec `json:"auth,omitempty"`
+	// Encryption, when set, encrypts actor state at rest with keys from the named Secret. Without
+	// it state is stored as the functions return it.
+	// +optional
+	Encryption *EncryptionSpec `json:"encryption,omitempty"`
 }
 
 // WriteMode says when a call's new state is written to the store: write-through or write-behind.
@@ -169,6 +173,20 @@ type AuthSpec struct {
 // SecretKeyTokens is the key of the Secret that AuthSpec.TokensSecretRef names: bearer tokens
 // separated by commas or newlines.
 const SecretKeyTokens = "tokens"
+
+// EncryptionSpec encrypts actor state at rest (AES-256-GCM): every value the routers write to the
+// store is sealed with the first key, and a value sealed with any of the keys is read.
+type EncryptionSpec struct {
+	// KeysSecretRef names a Secret in the ActorSystem's namespace whose key "keys" holds the
+	// encryption keys: "id:base64-32-byte-key" entries separated by commas or newlines, the first
+	// one encrypting. To rotate, put a new key first and keep the old ones until every value has
+	// been rewritten (docs/storage.md).
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != ''",message="name of the encryption keys Secret is required"
+	KeysSecretRef corev1.LocalObjectReference `json:"keysSecretRef"`
+}
+
+// SecretKeyEncryptionKeys is the key of the Secret that EncryptionSpec.KeysSecretRef names.
+const SecretKeyEncryptionKeys = "keys"
 
 // ActorSystemStatus is what knactor last observed about an ActorSystem.
 type ActorSystemStatus struct {

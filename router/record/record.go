@@ -97,8 +97,10 @@ type Record struct {
 var magic = []byte("\x00KNR")
 
 const (
-	formatV1     = 1
-	formatV2     = 2 // format 1 and a schedule block (timers, outbox, channels)
+	formatV1 = 1
+	formatV2 = 2 // format 1 and a schedule block (timers, outbox, channels)
+	// Format byte 0xE1 is taken: statecache seals encrypted values behind magic and 0xE1, so a
+	// sealed value never reads as a record (statecache's seal tests check it).
 	flagHasState = 1
 	flagRawReply = 1
 	flagHop      = 2

@@ -25,6 +25,14 @@ import (
 // SnapshotAll leaves it out; its next request starts it afresh.
 const forgetAfterEmptySnapshots = 600
 
+// maxTrackedActors bounds the actors a window remembers by id. Past it, the actors no longer in
+// flight are counted instead of remembered, so a flood of distinct actors between two snapshots
+// costs a counter, not memory — also in a router whose statistics nobody snapshots (`knactor
+// router` without an autoscaler), where the window never ends. An actor counted that way and
+// called again in the same window counts twice: a window with more than maxTrackedActors actors
+// may report more ActiveActors than it had, never fewer.
+const maxTrackedActors = 1 << 14
+
 // Snapshot is the statistics of one function over one window.
 type Snapshot struct {
 	// Function is the function's name.
@@ -57,11 +65,13 @@ type Recorder struct {
 	functions sync.Map
 	// forgetAfter is forgetAfterEmptySnapshots; tests lower it.
 	forgetAfter int
+	// trackActors is maxTrackedActors; tests lower it.
+	trackActors int
 }
 
 // NewRecorder returns a Recorder that reads time from clk.
 func NewRecorder(clk clock.PassiveClock) *Recorder {
-	return &Recorder{clk: clk, forgetAfter: forgetAfterEmptySnapshots}
+	return &Recorder{clk: clk, forgetAfter: forgetAfterEmptySnapshots, trackActors: maxTrackedActors}
 }
 
 // funcStats holds the statistics of one function's current window.
@@ -79,8 +89,14 @@ type funcStats struct {
 	// requests is the number of requests that began in the window.
 	requests uint64
 	// actors maps each actor that had a request in flight during the window to its number of
-	// requests in flight now. Entries at zero stay until the window ends.
+	// requests in flight now. Entries at zero stay until the window ends, or until the map
+	// reaches pruneAt: then they move to counted.
 	actors map[string]int
+	// counted is the actors of the window no longer in actors (see maxTrackedActors).
+	counted int
+	// pruneAt is the size of actors that makes Begin prune it: the Recorder's trackActors, or
+	// twice what a prune left (all in flight), so pruning stays amortized O(1) per request.
+	pruneAt int
 	// emptySnapshots counts the consecutive snapshots that found nothing in the window.
 	emptySnapshots int
 	// forgotten is set when the function is removed from its Recorder; a request that finds it
@@ -112,6 +128,9 @@ func (r *Recorder) Begin(function, actor string) (end func()) {
 		f.inFlight++
 		f.requests++
 		if actor != "" {
+			if _, known := f.actors[actor]; !known && len(f.actors) >= max(f.pruneAt, r.trackActors) {
+				f.prune()
+			}
 			if f.actors == nil {
 				f.actors = make(map[string]int)
 			}
@@ -190,7 +209,7 @@ func (r *Recorder) snapshot(f *funcStats) Snapshot {
 		InFlight:           f.inFlight,
 		AverageConcurrency: float64(f.inFlight),
 		Requests:           f.requests,
-		ActiveActors:       len(f.actors),
+		ActiveActors:       len(f.actors) + f.counted,
 	}
 	if s.Window > 0 {
 		s.AverageConcurrency = float64(f.area) / float64(s.Window)
@@ -208,19 +227,36 @@ func (r *Recorder) snapshot(f *funcStats) Snapshot {
 	}
 
 	f.windowStart, f.area, f.requests = now, 0, 0
-	// The next window starts with the actors still in flight. A new map, rather than deleting
-	// from the old one, gives back the memory of a burst of actors.
-	var actors map[string]int
-	for a, n := range f.actors {
-		if n > 0 {
-			if actors == nil {
-				actors = make(map[string]int)
-			}
-			actors[a] = n
-		}
-	}
-	f.actors = actors
+	// The next window starts with the actors still in flight.
+	f.actors, _ = inFlightActors(f.actors)
+	f.counted, f.pruneAt = 0, 0
 	return s
+}
+
+// prune moves the window's actors no longer in flight from actors to counted.
+func (f *funcStats) prune() {
+	var idle int
+	f.actors, idle = inFlightActors(f.actors)
+	f.counted += idle
+	f.pruneAt = 2 * len(f.actors)
+}
+
+// inFlightActors returns the actors of m with requests in flight, in a new map (deleting from
+// m would keep the memory of a burst of actors: maps do not shrink), and how many it left out.
+func inFlightActors(m map[string]int) (map[string]int, int) {
+	var actors map[string]int
+	idle := 0
+	for a, n := range m {
+		if n == 0 {
+			idle++
+			continue
+		}
+		if actors == nil {
+			actors = make(map[string]int)
+		}
+		actors[a] = n
+	}
+	return actors, idle
 }
 
 // InFlight returns the number of requests for function in flight now. It does not end the

@@ -416,3 +416,51 @@ var actorNames = func() []string {
 	}
 	return names
 }()
+
+// TestActorFloodStaysBounded is the regression test of a Recorder that remembered every actor of
+// a window by id until the next snapshot: a router nobody snapshots (`knactor router` without an
+// autoscaler) kept every actor id it ever served.
+func TestActorFloodStaysBounded(t *testing.T) {
+	clk := clocktesting.NewFakeClock(t0)
+	r := NewRecorder(clk)
+	r.trackActors = 100
+	held := r.Begin(fn, "held") // in flight throughout: survives every prune
+	tracked := func() int {
+		v, _ := r.functions.Load(fn)
+		f := v.(*funcStats)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.actors)
+	}
+	const n = 10_000
+	most := 0
+	for i := range n {
+		r.Begin(fn, fmt.Sprintf("actor-%d", i))()
+		most = max(most, tracked())
+	}
+	if most > r.trackActors {
+		t.Fatalf("%d actors remembered by id at once, want at most %d", most, r.trackActors)
+	}
+	held()
+	if got := r.Snapshot(fn); got.ActiveActors != n+1 || got.Requests != n+1 {
+		t.Fatalf("Snapshot() = %+v, want %d actors and requests", got, n+1)
+	}
+	if got := tracked(); got != 0 {
+		t.Fatalf("%d actors remembered after the snapshot, want none", got)
+	}
+
+	// Actors in flight are never dropped, however many there are; ending them still works.
+	var ends []func()
+	for i := range 3 * r.trackActors {
+		ends = append(ends, r.Begin(fn, fmt.Sprintf("busy-%d", i)))
+	}
+	if got := tracked(); got != 3*r.trackActors {
+		t.Fatalf("%d actors in flight remembered, want %d", got, 3*r.trackActors)
+	}
+	for _, end := range ends {
+		end()
+	}
+	if got := r.Snapshot(fn); got.ActiveActors != 3*r.trackActors || got.InFlight != 0 {
+		t.Fatalf("Snapshot() = %+v, want %d actors and none in flight", got, 3*r.trackActors)
+	}
+}

@@ -78,6 +78,8 @@ const (
 	system    = "knactor-system"
 	namespace = "default"
 	token     = "kube-e2e-token-0123456789"
+	// teamToken may call the auction's actors only.
+	teamToken = "kube-e2e-team-token-0123456789"
 	bucket    = "knactor-kube"
 	// counterLabels are the labels Knative puts on a revision's Deployment and pods.
 	revision = "counter-00001"
@@ -270,6 +272,56 @@ func TestKubernetesMode(t *testing.T) {
 		}
 	})
 
+	t.Run("internal doors need the shared secret; team tokens reach their functions only", func(t *testing.T) {
+		sec, err := e.c.Client.CoreV1().Secrets(system).Get(ctx, "knactor-internal", metav1.GetOptions{})
+		if err != nil || len(sec.Data["token"]) < 32 {
+			t.Fatalf("the knactor-internal Secret was not filled by the components: %v", err)
+		}
+		secret := string(sec.Data["token"])
+		// A pod without the secret cannot feed the autoscaler load.
+		statsURL := "ws" + strings.TrimPrefix(e.autoscaler, "http") + "/stats"
+		for _, h := range []http.Header{nil, {"Authorization": {"Bearer " + token}}} {
+			if ws, resp, err := websocket.DefaultDialer.Dial(statsURL, h); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+				if ws != nil {
+					ws.Close()
+				}
+				t.Fatalf("stats WebSocket with header %v: %v, want 401", h, err)
+			}
+		}
+		ws, _, err := websocket.DefaultDialer.Dial(statsURL, http.Header{"Authorization": {"Bearer " + secret}})
+		if err != nil {
+			t.Fatalf("stats WebSocket with the routers' secret: %v", err)
+		}
+		ws.Close()
+		// Nor forge calls between routers: a wrong secret is refused, a forged forwarded mark
+		// buys nothing (no channel push, no reserved keys).
+		for _, tc := range []struct {
+			path   string
+			header map[string]string
+			want   int
+		}{
+			{"/v1/channels/auction.bell/push", map[string]string{"X-Knactor-Peer-Token": strings.Repeat("x", 43)}, 401},
+			{"/v1/channels/auction.bell/push", map[string]string{"X-Knactor-Forwarded": "1", "Authorization": "Bearer " + token}, 403},
+			{"/v1/actors/counter/forged/add", map[string]string{"X-Knactor-Forwarded": "1", "Idempotency-Key": "effect:x:0", "Authorization": "Bearer " + token}, 400},
+			{"/v1/actors/counter/forged/add", map[string]string{"Authorization": "Bearer " + teamToken}, 403},
+			{"/v1/actors/auction/team-lot/status", map[string]string{"Authorization": "Bearer " + teamToken}, 200},
+		} {
+			req, _ := http.NewRequest(http.MethodPost, e.routers[0]+tc.path, strings.NewReader(`{}`))
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("POST %s with %v: %d %s, want %d", tc.path, tc.header, resp.StatusCode, body, tc.want)
+			}
+		}
+	})
+
 	t.Run("a router that goes away is noticed; its actors' timers fire on the other", func(t *testing.T) {
 		// Durable timers in S3's due-time index: about half of these auctions are owned by the
 		// router deleted below, which dies before they close. Each announces its best bid every
@@ -397,7 +449,7 @@ func install(t *testing.T, opts installOptions) *env {
 	// The ActorSystem: MinIO with its credentials in a Secret, and bearer tokens.
 	for name, data := range map[string]map[string]string{
 		"minio-credentials": {"accessKey": miniotest.AccessKey, "secretKey": miniotest.SecretKey},
-		"knactor-tokens":    {"tokens": token},
+		"knactor-tokens":    {"tokens": token + "\n" + teamToken + ":functions=auction"},
 	} {
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}, StringData: data}
 		if _, err := c.Client.CoreV1().Secrets(namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {

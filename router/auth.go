@@ -1,0 +1,168 @@
+package router
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// HeaderPeerToken carries the secret the routers of one actor system share (Config.PeerToken) on
+// every call between them. Only a call that carries it may use the internal headers
+// (HeaderForwarded, HeaderRouteHost, HeaderChain, HeaderChannel), the reserved idempotency keys
+// of effects and workflows, and POST /v1/channels/{channel}/push. It never reaches a function.
+const HeaderPeerToken = "X-Knactor-Peer-Token"
+
+// MinPeerTokenLength bounds the shared secret from below: 32 characters of a random token are
+// beyond guessing.
+const MinPeerTokenLength = 32
+
+// AuthToken is one entry of Config.AuthTokens: a bearer token and what it may do.
+//
+// An entry is written TOKEN, or TOKEN:SCOPE[;SCOPE...] where a SCOPE is
+//   - functions=NAME[+NAME...]: only these functions' actors and pass-through paths (no channel
+//     sockets, no /metrics, no /v1/functions), so one team's token cannot call another's actors;
+//   - read-only: reads only: an actor's state and record, state subscriptions, GET and HEAD
+//     pass-through requests, /metrics and the function list; no turn, delete or deploy.
+//
+// A token holds no ':', ',' or white space.
+type AuthToken struct {
+	Token string
+	// Functions limits the token to these functions; nil means every function.
+	Functions []string
+	ReadOnly  bool
+}
+
+// ParseAuthToken reads one AuthTokens entry. Errors never quote the token.
+func ParseAuthToken(entry string) (AuthToken, error) {
+	tok, scopes, scoped := strings.Cut(strings.TrimSpace(entry), ":")
+	t := AuthToken{Token: tok}
+	if len(tok) < MinAuthTokenLength {
+		return t, fmt.Errorf("token is shorter than %d characters", MinAuthTokenLength)
+	}
+	if strings.ContainsAny(tok, ", \t\r\n") {
+		return t, fmt.Errorf("token holds a comma or white space")
+	}
+	if !scoped {
+		return t, nil
+	}
+	for _, s := range strings.Split(scopes, ";") {
+		switch name, value, _ := strings.Cut(strings.TrimSpace(s), "="); name {
+		case "read-only":
+			if value != "" {
+				return t, fmt.Errorf("scope read-only takes no value")
+			}
+			t.ReadOnly = true
+		case "functions":
+			if value == "" || t.Functions != nil {
+				return t, fmt.Errorf("scope functions= wants one list of function names joined by '+'")
+			}
+			t.Functions = strings.Split(value, "+")
+			for _, fn := range t.Functions {
+				if !validFunctionName(fn) {
+					return t, fmt.Errorf("scope functions=: %q is not a function name", fn)
+				}
+			}
+		default:
+			return t, fmt.Errorf("unknown scope %q: want functions=NAME[+NAME...] or read-only", name)
+		}
+	}
+	return t, nil
+}
+
+// validFunctionName accepts a Kubernetes DNS label, the form of a Knative Service's name.
+func validFunctionName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// grant is a parsed AuthToken as the router checks it.
+type grant struct {
+	token     []byte
+	functions []string // nil: every function
+	readOnly  bool
+}
+
+// access is what the caller of one request may do: a peer router or a public caller with its
+// token's grant (nil when the router has no tokens, so everything is allowed).
+type access struct {
+	peer  bool
+	grant *grant
+}
+
+var (
+	errReadOnly      = errorf(403, CodeForbidden, "this token is read-only: it may read state but not run turns, delete or deploy")
+	errNotAllTokens  = errorf(403, CodeForbidden, "this token is limited to some functions: channels, metrics and the function list need a token for every function")
+	errBadPeerToken  = errorf(401, CodeUnauthorized, "invalid "+HeaderPeerToken)
+	errInternalRoute = errorf(403, CodeForbidden, "only the actor system's routers may push to a channel")
+)
+
+// mayUse checks that the caller may reach function fn's actors or pass-through paths.
+func (a access) mayUse(fn string) error {
+	if a.grant == nil || a.grant.functions == nil || slices.Contains(a.grant.functions, fn) {
+		return nil
+	}
+	return errorf(403, CodeForbidden, "this token may not call function %q (it is limited to %s)", fn, strings.Join(a.grant.functions, ", "))
+}
+
+// mayWrite checks that the caller may run turns, delete or deploy.
+func (a access) mayWrite() error {
+	if a.grant != nil && a.grant.readOnly {
+		return errReadOnly
+	}
+	return nil
+}
+
+// mayUseAll checks that the caller is not limited to some functions.
+func (a access) mayUseAll() error {
+	if a.grant != nil && a.grant.functions != nil {
+		return errNotAllTokens
+	}
+	return nil
+}
+
+// authorize tells who sent the request, answering 401 itself when it must be refused. A request
+// with HeaderPeerToken is a peer's and needs the right secret; any other needs a bearer token
+// when tokens are configured. Every configured secret is compared in constant time, so timing
+// tells nothing about them.
+func (r *Router) authorize(ctx *fasthttp.RequestCtx) (access, bool) {
+	if pt := ctx.Request.Header.Peek(HeaderPeerToken); len(pt) > 0 {
+		if len(r.peerToken) == 0 || subtle.ConstantTimeCompare(pt, r.peerToken) != 1 {
+			writeError(ctx, errBadPeerToken)
+			return access{}, false
+		}
+		return access{peer: true}, true
+	}
+	if len(r.grants) == 0 {
+		return access{}, true
+	}
+	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	got, ok := bytes.CutPrefix(h, bearerPrefix)
+	match := -1
+	for i := range r.grants {
+		if subtle.ConstantTimeCompare(got, r.grants[i].token) == 1 {
+			match = i
+		}
+	}
+	if !ok || match < 0 {
+		writeError(ctx, errBadAuth)
+		return access{}, false
+	}
+	return access{grant: &r.grants[match]}, true
+}
+
+// setPeerAuth marks req as a call between routers.
+func (r *Router) setPeerAuth(req *fasthttp.Request) {
+	req.Header.SetBytesV(HeaderPeerToken, r.peerToken)
+	req.Header.Set(HeaderForwarded, "1")
+}
