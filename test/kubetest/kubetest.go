@@ -334,8 +334,40 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	phase("node Ready")
+	if err := c.warmIPPool(ctx); err != nil {
+		return err
+	}
+	phase("pod IPs")
 	c.StartupTime = time.Since(begin)
 	return nil
+}
+
+// warmIPPool runs one pod to its IP and deletes it. kwok v0.7.0 creates its pod IP pool on first
+// use without a lock (PodController.ipPool: Load, then Store), so two pods that get the first IPs
+// at the same moment can each get a fresh pool and the same IP. One pod alone makes the pool.
+func (c *Cluster) warmIPPool(ctx context.Context) error {
+	pods := c.Client.CoreV1().Pods(metav1.NamespaceDefault)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubetest-ip-pool"},
+		Spec: corev1.PodSpec{NodeName: c.Node, Containers: []corev1.Container{{Name: "c", Image: "none"}}},
+	}
+	if _, err := pods.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("warm kwok's IP pool: %w", err)
+	}
+	if err := poll(ctx, func() (bool, error) {
+		p, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+		return err == nil && p.Status.PodIP != "", ignoreNotFound(err)
+	}); err != nil {
+		return fmt.Errorf("warm kwok's IP pool: no pod IP: %w", err)
+	}
+	zero := int64(0)
+	if err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		return fmt.Errorf("warm kwok's IP pool: %w", err)
+	}
+	return poll(ctx, func() (bool, error) {
+		_, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+		return err != nil, ignoreNotFound(err)
+	})
 }
 
 // run starts the named component from its pinned binary, logging to logs/NAME.log.
