@@ -349,7 +349,7 @@ func (c *Cluster) warmIPPool(ctx context.Context) error {
 	pods := c.Client.CoreV1().Pods(metav1.NamespaceDefault)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "kubetest-ip-pool"},
-		Spec: corev1.PodSpec{NodeName: c.Node, Containers: []corev1.Container{{Name: "c", Image: "none"}}},
+		Spec:       corev1.PodSpec{NodeName: c.Node, Containers: []corev1.Container{{Name: "c", Image: "none"}}},
 	}
 	if _, err := pods.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("warm kwok's IP pool: %w", err)
