@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/knactor/knactor/statecache"
 )
 
 // peerConfig is the config of a router that shares its secret with peers (Kubernetes mode).
@@ -152,8 +154,11 @@ func TestInternalDoorsNeedThePeerSecret(t *testing.T) {
 }
 
 func TestPeersNeedASharedSecret(t *testing.T) {
-	cache := newHarness(t, Config{}).cache
-	_, err := New(Config{}, Options{Backends: NewStatic(), State: cache, Peers: peersFunc(func(string) (string, bool) { return "", false })})
+	cache, err := statecache.NewCache(&statecache.MemStore{}, statecache.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{}, Options{Backends: NewStatic(), State: cache, Peers: peersFunc(func(string) (string, bool) { return "", false })})
 	if err == nil || !strings.Contains(err.Error(), "PeerToken") {
 		t.Fatalf("New with Peers and no secret = %v, want an error naming PeerToken", err)
 	}
