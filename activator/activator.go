@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"k8s.io/utils/clock"
 
 	"github.com/knactor/knactor/router/placement"
@@ -57,6 +58,7 @@ type Activator struct {
 	pods      Pods
 	poker     Poker
 	coldStart *prometheus.HistogramVec
+	cold      coldStarts // the newest hold durations, for ColdStarts (coldstarts.go)
 
 	mu       sync.Mutex
 	waiting  map[string]int      // function → calls held for it
@@ -91,7 +93,7 @@ func New(cfg Config, pods Pods, poker Poker) *Activator {
 // AwaitReady returns function's ready pods, holding the call until there is at least one. The
 // first wait pokes the autoscaler; held calls are released together when a pod turns ready,
 // in arrival order of their wake-ups. It fails with ErrQueueFull, or ErrNoPod when ctx ends.
-func (a *Activator) AwaitReady(ctx context.Context, function string) (*placement.Set, error) {
+func (a *Activator) AwaitReady(ctx context.Context, function string) (_ *placement.Set, err error) {
 	changed := a.pods.Changed(function)
 	if set := a.pods.Ready(function); set.Len() > 0 {
 		return set, nil
@@ -111,6 +113,8 @@ func (a *Activator) AwaitReady(ctx context.Context, function string) (*placement
 		a.mu.Unlock()
 	}()
 	start := a.cfg.Clock.Now()
+	hold := startSpan(ctx, spanHold, attribute.String("knactor.function", function))
+	defer func() { endSpan(hold, err) }()
 	a.poker.Poke(function)
 	for {
 		select {
@@ -121,6 +125,7 @@ func (a *Activator) AwaitReady(ctx context.Context, function string) (*placement
 		changed = a.pods.Changed(function)
 		if set := a.pods.Ready(function); set.Len() > 0 {
 			a.coldStart.WithLabelValues(function).Observe(a.cfg.Clock.Since(start).Seconds())
+			a.cold.record(function, a.cfg.Clock.Since(start))
 			return set, nil
 		}
 	}
@@ -179,11 +184,14 @@ func (b *breaker) acquire(ctx context.Context) (func(), error) {
 	ready := make(chan struct{})
 	b.waiters = append(b.waiters, ready)
 	b.mu.Unlock()
+	span := startSpan(ctx, spanSlot, attribute.Int("knactor.activator.capacity", b.capacity))
 	select {
 	case <-ready:
+		endSpan(span, nil)
 		return b.releaser(), nil
 	case <-ctx.Done():
 	}
+	endSpan(span, ctx.Err())
 	b.mu.Lock()
 	for i, w := range b.waiters {
 		if w == ready {

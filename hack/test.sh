@@ -12,6 +12,8 @@ step "installing test dependencies"
 KNACTOR_MINIO_BIN="$(hack/install-minio.sh)"
 export KNACTOR_MINIO_BIN
 echo "minio: ${KNACTOR_MINIO_BIN}"
+# Headless Chromium for the status page's browser test (skipped when it cannot be installed).
+KNACTOR_CHROMIUM="$(hack/install-chromium.sh || true)"; export KNACTOR_CHROMIUM
 # The Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler, kubectl,
 # kwok) is built before go test: 12-20 min cold on 2 cores, nothing once bin/ has it. The tests
 # that use it run in a private network namespace where the module proxy is out of reach.

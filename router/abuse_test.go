@@ -1098,35 +1098,6 @@ func TestAbuseConnectionCaps(t *testing.T) {
 }
 
 // logCapture keeps the messages logged to it.
-type logCapture struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Message)
-	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
-	l.mu.Lock()
-	l.msgs = append(l.msgs, b.String())
-	l.mu.Unlock()
-	return nil
-}
-func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logCapture) WithGroup(string) slog.Handler      { return l }
-
-func (l *logCapture) find(s string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.msgs {
-		if strings.Contains(m, s) {
-			return m
-		}
-	}
-	return ""
-}
-
 // TestAbuseOutOfFileDescriptorsDoesNotStopServing is the regression test of a router that
 // stopped serving for good when an accept failed for want of file descriptors (fasthttp returns
 // from Serve on any accept error but a timeout): a flood of connections could take the router

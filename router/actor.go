@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/router/record"
@@ -61,6 +62,15 @@ type actorCall struct {
 	channel string
 	// chain lists the actors a chain of forwards and pipes passed through before this call.
 	chain []string
+	// trace holds the caller's trace headers when the router does not trace itself: the
+	// function gets them as they came (tracing.go).
+	trace traceHeaders
+}
+
+// logArgs are the attributes of a log line about the call: its request id, function and actor
+// first (docs/observability.md, Logs), then more.
+func (c *actorCall) logArgs(more ...any) []any {
+	return append([]any{"request_id", c.requestID, "function", c.key.Function, "actor", c.key.ID}, more...)
 }
 
 // turnResult is what a committed turn answers.
@@ -135,8 +145,16 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 
 func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, key statecache.Key, action, host string) {
 	start := time.Now()
+	// Not ctx: a RequestCtx is cancelled when shutdown begins, and in-flight turns must finish.
+	tctx := context.Background()
+	var tr serverTrace
+	if r.tracer != nil {
+		tctx, tr.span = r.startServer(ctx, spanActorCall, routeActorCall)
+		defer tr.end(ctx)
+	}
 	payload, err := r.readBody(ctx)
 	if err != nil {
+		tr.err = err
 		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
 		writeError(ctx, err)
 		return
@@ -146,6 +164,7 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, ke
 	// channel, or the reserved keys of effects and workflows).
 	forwarded := a.peer && len(ctx.Request.Header.Peek(HeaderForwarded)) > 0
 	if err := checkIdempotencyKey(idemKey, forwarded); err != nil {
+		tr.err = err
 		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
 		writeError(ctx, err)
 		return
@@ -156,13 +175,19 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, ke
 		call.chain = parseChain(ctx.Request.Header.Peek(HeaderChain))
 		call.channel = string(ctx.Request.Header.Peek(HeaderChannel))
 	}
+	if r.tracer == nil {
+		call.trace = peekTraceHeaders(&ctx.Request.Header)
+	}
+	tr.setCall(call)
 	ctx.Request.Header.VisitAll(func(k, v []byte) {
 		if name, ok := bytes.CutPrefix(k, []byte(metaHeaderPrefix)); ok && len(name) > 0 {
-			call.metadata = append(call.metadata, metaPair{string(bytes.ToLower(name)), string(v)})
+			if key := string(bytes.ToLower(name)); !reservedMeta(key) {
+				call.metadata = append(call.metadata, metaPair{key, string(v)})
+			}
 		}
 	})
-	// Not ctx: a RequestCtx is cancelled when shutdown begins, and in-flight turns must finish.
-	res, err := r.run(context.Background(), call)
+	res, err := r.run(tctx, call)
+	tr.setResult(res, err)
 	if err != nil {
 		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
 		writeError(ctx, err)
@@ -190,7 +215,8 @@ func (r *Router) readBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 }
 
 // send posts the envelope to a pod and validates its answer.
-func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState int) (outcome, error) {
+// span is the function call's span (nil with tracing off).
+func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState int, span trace.Span) (outcome, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -200,6 +226,9 @@ func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState i
 	req.URI().SetHost(addr)
 	req.URI().SetPathBytes(invokePath)
 	req.Header.SetContentTypeBytes(contentJSON)
+	for _, m := range env.trace { // for HTTP instrumentations in the pod (otelhttp, ...)
+		req.Header.Set(m.key, m.value)
+	}
 	req.SetBodyRaw(env.appendJSON(req.Body()[:0]))
 
 	err := r.client.DoDeadline(req, resp, deadline)
@@ -212,6 +241,7 @@ func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState i
 		return outcome{}, &unreachableError{errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err), err}
 	}
 	status := resp.StatusCode()
+	setStatusCode(span, status)
 	body := resp.Body()
 	if status < 200 || status > 299 {
 		// The error form may come with its own status; anything else is a failed function.

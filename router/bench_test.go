@@ -44,10 +44,10 @@ type benchRig struct {
 	stop   []func()
 }
 
-// newBenchRig starts a router with state st. The function "hello" answers {"hello":"world"}
+// newBenchRig starts a router with state st (and options). The function "hello" answers {"hello":"world"}
 // and "counter" answers every invocation with a new state and a reply, as the counter example
 // does for "add".
-func newBenchRig(b *testing.B, st StateCache) *benchRig {
+func newBenchRig(b *testing.B, st StateCache, options ...func(*Options)) *benchRig {
 	b.Helper()
 	backends := NewStatic()
 	rig := &benchRig{ln: fasthttputil.NewInmemoryListener(), pods: make(map[string]*fasthttputil.InmemoryListener)}
@@ -61,7 +61,11 @@ func newBenchRig(b *testing.B, st StateCache) *benchRig {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(answer)
 	}))
-	r, err := New(Config{}, Options{Backends: backends, State: st})
+	opts := Options{Backends: backends, State: st}
+	for _, o := range options {
+		o(&opts)
+	}
+	r, err := New(Config{}, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -75,49 +75,61 @@ func outgoing(effects []effect, broadcasts []broadcastOp, commit statecache.Comm
 }
 
 // dispatchNow starts the delivery of a committed turn's immediate effects and broadcasts on a
-// goroutine counted by r.effects. Delayed ones wait in the outbox for the scheduler.
-func (r *Router) dispatchNow(src statecache.Key, immediate []record.Outgoing) {
+// goroutine counted by r.effects. Delayed ones wait in the outbox for the scheduler. The
+// delivery is traced under the turn's span (ctx's), in the turn's trace.
+func (r *Router) dispatchNow(ctx context.Context, src statecache.Key, immediate []record.Outgoing) {
 	if len(immediate) == 0 {
 		return
 	}
+	dctx := r.detached(ctx)
 	r.effects.Add(1)
 	go func() {
 		defer r.effects.Done()
-		r.deliver(src, immediate)
+		r.deliver(dctx, src, immediate)
 	}()
 }
 
 // deliver dispatches outbox entries of actor src, in order, each as a turn of its target with
 // its idempotency key, then removes from src's outbox the ones that are done (delivered, or
 // failed for good) and pushes back the ones to try again later. Entries another goroutine of
-// this router is dispatching are skipped.
-func (r *Router) deliver(src statecache.Key, entries []record.Outgoing) {
+// this router is dispatching are skipped. ctx carries no deadline, only the trace the delivery
+// belongs to (none: it starts one).
+func (r *Router) deliver(ctx context.Context, src statecache.Key, entries []record.Outgoing) {
 	entries = r.sched.claim(entries)
 	if len(entries) == 0 {
 		return
 	}
 	defer r.sched.unclaim(entries)
+	ctx, span := r.startRoot(ctx, spanEffects, attrFunction.String(src.Function), attrActor.String(src.ID),
+		attrEffects.Int(len(entries)))
+	if span != nil {
+		defer span.End()
+	}
 	done := make(map[string]bool, len(entries))
 	var later []record.Outgoing
 	for _, o := range entries {
 		var err error
+		// requestID is the effect's own turn's; a broadcast's turns have one each, and its
+		// lines carry the request id of the turn that sent it.
+		requestID := o.CausedBy
 		if o.Channel != "" {
-			err = r.broadcast(o)
+			err = r.broadcast(ctx, o)
 		} else {
-			err = r.dispatch(o)
+			requestID = r.newRequestID()
+			err = r.dispatch(ctx, o, requestID)
 		}
 		switch {
 		case err == nil:
 			done[o.Key] = true
 		case !retryable(err):
 			done[o.Key] = true
-			r.log.Warn("effect failed", "function", o.Function, "actor", o.Actor, "action", o.Action,
-				"caused_by", o.CausedBy, "idempotency_key", o.Key, "err", err)
+			r.log.Warn("effect failed", "request_id", requestID, "function", o.Function, "actor", o.Actor,
+				"action", o.Action, "caused_by", o.CausedBy, "idempotency_key", o.Key, "err", err)
 			r.metrics.effect(o.Function, "failed")
 		case o.Attempts+1 >= maxOutboxAttempts:
 			done[o.Key] = true
-			r.log.Error("effect dropped after repeated failures", "function", o.Function, "actor", o.Actor,
-				"action", o.Action, "caused_by", o.CausedBy, "idempotency_key", o.Key, "dispatches", o.Attempts+1, "err", err)
+			r.log.Error("effect dropped after repeated failures", "request_id", requestID, "function", o.Function,
+				"actor", o.Actor, "action", o.Action, "caused_by", o.CausedBy, "idempotency_key", o.Key, "dispatches", o.Attempts+1, "err", err)
 			r.metrics.effect(o.Function, "dropped")
 		default:
 			o.Attempts++
@@ -141,19 +153,19 @@ func (r *Router) deliver(src statecache.Key, entries []record.Outgoing) {
 	}
 }
 
-// dispatch runs one outbox entry as a turn of its target actor, trying again a few times while
-// it fails in a way that may pass.
-func (r *Router) dispatch(o record.Outgoing) error {
+// dispatch runs one outbox entry as a turn of its target actor, with request id requestID,
+// trying again a few times while it fails in a way that may pass.
+func (r *Router) dispatch(ctx context.Context, o record.Outgoing, requestID string) error {
 	fn, ok := r.backends.Function(o.Function)
 	if !ok {
 		return errorf(404, CodeUnknownFunction, "no function %q is deployed", o.Function)
 	}
 	call := &actorCall{
 		fn: fn, key: statecache.Key{Function: o.Function, ID: o.Actor}, action: o.Action,
-		payload: o.Payload, requestID: r.newRequestID(), idemKey: o.Key,
+		payload: o.Payload, requestID: requestID, idemKey: o.Key,
 		metadata: []metaPair{{"caused_by", o.CausedBy}},
 	}
-	_, err := r.invokeRetrying(context.Background(), call)
+	_, err := r.invokeRetrying(ctx, call)
 	if err == nil {
 		r.metrics.effect(call.fn.Name, "ok")
 	}

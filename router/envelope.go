@@ -63,6 +63,9 @@ type envelope struct {
 	metadata                []metaPair
 	timers                  []record.Timer // the actor's timers, sent so the function can see them
 	channels                []string       // the channels the actor subscribes to
+	// trace is the part of metadata that holds the trace context (traceparent, ...), which
+	// goes in the invocation's HTTP headers too.
+	trace []metaPair
 }
 
 // ContractVersion is the version of the function contract the router speaks, sent in every

@@ -19,6 +19,9 @@ import (
 type FunctionStatus struct {
 	// Function is the function's name.
 	Function string `json:"function"`
+	// Revision is the revision these pods are of, when the function is scaled per revision
+	// (Kubernetes mode's status page); empty in local mode.
+	Revision string `json:"revision,omitempty"`
 	// ReadyPods are the pods serving calls now; StartingPods those not ready yet.
 	ReadyPods    int `json:"ready_pods"`
 	StartingPods int `json:"starting_pods"`

@@ -251,6 +251,9 @@ func (r *Router) serveRequest(ctx *fasthttp.RequestCtx) {
 	if ctx.Hijacked() {
 		return
 	}
+	if errorNoted(ctx.Response.StatusCode()) {
+		r.noteError(ctx) // for the status page
+	}
 	body := ctx.RequestBodyStream()
 	if body == nil {
 		return

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/knactor/knactor/router/placement"
 )
@@ -116,7 +117,13 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	if timeout <= 0 {
 		timeout = r.cfg.CallTimeout
 	}
-	pod, done, err := r.pick(context.Background(), time.Now().Add(timeout), fn, r.load.pick)
+	pctx := context.Background()
+	if r.tracer != nil {
+		var span trace.Span
+		pctx, span = r.startPassThrough(ctx, fn)
+		defer endServer(ctx, span, nil)
+	}
+	pod, done, err := r.pick(pctx, time.Now().Add(timeout), fn, r.load.pick)
 	if err != nil {
 		r.metrics.observe(fn.Name, kindPassThrough, statusOf(err), start)
 		writeError(ctx, err)
@@ -134,6 +141,9 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	req.Header.Del(HeaderPeerToken) // nor the routers' secret
 	req.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
 	req.Header.SetBytesV("X-Forwarded-Host", ctx.Host())
+	if r.tracer != nil {
+		r.prop.Inject(pctx, headerCarrier{&req.Header}) // the pod continues the router's span
+	}
 	if split != nil {
 		for k, v := range split.Headers {
 			req.Header.Set(k, v)

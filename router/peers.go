@@ -68,6 +68,10 @@ func newPeerClient(cfg Config) *fasthttp.Client {
 // forward runs call on the router at addr. handled is false when the peer could not be reached
 // before anything was sent: the caller then runs the turn itself.
 func (r *Router) forward(ctx context.Context, addr string, call *actorCall, deadline time.Time) (res *turnResult, handled bool, err error) {
+	ctx, span := r.startForward(ctx, call, addr)
+	if span != nil {
+		defer func() { endForward(span, handled, err) }()
+	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -80,6 +84,7 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 		req.Header.Set(HeaderRouteHost, call.host)
 	}
 	req.Header.Set("X-Request-Id", call.requestID)
+	r.injectHeaders(ctx, &call.trace, &req.Header) // one trace spans both routers
 	if call.idemKey != "" {
 		// The owner runs the turn, so it records the key (and answers a repeat from it).
 		req.Header.Set(HeaderIdempotencyKey, call.idemKey)
@@ -96,7 +101,7 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 	req.SetBody(call.payload)
 	if err := r.peerClient.DoDeadline(req, resp, deadline); err != nil {
 		if forwardable(err) {
-			r.log.Debug("owner router unreachable: running the turn here", "owner", addr, "actor", call.key.String(), "err", err)
+			r.log.Debug("owner router unreachable: running the turn here", call.logArgs("owner", addr, "err", err)...)
 			return nil, false, nil
 		}
 		if errors.Is(err, fasthttp.ErrTimeout) || ctx.Err() != nil {
@@ -104,6 +109,7 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 		}
 		return nil, true, errorf(502, CodeFunctionFailed, "forwarding to the actor's owner router %s failed; the call may or may not have run: %v", addr, err)
 	}
+	setStatusCode(span, resp.StatusCode())
 	if resp.StatusCode() != fasthttp.StatusOK {
 		var body struct {
 			Error struct{ Code, Message string } `json:"error"`

@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/utils/clock"
 
 	"github.com/knactor/knactor/router/placement"
@@ -73,6 +75,16 @@ type Options struct {
 	Functions FunctionLister
 	// Deployer deploys manifests for POST /v1/functions; nil answers 404.
 	Deployer Deployer
+	// TracerProvider traces every call with OpenTelemetry (docs/observability.md): pass
+	// otel.GetTracerProvider() to use the global one. nil: no tracing, at no cost; a caller's
+	// W3C trace headers still reach the function (as envelope metadata), as they came.
+	TracerProvider trace.TracerProvider
+	// Propagator reads and writes trace context on HTTP headers and in the envelope's metadata.
+	// nil: W3C Trace Context and Baggage.
+	Propagator propagation.TextMapPropagator
+	// ScaleStatus is what the autoscaler knows of every function, for the status page
+	// (GET /v1/status) only; nil uses Functions. Kubernetes mode reads the autoscaler's.
+	ScaleStatus FunctionLister
 }
 
 // Router serves knactor's public API.
@@ -98,6 +110,9 @@ type Router struct {
 	peerClient *fasthttp.Client // forwards actor calls to their owner router; never re-sent
 	functions  FunctionLister   // nil: GET /v1/functions answers 404
 	deployer   Deployer         // nil: POST /v1/functions answers 404
+	scaleView  FunctionLister   // nil: the status page reads functions
+	status     statusBoard      // what the status page shows besides stats (status.go)
+	background sync.WaitGroup   // the status sampler
 	stats      *stats.Recorder
 	metrics    *metrics
 	hub        *hub
@@ -125,6 +140,9 @@ type Router struct {
 
 	// limits counts the open connections against the caps (limits.go).
 	limits connLimits
+
+	tracer trace.Tracer                  // nil: tracing off (tracing.go)
+	prop   propagation.TextMapPropagator // set with tracer
 }
 
 // New returns a Router; call Serve to start it.
@@ -202,7 +220,8 @@ func New(cfg Config, opts Options) (*Router, error) {
 		MaxIdemponentCallAttempts: 1,
 	}
 	r.peers, r.peerClient, r.traffic = opts.Peers, newPeerClient(cfg), opts.Traffic
-	r.functions, r.deployer = opts.Functions, opts.Deployer
+	r.functions, r.deployer, r.scaleView = opts.Functions, opts.Deployer, opts.ScaleStatus
+	r.setTracing(&opts)
 	r.metrics = newMetrics(r, opts.Registerer)
 	for _, c := range opts.Collectors {
 		if err := r.metrics.registry.Register(c); err != nil {
@@ -251,6 +270,8 @@ func isRetryableConnError(err error) bool {
 // Serve serves the API on ln until Shutdown. It returns nil after a graceful shutdown.
 func (r *Router) Serve(ln net.Listener) error {
 	r.sched.start()
+	r.background.Add(1)
+	go r.sampleStatus()
 	return r.server.Serve(r.limitListener(ln))
 }
 
@@ -285,6 +306,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, ctx.Err())
 	}
 	r.hub.wait()
+	r.background.Wait()
 	return err
 }
 
@@ -408,6 +430,12 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 			}
 			r.metrics.serve(ctx)
 		}
+	case bytes.Equal(path, pathStatus):
+		if a, ok := r.authorize(ctx); ok {
+			r.serveStatus(ctx, a)
+		}
+	case bytes.Equal(path, pathUI) || bytes.HasPrefix(path, prefixUI):
+		r.serveUI(ctx, path)
 	case bytes.Equal(path, pathFunctions):
 		if a, ok := r.authorize(ctx); ok {
 			r.serveFunctions(ctx, a)
@@ -436,10 +464,14 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 
 // requestID returns the caller's X-Request-Id or a new unique id.
 func (r *Router) requestID(ctx *fasthttp.RequestCtx) string {
-	if id := ctx.Request.Header.Peek("X-Request-Id"); len(id) > 0 && len(id) <= 128 {
-		return string(id)
+	var id string
+	if b := ctx.Request.Header.Peek(HeaderRequestID); len(b) > 0 && len(b) <= 128 {
+		id = string(b)
+	} else {
+		id = r.newRequestID()
 	}
-	return r.newRequestID()
+	ctx.Response.Header.Set(HeaderRequestID, id) // echoed: the id the function and the status page see
+	return id
 }
 
 func (r *Router) newRequestID() string {

@@ -139,14 +139,17 @@ func (r *Router) fireTimer(key statecache.Key, name string, tries *timerTries) (
 	f := &firing{name: name, skip: tries.failures >= maxTimerAttempts}
 	// forwarded: the scheduler runs only actors this router owns; the turn runs here.
 	call := &actorCall{fn: fn, key: key, requestID: r.newRequestID(), timer: f, forwarded: true}
-	_, err := r.run(context.Background(), call)
+	ctx, span := r.startRoot(context.Background(), spanTimer, attrFunction.String(key.Function),
+		attrActor.String(key.ID), attrTimer.String(name), attrRequestID.String(call.requestID))
+	_, err := r.run(ctx, call)
+	endTimer(span, err)
 	var ae *apiError
 	switch {
 	case errors.Is(err, errNotDue):
 		return time.Time{}
 	case err == nil && f.skip:
-		r.log.Error("timer firing skipped: its turn kept failing", "function", key.Function, "actor", key.ID,
-			"timer", name, "due", f.due, "failures", tries.failures)
+		r.log.Error("timer firing skipped: its turn kept failing",
+			call.logArgs("timer", name, "due", f.due, "failures", tries.failures)...)
 		r.metrics.timer(key.Function, "skipped")
 		return time.Time{}
 	case err == nil:
@@ -154,7 +157,7 @@ func (r *Router) fireTimer(key statecache.Key, name string, tries *timerTries) (
 		return time.Time{}
 	case errors.As(err, &ae) && ae.status >= 400 && ae.status < 500 && ae.status != 429:
 		// The function's own error answer: the firing was consumed with it.
-		r.log.Info("timer's turn answered an error", "function", key.Function, "actor", key.ID, "timer", name, "err", err)
+		r.log.Info("timer's turn answered an error", call.logArgs("timer", name, "err", err)...)
 		r.metrics.timer(key.Function, "refused")
 		return time.Time{}
 	}
@@ -163,8 +166,8 @@ func (r *Router) fireTimer(key statecache.Key, name string, tries *timerTries) (
 		tries.failures++
 	}
 	backoff := min(timerRetryBackoff<<min(tries.tries-1, 16), timerRetryBackoffMax)
-	r.log.Warn("timer's turn failed; retrying", "function", key.Function, "actor", key.ID, "timer", name,
-		"tries", tries.tries, "retry_in", backoff, "err", err)
+	r.log.Warn("timer's turn failed; retrying",
+		call.logArgs("timer", name, "tries", tries.tries, "retry_in", backoff, "err", err)...)
 	r.metrics.timer(key.Function, "retry")
 	return r.clock.Now().Add(backoff)
 }

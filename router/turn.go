@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
@@ -50,7 +52,7 @@ func checkIdempotencyKey(key string, forwarded bool) error {
 // (another router wrote the actor) re-runs the turn on the fresh record, which may then hold the
 // key and answer the call as a replay. On any error nothing was stored, except when the store
 // could not say: then a retry with the same key finds out.
-func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, error) {
+func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResult, err error) {
 	keyStr := call.key.String()
 	// The actor's target (revision) is its route's pick, the same on every router: a fixed hash
 	// of its key. Turns stay one at a time whichever target runs them, since the mailbox below
@@ -71,10 +73,17 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			}
 		}
 	}
-	end := r.stats.Begin(call.fn.backend(), call.key.ID)
-	defer end()
+	if r.tracer != nil {
+		var span trace.Span
+		ctx, span = r.startTurn(ctx, call)
+		defer func() { endTurn(span, res, err) }()
+	}
+	done := r.stats.Begin(call.fn.backend(), call.key.ID)
+	defer done()
 
+	wait := r.child(ctx, spanMailbox)
 	release, err := r.acquireTurn(ctx, keyStr, timeout)
+	end(wait, err)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +102,9 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 	owner := func(set *placement.Set) (placement.Pod, bool) { return set.Owner(keyStr) }
 	lostPods := 0
 	for attempt := 1; ; attempt++ {
+		load := r.startLoad(ctx, attempt)
 		cur, rec, err := r.loadRecord(ctx, call.key)
+		endLoad(load, cur, err)
 		if err != nil {
 			return nil, err
 		}
@@ -113,19 +124,25 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		if call.channel != "" && !slices.Contains(rec.Channels(), call.channel) {
 			return nil, errNotSubscribed
 		}
-		pod, done, err := r.pick(ctx, deadline, call.fn, owner)
+		pod, podDone, err := r.pick(ctx, deadline, call.fn, owner)
 		if err != nil {
 			return nil, err
 		}
+		ictx, ispan := r.startInvoke(ctx, call, pod, attempt)
 		env := envelope{
 			function: call.fn.Name, actor: call.key.ID, action: call.action, payload: call.payload,
 			state:    statecache.Entry{Value: rec.State, Exists: rec.HasState, Version: cur.Version},
-			metadata: r.turnMetadata(call, attempt, deadline),
 			timers:   rec.Timers(),
 			channels: rec.Channels(),
 		}
-		out, err := r.send(pod.Addr, &env, deadline, maxState)
-		done()
+		env.metadata, env.trace = r.turnMetadata(ictx, call, attempt, deadline)
+		out, err := r.send(pod.Addr, &env, deadline, maxState, ispan)
+		if err == nil && out.fnErr != nil {
+			end(ispan, out.fnErr)
+		} else {
+			end(ispan, err)
+		}
+		podDone()
 		if errors.Is(err, errUnreachable) && lostPods < maxLostPods {
 			// The owner broke off or refused before answering: nothing committed, so the turn
 			// runs again, on the new owner if the pod has gone.
@@ -135,7 +152,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		}
 		if err != nil {
 			if errors.Is(err, errUnreachable) {
-				r.log.Warn("function pod unreachable", "function", call.fn.Name, "pod", pod.Name, "followed", lostPods, "err", err)
+				r.log.Warn("function pod unreachable", call.logArgs("pod", pod.Name, "followed", lostPods, "err", err)...)
 			}
 			return nil, err
 		}
@@ -147,8 +164,11 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 			// consumed (nothing else of the answer counts).
 			out = outcome{fnErr: out.fnErr}
 		}
+		cspan := r.startCommit(ctx, attempt, &out)
 		version, changed, immediate, err := r.commit(ctx, call, cur, rec, &out, &commits, attempt, digest)
+		endCommit(cspan, version, changed, err)
 		if errors.Is(err, statecache.ErrConflict) {
+			conflictEvent(ctx, attempt)
 			r.metrics.conflict(call.fn.Name)
 			if attempt > r.cfg.ConflictRetries {
 				return nil, errorf(409, CodeVersionConflict, "actor state kept changing under %d attempts; retry", attempt)
@@ -161,7 +181,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 		if changed {
 			r.hub.publish(keyStr, version, out.newState, out.delete)
 		}
-		r.dispatchNow(call.key, immediate)
+		r.dispatchNow(ctx, call.key, immediate)
 		if out.fnErr != nil {
 			return nil, out.fnErr
 		}
@@ -172,9 +192,16 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (*turnResult, e
 	}
 }
 
-// turnMetadata is the envelope's metadata: the router's keys first, then the caller's.
-func (r *Router) turnMetadata(call *actorCall, attempt int, deadline time.Time) []metaPair {
-	md := make([]metaPair, 0, 4+len(call.metadata))
+// turnMetadata is the envelope's metadata: the router's keys first, then the caller's (which
+// hold none of the router's: serveInvoke drops them). It returns the trace context's keys
+// (traceparent, tracestate, baggage) apart as well, a part of md: the function continues the
+// trace of ctx, the span of the function call (or the caller's, when the router does not trace).
+func (r *Router) turnMetadata(ctx context.Context, call *actorCall, attempt int, deadline time.Time) (md, tc []metaPair) {
+	n := 4 + len(call.metadata)
+	if r.tracer != nil || call.trace.parent != "" {
+		n += 3
+	}
+	md = make([]metaPair, 0, n)
 	md = append(md,
 		metaPair{"request_id", call.requestID},
 		metaPair{"attempt", strconv.Itoa(attempt)},
@@ -189,7 +216,10 @@ func (r *Router) turnMetadata(call *actorCall, attempt int, deadline time.Time) 
 			metaPair{"timer_due", t.due.UTC().Format(time.RFC3339Nano)},
 			metaPair{"timer_fired", t.fired.UTC().Format(time.RFC3339Nano)})
 	}
-	return append(md, call.metadata...)
+	i := len(md)
+	md = r.injectMeta(ctx, call, md)
+	tc = md[i:len(md):len(md)]
+	return append(md, call.metadata...), tc
 }
 
 // loadRecord reads the actor's stored value and decodes its record, waiting out a store that does

@@ -105,7 +105,7 @@ func (r *Router) run(ctx context.Context, call *actorCall) (*turnResult, error) 
 			return nil, errorf(404, CodeUnknownFunction, "%s to function %q: no such function is deployed", hopKind(h), next.Function)
 		}
 		c := &actorCall{fn: fn, key: next, action: h.target.Action, payload: h.payload, requestID: call.requestID,
-			idemKey: h.key, metadata: []metaPair{{"caused_by", call.requestID}}, chain: chain}
+			idemKey: h.key, metadata: []metaPair{{"caused_by", call.requestID}}, chain: chain, trace: call.trace}
 		res, err = r.invokeRetrying(ctx, c)
 		chain = append(chain, name)
 	}
@@ -197,7 +197,7 @@ var errNotSubscribed = errorf(409, CodeNotSubscribed, "the actor is not subscrib
 // the message on its first dispatch. It returns an error that may pass when some member could
 // not be reached: the entry is dispatched again later, and the members done answer from their
 // records.
-func (r *Router) broadcast(o record.Outgoing) error {
+func (r *Router) broadcast(parent context.Context, o record.Outgoing) error {
 	if o.Attempts == 0 {
 		r.hub.publishChannel(o)
 	}
@@ -222,7 +222,7 @@ func (r *Router) broadcast(o record.Outgoing) error {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				err := r.deliverToMember(o, m)
+				err := r.deliverToMember(parent, o, m)
 				if err != nil && retryable(err) {
 					mu.Lock()
 					retry = err
@@ -243,7 +243,7 @@ func (r *Router) broadcast(o record.Outgoing) error {
 }
 
 // deliverToMember runs a broadcast as a turn of one subscriber.
-func (r *Router) deliverToMember(o record.Outgoing, m statecache.Key) error {
+func (r *Router) deliverToMember(ctx context.Context, o record.Outgoing, m statecache.Key) error {
 	fn, ok := r.backends.Function(m.Function)
 	if !ok {
 		return nil // the function is gone: nothing to deliver to
@@ -251,15 +251,15 @@ func (r *Router) deliverToMember(o record.Outgoing, m statecache.Key) error {
 	call := &actorCall{fn: fn, key: m, action: o.Action, payload: o.Payload, requestID: r.newRequestID(),
 		idemKey: o.Key, channel: o.Channel,
 		metadata: []metaPair{{"caused_by", o.CausedBy}, {"channel", o.Channel}}}
-	_, err := r.invokeRetrying(context.Background(), call)
+	_, err := r.invokeRetrying(ctx, call)
 	switch {
 	case err == nil:
 		r.metrics.effect(m.Function, "ok")
 	case asAPIError(err).code == CodeNotSubscribed:
 		return nil
 	case !retryable(err):
-		r.log.Warn("broadcast turn failed", "channel", o.Channel, "function", m.Function, "actor", m.ID,
-			"action", o.Action, "idempotency_key", o.Key, "err", err)
+		r.log.Warn("broadcast turn failed", call.logArgs("channel", o.Channel, "action", o.Action,
+			"caused_by", o.CausedBy, "idempotency_key", o.Key, "err", err)...)
 		r.metrics.effect(m.Function, "failed")
 	}
 	return err

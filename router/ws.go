@@ -2,7 +2,6 @@ package router
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
@@ -53,6 +53,11 @@ type wsRequest struct {
 	// IdempotencyKey is the message's Idempotency-Key: a repeat is answered "replayed":true
 	// from the actor's record, also on another connection or router.
 	IdempotencyKey string `json:"idempotency_key"`
+	// Traceparent and Tracestate continue the client's W3C trace in this message's turn
+	// (docs/observability.md); without them the turn continues the upgrade request's trace
+	// headers, if it had any.
+	Traceparent string `json:"traceparent"`
+	Tracestate  string `json:"tracestate"`
 }
 
 // hub tracks WebSocket sessions and which actors they subscribe to.
@@ -116,6 +121,10 @@ type wsTarget struct {
 	subscribe bool
 	channel   string // a channel's session (GET /v1/channels/{channel}/ws): receives broadcasts only
 	readOnly  bool   // opened with a read-only token: receives state, runs no turn
+	// trace is the upgrade request's trace context (tracing.go): its headers as they came with
+	// tracing off, else the span context they hold.
+	trace     traceHeaders
+	traceSpan trace.SpanContext
 }
 
 // subKey is what the session subscribes to in hub.subs: its actor's key, or its channel's name
@@ -131,8 +140,9 @@ type wsTargetKey struct{}
 
 func (r *Router) serveWebSocket(ctx *fasthttp.RequestCtx, a access, fn Function, key statecache.Key, host string) {
 	sub := string(ctx.QueryArgs().Peek("subscribe"))
-	ctx.SetUserValue(wsTargetKey{}, &wsTarget{fn: fn, key: key, host: host, subscribe: sub == "1" || sub == "true",
-		readOnly: a.mayWrite() != nil})
+	t := &wsTarget{fn: fn, key: key, host: host, subscribe: sub == "1" || sub == "true", readOnly: a.mayWrite() != nil}
+	r.traceSession(ctx, t)
+	ctx.SetUserValue(wsTargetKey{}, t)
 	r.hub.handler(ctx)
 }
 
@@ -465,7 +475,9 @@ func (s *wsSession) invoke(data []byte) []byte {
 	}
 	call := &actorCall{fn: r.current(s.target.fn), key: s.target.key, action: m.Action, payload: payload, host: s.target.host,
 		requestID: r.newRequestID(), idemKey: m.IdempotencyKey, metadata: []metaPair{{"transport", "websocket"}}}
-	res, err := r.run(context.Background(), call)
+	ctx, span := r.startWSMessage(s.target, &m, call)
+	res, err := r.run(ctx, call)
+	endWSMessage(span, res, err)
 	if err != nil {
 		r.metrics.observe(s.target.fn.Name, kindWebSocket, statusOf(err), start)
 		return wsError(m.ID, err)

@@ -36,7 +36,8 @@ func NewActor[S any]() *Actor[S] {
 // Handle registers fn as the handler of the named action of a. The payload is decoded into P from
 // JSON (or, when P is []byte, receives the caller's bytes), and the reply R is encoded as JSON (or,
 // when R is []byte, sent as raw bytes). The ctx passed to fn is done when the router's deadline
-// for the turn passes or the router hangs up.
+// for the turn passes or the router hangs up, and carries the router's trace context (see
+// "Tracing" in the package documentation).
 //
 // Handle panics if the name is not 1 to 128 characters of [A-Za-z0-9_.-], if the action is already
 // registered or if fn is nil. It must not be called while a is serving.
@@ -77,28 +78,28 @@ func (a *Actor[S]) invoke(w http.ResponseWriter, r *http.Request) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		writeError(w, Errorf(http.StatusRequestEntityTooLarge, "too_large", "envelope exceeds %d bytes", tooLarge.Limit))
+		writeError(w, Errorf(http.StatusRequestEntityTooLarge, "too_large", "envelope exceeds %d bytes", tooLarge.Limit), nil)
 		return
 	case err != nil:
-		writeError(w, Errorf(http.StatusBadRequest, "bad_envelope", "read envelope: %w", err))
+		writeError(w, Errorf(http.StatusBadRequest, "bad_envelope", "read envelope: %w", err), nil)
 		return
 	}
 	env, err := parseEnvelope(body)
 	if err != nil {
-		writeError(w, Errorf(http.StatusBadRequest, "bad_envelope", "%w", err))
+		writeError(w, Errorf(http.StatusBadRequest, "bad_envelope", "%w", err), nil)
 		return
 	}
 	act := a.actions[env.Action]
 	if act == nil {
-		writeError(w, Errorf(http.StatusNotFound, "unknown_action", "unknown action %q", env.Action))
+		writeError(w, Errorf(http.StatusNotFound, "unknown_action", "unknown action %q", env.Action), env)
 		return
 	}
 	ans, err := a.run(r.Context(), env, act)
 	if err != nil {
-		writeError(w, err)
+		writeError(w, err, env)
 		return
 	}
-	writeJSON(w, http.StatusOK, ans)
+	writeJSON(w, http.StatusOK, ans, env)
 }
 
 // run runs one turn and builds its answer.
@@ -126,6 +127,7 @@ func (a *Actor[S]) run(ctx context.Context, env *envelope, act action[S]) (*answ
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
+	ctx = continueTrace(ctx, env.Metadata)
 	reply, err := call(ctx, t, env, act)
 	if err != nil {
 		return nil, err
@@ -160,7 +162,7 @@ func (a *Actor[S]) run(ctx context.Context, env *envelope, act action[S]) (*answ
 func call[S any](ctx context.Context, t *Turn[S], env *envelope, act action[S]) (v value, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			slog.Error("sdk: handler panicked", "action", env.Action, "actor", env.Actor, "panic", r, "stack", string(debug.Stack()))
+			slog.Error("sdk: handler panicked", env.logArgs("panic", r, "stack", string(debug.Stack()))...)
 			err = fmt.Errorf("action %q panicked: %v", env.Action, r)
 		}
 	}()
@@ -168,20 +170,21 @@ func call[S any](ctx context.Context, t *Turn[S], env *envelope, act action[S]) 
 }
 
 // writeError answers with the error form of err: its own status for a valid *Error, else 500.
-func writeError(w http.ResponseWriter, err error) {
+// env is the call's envelope, nil before one was read (its request id and actor go into the log).
+func writeError(w http.ResponseWriter, err error, env *envelope) {
 	var e *Error
 	if !errors.As(err, &e) || !e.valid() {
-		slog.Error("sdk: function failed", "err", err)
+		slog.Error("sdk: function failed", env.logArgs("err", err)...)
 		e = &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: err.Error()}
 	}
-	writeJSON(w, e.Status, errorAnswer{Error: errorBody{Status: e.Status, Code: e.Code, Message: e.Message}})
+	writeJSON(w, e.Status, errorAnswer{Error: errorBody{Status: e.Status, Code: e.Code, Message: e.Message}}, env)
 }
 
-// writeJSON answers with status and the JSON encoding of v.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// writeJSON answers with status and the JSON encoding of v, for the call of env if one.
+func writeJSON(w http.ResponseWriter, status int, v any, env *envelope) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		slog.Error("sdk: encode answer", "err", err)
+		slog.Error("sdk: encode answer", env.logArgs("err", err)...)
 		status = http.StatusInternalServerError
 		body = []byte(`{"error":{"status":500,"code":"internal_error","message":"encode answer"}}`)
 	}

@@ -28,4 +28,19 @@
 //
 // Values of type []byte travel as raw bytes: a []byte state, payload or reply is carried in the
 // contract's base64 fields (state_b64, payload_b64, reply_b64) instead of as JSON.
+//
+// # Tracing
+//
+// The router sends the W3C trace context of each turn's function call in the envelope's metadata
+// (traceparent, and tracestate and baggage when there are any; docs/protocol.md). The ctx a
+// handler gets continues it: trace.SpanContextFromContext(ctx) is the router's span, as a remote
+// parent, and baggage.FromContext(ctx) its baggage, so a handler that starts OpenTelemetry spans
+//
+//	ctx, span := otel.Tracer("counter").Start(ctx, "add")
+//	defer span.End()
+//
+// makes them children of the router's call in the caller's trace. If an HTTP middleware in front
+// of the Actor (otelhttp.NewHandler) already started a span from the same context (the router
+// also sends it as HTTP headers), the SDK keeps the middleware's. The SDK itself exports nothing:
+// set up an OpenTelemetry SDK and exporter in main as for any Go service.
 package sdk

@@ -18,8 +18,9 @@ type Turn[S any] struct {
 	Function, Actor, Action string
 	// Version is the opaque version of the stored state; "" for a new actor.
 	Version string
-	// Metadata holds the router's metadata (request_id, attempt, deadline) and the caller's
-	// X-Knactor-Meta-* headers, keyed by lowercased name.
+	// Metadata holds the router's metadata (request_id, attempt, deadline, the trace context's
+	// traceparent, tracestate and baggage, ...) and the caller's X-Knactor-Meta-* headers,
+	// keyed by lowercased name.
 	Metadata map[string]string
 
 	exists   bool

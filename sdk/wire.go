@@ -42,6 +42,15 @@ type envelope struct {
 	Contract   int               `json:"contract"`
 }
 
+// logArgs are the attributes of a log line about this call: its request id, function and
+// actor first (docs/observability.md, Logs), then more. A nil e (no envelope read yet) adds none.
+func (e *envelope) logArgs(more ...any) []any {
+	if e == nil {
+		return more
+	}
+	return append([]any{"request_id", e.Metadata["request_id"], "function", e.Function, "actor", e.Actor, "action", e.Action}, more...)
+}
+
 // parseEnvelope decodes and validates an invocation body.
 func parseEnvelope(body []byte) (*envelope, error) {
 	var env envelope

@@ -64,6 +64,11 @@ Settings come from the ConfigMap ` + config.ConfigMapName + ` in --system-namesp
 func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	_, stopTracing, err := setupTracing(ctx, serviceAutoscaler) // sets the global provider and propagator
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	c, err := f.kube.clients()
 	if err != nil {
 		return err

@@ -69,6 +69,11 @@ func (s *recorderSource) SnapshotAll() []stats.Snapshot {
 func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf *kubeRouterFlags) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	tp, stopTracing, err := setupTracing(ctx, serviceRouter)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	c, err := kf.kube.clients()
 	if err != nil {
 		return err
@@ -173,8 +178,9 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	if ing != nil {
 		traffic = ing
 	}
-	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers, Traffic: traffic,
-		Collectors: append([]prometheus.Collector{act.Collector()}, st.collectors...)})
+	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers, Traffic: traffic, TracerProvider: tp,
+		ScaleStatus: newAutoscalerView(kf.autoscalerURL, cfg.PeerToken), // the status page's autoscaler view
+		Collectors:  append([]prometheus.Collector{act.Collector()}, st.collectors...)})
 	if err != nil {
 		return closeState(err)
 	}

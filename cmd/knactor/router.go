@@ -105,11 +105,16 @@ func parseFunctionFlag(spec string) (string, []placement.Pod, error) {
 func runRouter(ctx context.Context, cfg router.Config, state *stateFlags, backends router.Backends) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	tp, stopTracing, err := setupTracing(ctx, serviceRouter)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	st, err := state.openState(ctx)
 	if err != nil {
 		return err
 	}
-	r, err := router.New(cfg, router.Options{Backends: backends, State: st, Collectors: st.collectors})
+	r, err := router.New(cfg, router.Options{Backends: backends, State: st, Collectors: st.collectors, TracerProvider: tp})
 	if err != nil {
 		return errors.Join(err, st.Close(context.Background()))
 	}

@@ -334,6 +334,11 @@ func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tp, stopTracing, err := setupTracing(ctx, serviceUp)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	logDir := f.logDir
 	if logDir == "" {
 		logDir = filepath.Join(filepath.Dir(f.state.dir), "logs")
@@ -358,7 +363,7 @@ func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	}
 	act := activator.New(activator.Config{}, functions, scaler)
 	r, err := router.New(f.router, router.Options{Backends: functions, State: st, Activator: act,
-		Functions: functions, Deployer: functions,
+		Functions: functions, Deployer: functions, TracerProvider: tp,
 		Collectors: append([]prometheus.Collector{newScalingCollector(scaler, nil), newPodsCollector(rt, functions.names), act.Collector()}, st.collectors...)})
 	if err != nil {
 		return errors.Join(err, st.Close(ctx))
@@ -427,6 +432,7 @@ func printBanner(out io.Writer, url, state, logs string, fns []manifest.Function
 	sort.Strings(names)
 	fmt.Fprintf(out, "knactor is up on %s\n", url)
 	fmt.Fprintf(out, "  state:     %s\n  pod logs:  %s\n  functions: %s (pods start on the first call)\n", state, logs, strings.Join(names, ", "))
+	fmt.Fprintf(out, "  status:    %s/ui/\n", url) // the status page
 	fmt.Fprintf(out, "  metrics:   %s/metrics\n\nTry:\n", url)
 	example := "counter"
 	if len(names) > 0 && !slices.Contains(names, example) {

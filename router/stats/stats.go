@@ -102,12 +102,23 @@ type funcStats struct {
 	// forgotten is set when the function is removed from its Recorder; a request that finds it
 	// set looks the function up again.
 	forgotten bool
+
+	// totalRequests and totalArea are requests and area since the function was first seen,
+	// never reset by a snapshot: the status page reads them (Totals) without ending the
+	// autoscaler's window.
+	totalRequests uint64
+	totalArea     time.Duration
+	// hot counts calls per actor in the current half of the hot-actor window and hotPrev in the
+	// one before (see HotActors); each holds at most hotActorsTracked actors.
+	hot, hotPrev map[string]uint64
+	hotStart     time.Time
 }
 
 // advance brings area up to now. A clock that steps backwards adds no area.
 func (f *funcStats) advance(now time.Time) {
 	if d := now.Sub(f.last); d > 0 {
 		f.area += time.Duration(f.inFlight) * d
+		f.totalArea += time.Duration(f.inFlight) * d
 	}
 	f.last = now
 }
@@ -124,10 +135,13 @@ func (r *Recorder) Begin(function, actor string) (end func()) {
 			f.mu.Unlock()
 			continue
 		}
-		f.advance(r.clk.Now())
+		now := r.clk.Now()
+		f.advance(now)
 		f.inFlight++
 		f.requests++
+		f.totalRequests++
 		if actor != "" {
+			f.countHot(now, actor)
 			if _, known := f.actors[actor]; !known && len(f.actors) >= max(f.pruneAt, r.trackActors) {
 				f.prune()
 			}
@@ -282,4 +296,107 @@ func (r *Recorder) Functions() []string {
 	})
 	slices.Sort(names)
 	return names
+}
+
+// Totals returns function's requests and the integral of its requests in flight (in
+// request-nanoseconds) since the Recorder first saw it, and its requests in flight now. Unlike
+// Snapshot it ends no window: the difference of two Totals is the rate and the average
+// concurrency between them. A function forgotten and seen again starts from zero.
+func (r *Recorder) Totals(function string) (requests uint64, area time.Duration, inFlight int) {
+	v, ok := r.functions.Load(function)
+	if !ok {
+		return 0, 0, 0
+	}
+	f := v.(*funcStats)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advance(r.clk.Now())
+	return f.totalRequests, f.totalArea, f.inFlight
+}
+
+// Hot actors are counted with the Space-Saving algorithm (Metwally et al.): at most
+// hotActorsTracked actors per function are counted; a new actor past that takes the place of
+// the least counted one and inherits its count, so a count is an upper bound, and an actor
+// called more than 1/hotActorsTracked of the time is never missed. Counts are kept in two
+// halves of HotWindow, so what HotActors reports covers the last half to whole window.
+const hotActorsTracked = 32
+
+// HotWindow is the window HotActors counts calls in: Knative's default stable window.
+const HotWindow = 60 * time.Second
+
+// ActorCalls is an actor and its calls in the hot-actor window.
+type ActorCalls struct {
+	Actor string
+	Calls uint64
+}
+
+// countHot counts one call of actor. Hold f.mu.
+func (f *funcStats) countHot(now time.Time, actor string) {
+	f.rotateHot(now)
+	if f.hot == nil {
+		f.hot = make(map[string]uint64, hotActorsTracked)
+	}
+	if _, ok := f.hot[actor]; ok || len(f.hot) < hotActorsTracked {
+		f.hot[actor]++
+		return
+	}
+	var minActor string
+	var minCalls uint64
+	for a, n := range f.hot {
+		if minActor == "" || n < minCalls {
+			minActor, minCalls = a, n
+		}
+	}
+	delete(f.hot, minActor)
+	f.hot[actor] = minCalls + 1
+}
+
+// rotateHot starts a new half of the hot-actor window when the current one is over. Hold f.mu.
+func (f *funcStats) rotateHot(now time.Time) {
+	half := HotWindow / 2
+	switch d := now.Sub(f.hotStart); {
+	case d < half && d >= 0:
+		return
+	case d < 2*half && d >= 0:
+		f.hot, f.hotPrev = f.hotPrev, f.hot
+		f.hotStart = f.hotStart.Add(half)
+	default: // both halves are over (or the clock stepped back)
+		clear(f.hotPrev)
+		f.hotStart = now
+	}
+	clear(f.hot)
+}
+
+// HotActors returns function's most called actors over the last HotWindow (at least its
+// second half), most called first, at most n.
+func (r *Recorder) HotActors(function string, n int) []ActorCalls {
+	v, ok := r.functions.Load(function)
+	if !ok {
+		return nil
+	}
+	f := v.(*funcStats)
+	f.mu.Lock()
+	f.rotateHot(r.clk.Now())
+	sum := make(map[string]uint64, len(f.hot)+len(f.hotPrev))
+	for a, c := range f.hotPrev {
+		sum[a] += c
+	}
+	for a, c := range f.hot {
+		sum[a] += c
+	}
+	f.mu.Unlock()
+	out := make([]ActorCalls, 0, len(sum))
+	for a, c := range sum {
+		out = append(out, ActorCalls{Actor: a, Calls: c})
+	}
+	slices.SortFunc(out, func(a, b ActorCalls) int {
+		if c := cmp.Compare(b.Calls, a.Calls); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Actor, b.Actor)
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
 }
