@@ -234,6 +234,26 @@ func TestKubernetesMode(t *testing.T) {
 		t.Logf("max replicas under load: %d", maxRepl.Load())
 	})
 
+	t.Run("each router's status page shows what the autoscaler knows", func(t *testing.T) {
+		for _, r := range e.routers {
+			e.eventually(t, 20*time.Second, "the status of "+r+" from the autoscaler", func() (bool, string) {
+				st, err := e.status(r)
+				if err != nil {
+					return false, err.Error()
+				}
+				if st.Source != "autoscaler" {
+					return false, fmt.Sprintf("source %q (%s)", st.Source, st.AutoscalerError)
+				}
+				for _, f := range st.Functions {
+					if f.Function == cmp.Or(e.function, "counter") && f.Revision == revision && f.ReadyPods >= 1 && len(f.Timeline) > 0 {
+						return true, ""
+					}
+				}
+				return false, fmt.Sprintf("functions %+v", st.Functions)
+			})
+		}
+	})
+
 	t.Run("scales back to zero", func(t *testing.T) {
 		e.eventually(t, 120*time.Second, "the deployment at zero replicas and no counter process", func() (bool, string) {
 			d, err := e.c.Client.AppsV1().Deployments(namespace).Get(ctx, revision+"-deployment", metav1.GetOptions{})
@@ -670,6 +690,40 @@ func (e *env) functions(t *testing.T) autoscalerReport {
 		t.Fatalf("autoscaler /v1/functions: %v", err)
 	}
 	return r
+}
+
+// statusReport is the part of a router's GET /v1/status the tests read.
+type statusReport struct {
+	Source          string `json:"source"`
+	AutoscalerError string `json:"autoscaler_error"`
+	Functions       []struct {
+		Function  string `json:"function"`
+		Revision  string `json:"revision"`
+		ReadyPods int    `json:"ready_pods"`
+		Timeline  []struct {
+			Ready int `json:"ready"`
+		} `json:"timeline"`
+	} `json:"functions"`
+}
+
+// status reads a router's status page data.
+func (e *env) status(router string) (statusReport, error) {
+	var st statusReport
+	req, err := http.NewRequest(http.MethodGet, router+"/v1/status", nil)
+	if err != nil {
+		return st, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return st, fmt.Errorf("GET /v1/status: %d %s", resp.StatusCode, b)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
 // post calls an actor through a router and returns the reply body.
