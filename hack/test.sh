@@ -38,6 +38,13 @@ go vet ./...
 step "go test -race"
 go test -race -count=1 -timeout 45m "$@" ./...
 
+# The hot paths' allocation budgets (router/hotpath_allocs_test.go): the race detector changes
+# allocation counts, so these run once more without it (about 2 s).
+if [[ " $* " != *" -short "* ]]; then
+  step "allocation budgets"
+  go test -count=1 -run 'Allocations$' ./router/
+fi
+
 # Every fuzz target for a bounded time (FUZZTIME, 20 s each by default; their corpora ran above).
 if [[ " $* " != *" -short "* && $# -eq 0 ]]; then
   step "fuzz"

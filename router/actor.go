@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -87,8 +88,9 @@ type turnResult struct {
 // an id holding '/' must send it as %2F. host is the Host whose route the call came by, empty
 // for the function's main route.
 func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, host string) {
-	parts := bytes.Split(rest, []byte("/"))
-	if len(parts) < 2 || len(parts) > 3 {
+	var space [3][]byte // rest's segments, without a heap slice for them
+	parts, ok := splitSegments(rest, space[:0])
+	if !ok || len(parts) < 2 {
 		writeError(ctx, errorf(404, CodeNotFound, "want /v1/actors/{function}/{id}[/{action}]; escape '/' in ids as %%2F"))
 		return
 	}
@@ -209,6 +211,22 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, ke
 	r.metrics.observe(fn.Name, kindActor, 200, start)
 }
 
+// splitSegments appends the '/'-separated segments of path to parts, up to cap(parts); ok is
+// false when there are more.
+func splitSegments(path []byte, parts [][]byte) (_ [][]byte, ok bool) {
+	for {
+		seg, rest, more := bytes.Cut(path, []byte("/"))
+		if len(parts) == cap(parts) {
+			return parts, false
+		}
+		parts = append(parts, seg)
+		if !more {
+			return parts, true
+		}
+		path = rest
+	}
+}
+
 // readBody reads the request body up to the payload limit: 413 beyond it.
 func (r *Router) readBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 	return readLimited(ctx, r.cfg.MaxPayloadBytes)
@@ -229,9 +247,14 @@ func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState i
 	for _, m := range env.trace { // for HTTP instrumentations in the pod (otelhttp, ...)
 		req.Header.Set(m.key, m.value)
 	}
-	req.SetBodyRaw(env.appendJSON(req.Body()[:0]))
-
+	buf := envelopeBuffers.Get().(*[]byte)
+	*buf = env.appendJSON((*buf)[:0])
+	req.SetBodyRaw(*buf)
 	err := r.client.DoDeadline(req, resp, deadline)
+	req.ResetBody() // before the buffer goes back: req no longer refers to it
+	if cap(*buf) <= maxPooledEnvelope {
+		envelopeBuffers.Put(buf)
+	}
 	switch {
 	case errors.Is(err, fasthttp.ErrTimeout):
 		return outcome{}, errorf(504, CodeFunctionTimeout, "function did not answer before the deadline")
@@ -252,6 +275,14 @@ func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState i
 	}
 	return parseAnswer(body, env.function, maxState, r.cfg.MaxEffectsPerTurn)
 }
+
+// envelopeBuffers recycles the buffers envelopes are encoded into (a fasthttp request does not
+// keep a body given to SetBodyRaw), so a turn allocates none once the router is warm.
+var envelopeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledEnvelope bounds the buffers kept for reuse: a rare large state must not pin its
+// buffer for ever.
+const maxPooledEnvelope = 64 << 10
 
 // maxLostPods bounds how often one call follows its actor to a new owner after the old one
 // died under it.

@@ -47,7 +47,7 @@ type benchRig struct {
 // newBenchRig starts a router with state st (and options). The function "hello" answers {"hello":"world"}
 // and "counter" answers every invocation with a new state and a reply, as the counter example
 // does for "add".
-func newBenchRig(b *testing.B, st StateCache, options ...func(*Options)) *benchRig {
+func newBenchRig(b testing.TB, st StateCache, options ...func(*Options)) *benchRig {
 	b.Helper()
 	backends := NewStatic()
 	rig := &benchRig{ln: fasthttputil.NewInmemoryListener(), pods: make(map[string]*fasthttputil.InmemoryListener)}
@@ -115,7 +115,7 @@ func (rig *benchRig) pod(addr string, handler fasthttp.RequestHandler) placement
 
 // do sends one request and marks b failed unless the router answers 200. It does not stop the
 // benchmark (RunParallel's goroutines must not call FailNow).
-func (rig *benchRig) do(b *testing.B, req *fasthttp.Request, resp *fasthttp.Response) {
+func (rig *benchRig) do(b testing.TB, req *fasthttp.Request, resp *fasthttp.Response) {
 	if err := rig.client.Do(req, resp); err != nil {
 		b.Error(err)
 		return
@@ -196,7 +196,7 @@ func BenchmarkRouterActorCallWithKey(b *testing.B) {
 
 // add calls "add" {"by":1} on the actor path through the rig, with key as its Idempotency-Key
 // unless it is empty.
-func (rig *benchRig) add(b *testing.B, path, key string) {
+func (rig *benchRig) add(b testing.TB, path, key string) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)

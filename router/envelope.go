@@ -43,8 +43,8 @@ var errorCodeRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
 // validAction reports whether name is an action name: 1-128 of [A-Za-z0-9_.-].
 func validAction(name string) bool {
-	if name == "" || len(name) > maxActionLen {
-		return false
+	if name == "" || len(name) > maxActionLen || name == "." || name == ".." {
+		return false // "." and "..": path segments with a meaning of their own to every URL parser
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -66,6 +66,9 @@ type envelope struct {
 	// trace is the part of metadata that holds the trace context (traceparent, ...), which
 	// goes in the invocation's HTTP headers too.
 	trace []metaPair
+	// deadline is the call's deadline, sent as metadata "deadline" (formatted straight into the
+	// body); zero: none.
+	deadline time.Time
 }
 
 // ContractVersion is the version of the function contract the router speaks, sent in every
@@ -107,8 +110,13 @@ func (e *envelope) appendJSON(b []byte) []byte {
 		b = appendStrings(b, e.channels)
 	}
 	b = append(b, `,"metadata":{`...)
+	if !e.deadline.IsZero() {
+		b = append(b, `"deadline":"`...)
+		b = e.deadline.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
 	for i, m := range e.metadata {
-		if i > 0 {
+		if i > 0 || !e.deadline.IsZero() {
 			b = append(b, ',')
 		}
 		b = appendJSONString(b, m.key)
@@ -304,6 +312,14 @@ type outcome struct {
 // parseAnswer validates a function's answer body. Anything that breaks the contract is a 502
 // bad_function_reply; the error form becomes the status and code the function chose.
 func parseAnswer(body []byte, self string, maxState, maxEffects int) (outcome, error) {
+	if o, ok := parseCommonAnswer(body, maxState); ok {
+		return o, nil
+	}
+	return parseFullAnswer(body, self, maxState, maxEffects)
+}
+
+// parseFullAnswer is parseAnswer with encoding/json, for every shape of answer.
+func parseFullAnswer(body []byte, self string, maxState, maxEffects int) (outcome, error) {
 	var a answer
 	if err := json.Unmarshal(body, &a); err != nil {
 		return outcome{}, badReply("answer is not a JSON object of the contract: %v", err)
@@ -353,7 +369,7 @@ func parseAnswer(body []byte, self string, maxState, maxEffects int) (outcome, e
 	case a.Reply != nil:
 		o.reply = a.Reply
 	default:
-		o.reply = []byte("null")
+		o.reply = nullJSON
 	}
 	if len(a.Effects) > maxEffects {
 		return outcome{}, badReply("answer asks for %d effects, over the limit of %d", len(a.Effects), maxEffects)

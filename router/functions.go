@@ -197,6 +197,17 @@ func readLimited(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 		ctx.SetConnectionClose() // the unread body would otherwise be parsed as the next request
 		return nil, errorf(413, CodeTooLarge, "request body is %d bytes, the limit is %d", n, limit)
 	}
+	if n := ctx.Request.Header.ContentLength(); n >= 0 {
+		// The length is known (and within the limit): read exactly that, in one allocation.
+		body := make([]byte, n)
+		if n == 0 {
+			return body, nil
+		}
+		if _, err := io.ReadFull(ctx.RequestBodyStream(), body); err != nil {
+			return nil, bodyReadError(ctx, err)
+		}
+		return body, nil
+	}
 	body, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
 	if err != nil {
 		return nil, bodyReadError(ctx, err)

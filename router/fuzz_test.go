@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"unicode/utf8"
 
@@ -23,12 +24,20 @@ func FuzzParseAnswer(f *testing.F) {
 		`{"timers":[{"name":"t","action":"a","in_ms":5},{"name":"u","cancel":true}],"pipe":{"actor":"b","action":"c"}}`,
 		`{"broadcast":[{"channel":"c","action":"a"}],"subscribe":["c"],"unsubscribe":["d"],"forward":{"actor":"x","action":"y"}}`,
 		`{"delete":true}`, `null`, `[]`, `{"state":`,
+		` { "reply" : "a\"b}" , "state" : [1,{"x":"}]\\"},true] } `, `{"state":null,"reply":1}`, `{"state":1,"state":2}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		const maxState, maxEffects = 1 << 10, 4
 		out, err := parseAnswer(body, "self", maxState, maxEffects)
+		if fast, ok := parseCommonAnswer(body, maxState); ok {
+			// The fast path must agree with the full decoder on every answer it takes.
+			full, ferr := parseFullAnswer(body, "self", maxState, maxEffects)
+			if ferr != nil || !reflect.DeepEqual(fast, full) {
+				t.Fatalf("fast path %+v, full decoder %+v %v", fast, full, ferr)
+			}
+		}
 		if err != nil {
 			if statusOf(err) != 502 {
 				t.Fatalf("a bad answer must be a 502, got %v", err)

@@ -264,9 +264,30 @@ func (r *Router) serveRequest(ctx *fasthttp.RequestCtx) {
 	// Nothing more is waited for: a read the connection would have to answer fails at once.
 	// fasthttp sets the next request's deadline before it reads again.
 	_ = ctx.Conn().SetReadDeadline(time.Now())
-	if _, err := io.CopyN(io.Discard, body, maxUnreadDrain); err != io.EOF {
+	if !drain(body, maxUnreadDrain) {
 		ctx.SetConnectionClose()
 	}
+}
+
+// drainBuffers recycles drain's buffers (one on the stack would escape through io.Reader).
+var drainBuffers = sync.Pool{New: func() any { return new([512]byte) }}
+
+// drain reads and drops what is left of body, up to limit bytes, and reports whether it reached
+// the end. A request whose body was read in full costs one Read and no allocation.
+func drain(body io.Reader, limit int64) bool {
+	buf := drainBuffers.Get().(*[512]byte)
+	defer drainBuffers.Put(buf)
+	for limit >= 0 {
+		n, err := body.Read(buf[:])
+		limit -= int64(n)
+		switch {
+		case err == io.EOF:
+			return limit >= 0
+		case err != nil:
+			return false
+		}
+	}
+	return false
 }
 
 // bodyReadError is the answer to a request whose body could not be read: 408 when the client

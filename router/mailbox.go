@@ -30,6 +30,20 @@ type mailboxShard struct {
 // mailbox is the queue of one actor: the turn is held by someone, and waiters line up behind.
 type mailbox struct {
 	waiters []chan struct{} // closed to hand the turn to that waiter
+	// turn counts the hand-overs: a Turn is the holder's only while it matches.
+	turn uint64
+}
+
+// boxes recycles mailboxes: an actor gets one each time it goes from idle to busy.
+var boxes = sync.Pool{New: func() any { return new(mailbox) }}
+
+// Turn is an actor's turn, held from Acquire until Release. It is a value, so taking a turn
+// allocates nothing beyond the actor's mailbox.
+type Turn struct {
+	s     *mailboxShard
+	box   *mailbox
+	actor string
+	turn  uint64
 }
 
 // errQueueFull is returned by Acquire when the actor already has limit waiters.
@@ -44,21 +58,23 @@ func NewMailboxes(limit int) *Mailboxes {
 	return m
 }
 
-// Acquire waits for actor's turn and returns the function that ends it. It fails with a 429
-// apiError when the queue is full, or with ctx's error when ctx ends first (the caller then
-// never held the turn).
-func (m *Mailboxes) Acquire(ctx context.Context, actor string) (release func(), err error) {
+// Acquire waits for actor's turn and returns it; Release ends it. It fails with a 429 apiError
+// when the queue is full, or with ctx's error when ctx ends first (the caller then never held
+// the turn).
+func (m *Mailboxes) Acquire(ctx context.Context, actor string) (Turn, error) {
 	s := m.shardOf(actor)
 	s.mu.Lock()
 	box, busy := s.boxes[actor]
 	if !busy {
-		s.boxes[actor] = &mailbox{}
+		box = boxes.Get().(*mailbox)
+		s.boxes[actor] = box
+		turn := box.turn
 		s.mu.Unlock()
-		return m.releaser(s, actor), nil
+		return Turn{s: s, box: box, actor: actor, turn: turn}, nil
 	}
 	if len(box.waiters) >= m.limit {
 		s.mu.Unlock()
-		return nil, errQueueFull
+		return Turn{}, errQueueFull
 	}
 	ready := make(chan struct{})
 	box.waiters = append(box.waiters, ready)
@@ -66,7 +82,7 @@ func (m *Mailboxes) Acquire(ctx context.Context, actor string) (release func(), 
 
 	select {
 	case <-ready:
-		return m.releaser(s, actor), nil
+		return m.handedTo(s, box, actor), nil
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
@@ -74,32 +90,45 @@ func (m *Mailboxes) Acquire(ctx context.Context, actor string) (release func(), 
 		if w == ready {
 			box.waiters = append(box.waiters[:i], box.waiters[i+1:]...)
 			s.mu.Unlock()
-			return nil, ctx.Err()
+			return Turn{}, ctx.Err()
 		}
 	}
 	s.mu.Unlock()
 	// The turn was handed over just as ctx ended: pass it on rather than leak it.
-	m.releaser(s, actor)()
-	return nil, ctx.Err()
+	m.handedTo(s, box, actor).Release()
+	return Turn{}, ctx.Err()
 }
 
-func (m *Mailboxes) releaser(s *mailboxShard, actor string) func() {
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			box := s.boxes[actor]
-			if len(box.waiters) == 0 {
-				delete(s.boxes, actor)
-				return
-			}
-			next := box.waiters[0]
-			box.waiters[0] = nil
-			box.waiters = box.waiters[1:]
-			close(next)
-		})
+// handedTo is the turn a waiter of box was handed.
+func (m *Mailboxes) handedTo(s *mailboxShard, box *mailbox, actor string) Turn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Turn{s: s, box: box, actor: actor, turn: box.turn}
+}
+
+// Release ends the turn: the first waiter gets it, or the actor's mailbox goes. Releasing a
+// turn again, or the zero Turn, does nothing.
+func (t Turn) Release() {
+	if t.s == nil {
+		return
 	}
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	box := t.s.boxes[t.actor]
+	if box != t.box || box.turn != t.turn {
+		return // released already
+	}
+	box.turn++
+	if len(box.waiters) == 0 {
+		delete(t.s.boxes, t.actor)
+		box.waiters = box.waiters[:0]
+		boxes.Put(box) // its turn count goes on rising, so no Turn of its past matches again
+		return
+	}
+	next := box.waiters[0]
+	box.waiters[0] = nil
+	box.waiters = box.waiters[1:]
+	close(next)
 }
 
 func (m *Mailboxes) shardOf(actor string) *mailboxShard {

@@ -33,11 +33,11 @@ func TestMailboxRunsTurnsOneAtATimeInArrivalOrder(t *testing.T) {
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()
-			release()
+			release.Release()
 		}()
 		waitForWaiters(t, m, "a", i+1) // make arrival order explicit
 	}
-	first()
+	first.Release()
 	wg.Wait()
 	for i, got := range order {
 		if got != i {
@@ -77,12 +77,12 @@ func TestMailboxDifferentActorsRunInParallel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a()
+	defer a.Release()
 	b, err := m.Acquire(context.Background(), "b") // must not wait for a
 	if err != nil {
 		t.Fatal(err)
 	}
-	b()
+	b.Release()
 }
 
 func TestMailboxQueueIsBounded(t *testing.T) {
@@ -100,7 +100,7 @@ func TestMailboxQueueIsBounded(t *testing.T) {
 		t.Fatalf("third waiter: err = %v, want 429", err)
 	}
 	cancel()
-	release()
+	release.Release()
 }
 
 func TestMailboxCancelledWaiterLeavesTheQueue(t *testing.T) {
@@ -115,7 +115,7 @@ func TestMailboxCancelledWaiterLeavesTheQueue(t *testing.T) {
 		t.Fatalf("cancelled waiter: err = %v", err)
 	}
 	waitForWaiters(t, m, "a", 0)
-	release()
+	release.Release()
 	if m.Active() != 0 {
 		t.Fatal("mailbox leaked after a cancelled waiter")
 	}
@@ -124,22 +124,22 @@ func TestMailboxCancelledWaiterLeavesTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2()
+	r2.Release()
 }
 
 func TestMailboxReleaseIsIdempotent(t *testing.T) {
 	m := NewMailboxes(10)
 	r1, _ := m.Acquire(context.Background(), "a")
-	done := make(chan func())
+	done := make(chan Turn)
 	go func() { r, _ := m.Acquire(context.Background(), "a"); done <- r }()
 	waitForWaiters(t, m, "a", 1)
-	r1()
-	r1() // must not hand the turn on a second time
+	r1.Release()
+	r1.Release() // must not hand the turn on a second time
 	r2 := <-done
 	third := make(chan struct{})
-	go func() { r, _ := m.Acquire(context.Background(), "a"); r(); close(third) }()
+	go func() { r, _ := m.Acquire(context.Background(), "a"); r.Release(); close(third) }()
 	waitForWaiters(t, m, "a", 1)
-	r2()
+	r2.Release()
 	<-third
 }
 
@@ -157,7 +157,7 @@ func TestMailboxIdleActorsCostNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r()
+		r.Release()
 	}
 	if n := m.Active(); n != 0 {
 		t.Fatalf("%d mailboxes kept for idle actors", n)
@@ -177,8 +177,36 @@ func BenchmarkMailboxUncontended(b *testing.B) {
 		i := 0
 		for pb.Next() {
 			r, _ := m.Acquire(context.Background(), "actor-"+strconv.Itoa(i&1023))
-			r()
+			r.Release()
 			i++
 		}
 	})
+}
+
+// Mailboxes are recycled: a turn released long ago must not end the turn of whoever holds the
+// recycled mailbox now, whichever actor that is.
+func TestMailboxStaleTurnOfARecycledMailboxDoesNothing(t *testing.T) {
+	m := NewMailboxes(10)
+	for _, next := range []string{"a", "b"} {
+		old, _ := m.Acquire(context.Background(), "a")
+		old.Release() // its mailbox goes back to the pool
+		cur, err := m.Acquire(context.Background(), next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old.Release() // stale: must not free cur's actor
+		waiter := make(chan Turn)
+		go func() { w, _ := m.Acquire(context.Background(), next); waiter <- w }()
+		waitForWaiters(t, m, next, 1)
+		select {
+		case <-waiter:
+			t.Fatalf("a stale Release handed %q's turn to a waiter", next)
+		case <-time.After(20 * time.Millisecond):
+		}
+		cur.Release()
+		(<-waiter).Release()
+		if n := m.Active(); n != 0 {
+			t.Fatalf("%d mailboxes left", n)
+		}
+	}
 }

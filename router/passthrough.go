@@ -111,8 +111,8 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	}
 	var split *Split
 	fn = r.target(fn, host, func(rt *Route) *Split { split = rt.Random(); return split })
-	end := r.stats.Begin(fn.backend(), "")
-	defer end()
+	inStats := r.stats.Enter(fn.backend(), "")
+	defer inStats.End()
 	timeout := fn.Timeout
 	if timeout <= 0 {
 		timeout = r.cfg.CallTimeout
@@ -129,7 +129,7 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 		writeError(ctx, err)
 		return
 	}
-	defer done()
+	defer done.done()
 
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)

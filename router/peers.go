@@ -62,6 +62,10 @@ func newPeerClient(cfg Config) *fasthttp.Client {
 		ReadBufferSize:            16 << 10,
 		MaxIdemponentCallAttempts: 1,
 		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		// The path names an actor: it must reach the owner byte for byte. Normalizing would
+		// decode an id's %2F into a separator and collapse "..", turning an actor call into a
+		// call of another path, sent with this router's credentials.
+		DisablePathNormalizing: true,
 	}
 }
 

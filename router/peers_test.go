@@ -3,8 +3,11 @@ package router
 import (
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -69,4 +72,42 @@ func TestForwardFallsBackWhenOwnerRefuses(t *testing.T) {
 	})
 	h.deploy(Function{Name: "counter"}, newTestActor())
 	h.do("POST", "/v1/actors/counter/a/add", `{"by":2}`).want(t, 200, `{"value":2}`)
+}
+
+// Ids that URL parsers like to rewrite reach the owner router byte for byte: the call forwarded
+// through a peer lands on exactly the actor the caller named, never on another actor or path
+// (issue 16, point 3: the peer client normalized paths, so "a/b" became two segments and
+// "x/../../../functions/hello/hi" a pass-through call sent with the router's credentials).
+func TestForwardingKeepsTrickyIDsExact(t *testing.T) {
+	store := localStore(t)
+	owner := newHarnessOn(t, peerConfig, store)
+	addr := strings.TrimPrefix(owner.url, "http://")
+	front := newHarnessOn(t, peerConfig, store, func(o *Options) {
+		o.Peers = peersFunc(func(string) (string, bool) { return addr, true })
+	})
+	fn := Function{Name: "counter"}
+	owner.deploy(fn, newTestActor())
+	front.deploy(fn, newTestActor())
+	var hits atomic.Int64 // calls that reached another function's pod
+	owner.deploy(Function{Name: "hello"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	front.deploy(Function{Name: "hello"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+
+	ids := []string{
+		"a/b", "a//b", "/lead", "trail/", "x/../../../functions/hello/hi", "../functions/hello/hi", "a/./b",
+		"..x", "x..", "%2F", "%252F", "a%b", "a?b=c", "a#frag", "a;b", "a b", "ü/ß", "a\\b", "+plus",
+	}
+	for _, id := range ids {
+		path := "/v1/actors/counter/" + url.PathEscape(id)
+		front.do("POST", path+"/add", `{"by":1}`).want(t, 200, `{"value":1}`)
+		// The owner, asked directly, holds the count under exactly that id.
+		if rp := owner.do("GET", path, ""); rp.status != 200 || rp.body != `{"value":1}` {
+			t.Errorf("id %q: the owner's state is %d %s, want {\"value\":1}", id, rp.status, rp.body)
+		}
+	}
+	for _, action := range []string{".", ".."} {
+		front.do("POST", "/v1/actors/counter/z/"+action, `{}`).want(t, 400, "")
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("%d forwarded calls reached another function's pod", n)
+	}
 }

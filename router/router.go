@@ -316,7 +316,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 //
 // A pod being drained leaves the ready set before Drain reads its count, and pick counts before
 // it checks the set again, so every call Drain does not wait for sees the pod gone and picks again.
-func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, pickFrom func(*placement.Set) (placement.Pod, bool)) (placement.Pod, func(), error) {
+func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, pickFrom func(*placement.Set) (placement.Pod, bool)) (placement.Pod, podClaim, error) {
 	// The context that bounds waiting is made only when there is something to wait for: a warm
 	// pod without a capacity limit is the hot path.
 	var (
@@ -338,11 +338,11 @@ func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, p
 		set := r.backends.Ready(fn.backend())
 		if set.Len() == 0 {
 			if r.activator == nil {
-				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q has no ready pod%s", fn.Name, fn.targetNote())
+				return placement.Pod{}, podClaim{}, errorf(503, CodeNoCapacity, "function %q has no ready pod%s", fn.Name, fn.targetNote())
 			}
 			var err error
 			if set, err = r.activator.AwaitReady(waitCtx(), fn.backend()); err != nil {
-				return placement.Pod{}, nil, errorf(503, CodeNoCapacity, "function %q%s: %v", fn.Name, fn.targetNote(), err)
+				return placement.Pod{}, podClaim{}, errorf(503, CodeNoCapacity, "function %q%s: %v", fn.Name, fn.targetNote(), err)
 			}
 		}
 		pod, ok := pickFrom(set)
@@ -356,15 +356,29 @@ func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, p
 			continue
 		}
 		if r.activator == nil || fn.ContainerConcurrency <= 0 {
-			return pod, func() { inflight.Add(-1) }, nil
+			return pod, podClaim{inflight: inflight}, nil
 		}
 		release, err := r.activator.Acquire(waitCtx(), pod, fn.ContainerConcurrency)
 		if err != nil {
 			inflight.Add(-1)
-			return placement.Pod{}, nil, errorf(504, CodeFunctionTimeout, "timed out waiting for a free slot on pod %s (containerConcurrency %d)", pod.Name, fn.ContainerConcurrency)
+			return placement.Pod{}, podClaim{}, errorf(504, CodeFunctionTimeout, "timed out waiting for a free slot on pod %s (containerConcurrency %d)", pod.Name, fn.ContainerConcurrency)
 		}
-		return pod, func() { release(); inflight.Add(-1) }, nil
+		return pod, podClaim{inflight: inflight, release: release}, nil
 	}
+}
+
+// podClaim is a call counted against a pod by pick, until done is called (once).
+type podClaim struct {
+	inflight *atomic.Int64 // the pod's count of calls in flight
+	release  func()        // frees the activator's slot on the pod; nil: none was taken
+}
+
+// done ends the claim.
+func (c podClaim) done() {
+	if c.release != nil {
+		c.release()
+	}
+	c.inflight.Add(-1)
 }
 
 // drainPoll is how often Drain looks at a pod's in-flight count; turns are milliseconds long.
@@ -475,13 +489,20 @@ func (r *Router) requestID(ctx *fasthttp.RequestCtx) string {
 }
 
 func (r *Router) newRequestID() string {
-	return r.reqPrefix + "-" + strconv.FormatUint(r.reqSeq.Add(1), 36)
+	var buf [64]byte
+	return string(appendSeqID(buf[:0], r.reqPrefix, r.reqSeq.Add(1)))
 }
 
-// newTurnID names one turn's writes: its commit ids are the turn id and the attempt. Unique
-// across router processes (commitPrefix) and within one (the sequence).
-func (r *Router) newTurnID() string {
-	return r.commitPrefix + "-" + strconv.FormatUint(r.reqSeq.Add(1), 36)
+// newTurnSeq numbers one turn's writes: its commit ids are the router's commitPrefix, this
+// number and the attempt (turnCommits). Unique across router processes (commitPrefix) and
+// within one (the sequence).
+func (r *Router) newTurnSeq() uint64 { return r.reqSeq.Add(1) }
+
+// appendSeqID appends prefix-seq (seq in base 36), the form of request and turn ids.
+func appendSeqID(b []byte, prefix string, seq uint64) []byte {
+	b = append(b, prefix...)
+	b = append(b, '-')
+	return strconv.AppendUint(b, seq, 36)
 }
 
 // serverError answers requests fasthttp itself rejects (unparsable, too large, too slow) with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/knactor/knactor/statecache"
@@ -17,9 +18,10 @@ const (
 	storeRetryBackoffMax = time.Second
 )
 
-// storeCtx bounds one state read or write by Config.StoreTimeout without paying for a timer when
-// the cache answers from memory: the deadline's timer starts only when something waits on the
-// context (Done or Err), which only the store does. stop releases it.
+// storeCtx bounds one state read or write by Config.StoreTimeout (or a whole call by its
+// timeout) without paying for a timer when nothing waits: the deadline's timer starts only when
+// something waits on the context (Done or Err), which on a cache-hit turn nothing does. stop
+// releases it.
 type storeCtx struct {
 	context.Context // the call's
 	deadline        time.Time
@@ -30,7 +32,32 @@ type storeCtx struct {
 }
 
 func (r *Router) newStoreCtx(ctx context.Context) *storeCtx {
-	return &storeCtx{Context: ctx, deadline: time.Now().Add(r.cfg.StoreTimeout)}
+	deadline := time.Now().Add(r.cfg.StoreTimeout)
+	if c, ok := ctx.(*callCtx); ok {
+		if s := c.spare(); s != nil {
+			s.Context, s.deadline = ctx, deadline
+			return s
+		}
+	}
+	return &storeCtx{Context: ctx, deadline: deadline}
+}
+
+// callCtx is a call's deadline (its storeCtx) that carries two more storeCtx values for the
+// turn's state read and write, so that a turn allocates one context instead of three. Each
+// spare is handed out once (a turn that tries again allocates for its later attempts), so a
+// context is never reused after stop.
+type callCtx struct {
+	storeCtx
+	spares [2]storeCtx
+	used   atomic.Int32 // spares handed out
+}
+
+// spare returns an unused storeCtx of c, or nil when both were handed out.
+func (c *callCtx) spare() *storeCtx {
+	if n := c.used.Add(1); n <= int32(len(c.spares)) {
+		return &c.spares[n-1]
+	}
+	return nil
 }
 
 func (c *storeCtx) start() {
@@ -107,23 +134,23 @@ func (r *Router) withStore(sctx *storeCtx, function, op string, err error, do fu
 // acquireTurn waits for the actor's mailbox. While the store is down, calls queued behind a
 // turn that waits on it would each wait their whole deadline: then the wait is bounded by
 // StoreTimeout too, and answers 503 store_unavailable, as the turn ahead will.
-func (r *Router) acquireTurn(ctx context.Context, key string, timeout time.Duration) (func(), error) {
+func (r *Router) acquireTurn(ctx context.Context, key string, timeout time.Duration) (Turn, error) {
 	wctx := ctx
 	if r.storeDown.Load() {
 		var cancel context.CancelFunc
 		wctx, cancel = context.WithTimeout(ctx, r.cfg.StoreTimeout)
 		defer cancel()
 	}
-	release, err := r.mailboxes.Acquire(wctx, key)
+	turn, err := r.mailboxes.Acquire(wctx, key)
 	switch {
 	case err == nil:
-		return release, nil
+		return turn, nil
 	case ctx.Err() == nil && wctx.Err() != nil:
-		return nil, errorf(503, CodeStoreUnavailable, "state store unavailable: waited %v for the actor's turn behind calls waiting on the store", r.cfg.StoreTimeout)
+		return Turn{}, errorf(503, CodeStoreUnavailable, "state store unavailable: waited %v for the actor's turn behind calls waiting on the store", r.cfg.StoreTimeout)
 	case errors.Is(err, context.DeadlineExceeded):
-		return nil, errorf(504, CodeFunctionTimeout, "timed out after %v waiting for the actor's turn", timeout)
+		return Turn{}, errorf(504, CodeFunctionTimeout, "timed out after %v waiting for the actor's turn", timeout)
 	}
-	return nil, err
+	return Turn{}, err
 }
 
 // storeError maps a state store failure to the caller's error: 503 while the store is

@@ -62,8 +62,11 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 	if timeout <= 0 {
 		timeout = r.cfg.CallTimeout
 	}
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	defer cancel()
+	// The call's deadline, timed only once something waits on it (a queued turn, no ready pod,
+	// the store): a cache-hit turn on a warm pod pays for no timer.
+	cctx := &callCtx{storeCtx: storeCtx{Context: parent, deadline: time.Now().Add(timeout)}}
+	defer cctx.stop()
+	var ctx context.Context = cctx
 	if r.peers != nil && !call.forwarded {
 		if addr, remote := r.peers.Owner(keyStr); remote {
 			deadline, _ := ctx.Deadline()
@@ -78,16 +81,16 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 		ctx, span = r.startTurn(ctx, call)
 		defer func() { endTurn(span, res, err) }()
 	}
-	done := r.stats.Begin(call.fn.backend(), call.key.ID)
-	defer done()
+	inStats := r.stats.Enter(call.fn.backend(), call.key.ID)
+	defer inStats.End()
 
 	wait := r.child(ctx, spanMailbox)
-	release, err := r.acquireTurn(ctx, keyStr, timeout)
+	turn, err := r.acquireTurn(ctx, keyStr, timeout)
 	end(wait, err)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer turn.Release()
 
 	maxState := call.fn.MaxStateBytes
 	if maxState <= 0 {
@@ -124,7 +127,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 		if call.channel != "" && !slices.Contains(rec.Channels(), call.channel) {
 			return nil, errNotSubscribed
 		}
-		pod, podDone, err := r.pick(ctx, deadline, call.fn, owner)
+		pod, claim, err := r.pick(ctx, deadline, call.fn, owner)
 		if err != nil {
 			return nil, err
 		}
@@ -135,14 +138,14 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 			timers:   rec.Timers(),
 			channels: rec.Channels(),
 		}
-		env.metadata, env.trace = r.turnMetadata(ictx, call, attempt, deadline)
+		r.turnMetadata(ictx, call, attempt, deadline, &env)
 		out, err := r.send(pod.Addr, &env, deadline, maxState, ispan)
 		if err == nil && out.fnErr != nil {
 			end(ispan, out.fnErr)
 		} else {
 			end(ispan, err)
 		}
-		podDone()
+		claim.done()
 		if errors.Is(err, errUnreachable) && lostPods < maxLostPods {
 			// The owner broke off or refused before answering: nothing committed, so the turn
 			// runs again, on the new owner if the pod has gone.
@@ -192,20 +195,24 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 	}
 }
 
-// turnMetadata is the envelope's metadata: the router's keys first, then the caller's (which
-// hold none of the router's: serveInvoke drops them). It returns the trace context's keys
-// (traceparent, tracestate, baggage) apart as well, a part of md: the function continues the
-// trace of ctx, the span of the function call (or the caller's, when the router does not trace).
-func (r *Router) turnMetadata(ctx context.Context, call *actorCall, attempt int, deadline time.Time) (md, tc []metaPair) {
-	n := 4 + len(call.metadata)
+// turnMetadata sets env's metadata: the router's keys first (the deadline goes in env.deadline),
+// then the caller's (which hold none of the router's: serveInvoke drops them). It sets the trace
+// context's keys (traceparent, tracestate, baggage) apart as well in env.trace, a part of the
+// metadata: the function continues the trace of ctx, the span of the function call (or the
+// caller's, when the router does not trace).
+func (r *Router) turnMetadata(ctx context.Context, call *actorCall, attempt int, deadline time.Time, env *envelope) {
+	n := 2 + len(call.metadata)
+	if call.idemKey != "" || call.timer != nil {
+		n += 4
+	}
 	if r.tracer != nil || call.trace.parent != "" {
 		n += 3
 	}
-	md = make([]metaPair, 0, n)
+	md := make([]metaPair, 0, n)
 	md = append(md,
 		metaPair{"request_id", call.requestID},
-		metaPair{"attempt", strconv.Itoa(attempt)},
-		metaPair{"deadline", deadline.UTC().Format(time.RFC3339Nano)})
+		metaPair{"attempt", strconv.Itoa(attempt)})
+	env.deadline = deadline
 	if call.idemKey != "" {
 		md = append(md, metaPair{"idempotency_key", call.idemKey})
 	}
@@ -218,8 +225,8 @@ func (r *Router) turnMetadata(ctx context.Context, call *actorCall, attempt int,
 	}
 	i := len(md)
 	md = r.injectMeta(ctx, call, md)
-	tc = md[i:len(md):len(md)]
-	return append(md, call.metadata...), tc
+	env.trace = md[i:len(md):len(md)]
+	env.metadata = append(md, call.metadata...)
 }
 
 // loadRecord reads the actor's stored value and decodes its record, waiting out a store that does
@@ -280,19 +287,22 @@ func (r *Router) replay(call *actorCall, rec *record.Record, digest record.Diges
 	return &turnResult{reply: e.Reply, replyIsRaw: e.RawReply, version: version, replayed: true}, nil
 }
 
-// turnCommits names the writes of one turn: a turn id, made on first use (a turn that writes
-// nothing needs none), and the attempt. Unique to this router process (newTurnID), and the same
-// when one write is retried after the store failed to answer.
+// turnCommits names the writes of one turn: a turn number, drawn on first use (a turn that
+// writes nothing needs none), and the attempt. Unique to this router process (newTurnSeq), and
+// the same when one write is retried after the store failed to answer.
 type turnCommits struct {
-	r  *Router
-	id string
+	r   *Router
+	seq uint64 // 0: not drawn yet
 }
 
 func (t *turnCommits) of(attempt int) statecache.Commit {
-	if t.id == "" {
-		t.id = t.r.newTurnID()
+	if t.seq == 0 {
+		t.seq = t.r.newTurnSeq()
 	}
-	return statecache.Commit(t.id + "." + strconv.Itoa(attempt))
+	var buf [64]byte
+	b := appendSeqID(buf[:0], t.r.commitPrefix, t.seq)
+	b = append(b, '.')
+	return statecache.Commit(strconv.AppendInt(b, int64(attempt), 10))
 }
 
 // write stores value (nil: deletes the key) conditionally on expect, retried under the same
@@ -363,8 +373,7 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 		next.Prune(now, r.idemLimits)
 	}
 	version, ambiguous, err := r.writeRecord(ctx, call.key, cur, &rec, &next, commits.of(attempt))
-	var conflict *statecache.ConflictError
-	if errors.As(err, &conflict) && (ambiguous || conflict.AfterAmbiguous) && call.idemKey == "" && call.timer == nil {
+	if err != nil && call.idemKey == "" && call.timer == nil && lostToConflict(err, ambiguous) {
 		// A try whose answer was lost may have landed before another writer's write, which
 		// now hides it. Re-running could apply the call twice; only the caller can settle it.
 		// (With a key, the re-run settles it: the reloaded record holds the key if it landed;
@@ -373,6 +382,13 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 			"the outcome of the state write is unknown: a try got no answer and the actor has changed since, so the call may or may not have taken effect; send an %s to retry safely", HeaderIdempotencyKey)
 	}
 	return version, changed, immediate, err
+}
+
+// lostToConflict reports a write that conflicted after a try of it got no answer (ambiguous,
+// or the store saw it): the lost try may have landed under the other writer's write.
+func lostToConflict(err error, ambiguous bool) bool {
+	var conflict *statecache.ConflictError
+	return errors.As(err, &conflict) && (ambiguous || conflict.AfterAmbiguous)
 }
 
 // writeRecord stores next, the record that follows prev (the one read at cur), and keeps the
@@ -426,11 +442,11 @@ func (r *Router) writeRecord(ctx context.Context, key statecache.Key, cur statec
 func (r *Router) updateRecord(parent context.Context, key statecache.Key, change func(rec *record.Record) bool) error {
 	ctx, cancel := context.WithTimeout(parent, r.cfg.CallTimeout)
 	defer cancel()
-	release, err := r.acquireTurn(ctx, key.String(), r.cfg.CallTimeout)
+	turn, err := r.acquireTurn(ctx, key.String(), r.cfg.CallTimeout)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer turn.Release()
 	commits := turnCommits{r: r}
 	for attempt := 1; ; attempt++ {
 		cur, rec, err := r.loadRecord(ctx, key)

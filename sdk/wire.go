@@ -179,9 +179,10 @@ func validActor(id string) bool {
 	return id != "" && len(id) <= maxActorBytes && utf8.ValidString(id)
 }
 
-// validAction reports whether name is a valid action name: 1 to 128 characters of [A-Za-z0-9_.-].
+// validAction reports whether name is a valid action name: 1 to 128 characters of [A-Za-z0-9_.-],
+// other than "." and ".." (the router refuses those: they are path segments with a meaning).
 func validAction(name string) bool {
-	if name == "" || len(name) > maxActionLen {
+	if name == "" || len(name) > maxActionLen || name == "." || name == ".." {
 		return false
 	}
 	for _, c := range []byte(name) {

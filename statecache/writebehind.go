@@ -69,7 +69,8 @@ func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byt
 	if cur.Version != expect {
 		return NoVersion, &ConflictError{Key: key, Current: cur.Version, Commit: cur.Commit}
 	}
-	v := Version("wb-" + c.localTag + "-" + strconv.FormatUint(c.localSeq.Add(1), 36))
+	var vb [64]byte
+	v := Version(strconv.AppendUint(append(append(append(vb[:0], "wb-"...), c.localTag...), '-'), c.localSeq.Add(1), 36))
 	// remember copies value (the caller may reuse its buffer once Put returns); the copy is the
 	// buffered change's.
 	value = c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists, Commit: commit}, durable: cur.durable})

@@ -125,8 +125,23 @@ func (f *funcStats) advance(now time.Time) {
 
 // Begin records that a request for function entered the router, on behalf of actor ("" for a
 // stateless call). The caller must call end when the request leaves; further calls of end do
-// nothing.
+// nothing. The request path uses Enter, which allocates nothing.
 func (r *Recorder) Begin(function, actor string) (end func()) {
+	c := r.Enter(function, actor)
+	var once sync.Once
+	return func() { once.Do(c.End) }
+}
+
+// Call is a request in flight in a Recorder, from Enter until End.
+type Call struct {
+	r     *Recorder
+	f     *funcStats
+	actor string
+}
+
+// Enter records that a request for function entered the router, on behalf of actor ("" for a
+// stateless call). The caller must call End exactly once when the request leaves.
+func (r *Recorder) Enter(function, actor string) Call {
 	for {
 		f := r.lookup(function)
 		f.mu.Lock()
@@ -151,21 +166,20 @@ func (r *Recorder) Begin(function, actor string) (end func()) {
 			f.actors[actor]++
 		}
 		f.mu.Unlock()
-		// A function is never forgotten while a request is in flight, so end can keep f.
-		ended := false
-		return func() {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if ended {
-				return
-			}
-			ended = true
-			f.advance(r.clk.Now())
-			f.inFlight--
-			if actor != "" {
-				f.actors[actor]--
-			}
-		}
+		// A function is never forgotten while a request is in flight, so the Call can keep f.
+		return Call{r: r, f: f, actor: actor}
+	}
+}
+
+// End records that the request left.
+func (c Call) End() {
+	f := c.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advance(c.r.clk.Now())
+	f.inFlight--
+	if c.actor != "" {
+		f.actors[c.actor]--
 	}
 }
 
