@@ -227,7 +227,7 @@ func TestAbuseSlowlorisHeaders(t *testing.T) {
 	base := h.r.openConns()
 
 	// Headers that would take 13 s at this pace: far past ReadTimeout.
-	header := "POST /v1/actors/counter/victim/add HTTP/1.1\r\nHost: router\r\nX-Slow: " + strings.Repeat("z", 64) + "\r\nContent-Length: 8\r\n\r\n{\"by\":1}"
+	header := "POST /v1/actors/counter/victim/add HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + strings.Repeat("z", 64) + "\r\nContent-Length: 8\r\n\r\n{\"by\":1}"
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	defer func() { close(stop); wg.Wait() }()
@@ -284,7 +284,7 @@ func TestAbuseSlowlorisHeaders(t *testing.T) {
 	// Headers past fasthttp's 4 KiB read buffer are refused at once rather than buffered.
 	c := dialRaw(t, h)
 	start := time.Now()
-	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: router\r\nX-Big: %s\r\n\r\n", strings.Repeat("z", 5000))
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: %s\r\n\r\n", strings.Repeat("z", 5000))
 	a := readAnswer(c, start, 5*time.Second)
 	a.wantJSONError(t, "headers over 4 KiB", 431, CodeBadRequest)
 	if a.after > promptly {
@@ -337,7 +337,7 @@ func TestAbuseTrickledBody(t *testing.T) {
 		c := dialRaw(t, h)
 		start := time.Now()
 		body := payload(tt.size)
-		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", tt.path, len(body), body[:tt.fast])
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", tt.path, len(body), body[:tt.fast])
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -369,8 +369,8 @@ func TestAbuseTrickledBody(t *testing.T) {
 	// Over the limit: 413 at once, with a length or chunked.
 	over := payload(limit + 1)
 	for _, tt := range []struct{ name, request string }{
-		{"body over the limit", fmt.Sprintf("POST /v1/actors/counter/acct/add HTTP/1.1\r\nHost: router\r\nContent-Length: %d\r\n\r\n%s", len(over), over)},
-		{"chunked body over the limit", fmt.Sprintf("POST /v1/actors/counter/acct/add HTTP/1.1\r\nHost: router\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(over), over)},
+		{"body over the limit", fmt.Sprintf("POST /v1/actors/counter/acct/add HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s", len(over), over)},
+		{"chunked body over the limit", fmt.Sprintf("POST /v1/actors/counter/acct/add HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(over), over)},
 	} {
 		c := dialRaw(t, h)
 		start := time.Now()
@@ -388,10 +388,10 @@ func TestAbuseTrickledBody(t *testing.T) {
 	// A body the router does not read (the function is unknown: 404 before the body) holds a
 	// request of its own right past the 8 KiB fasthttp reads before the handler. It is dropped
 	// with the body, never run.
-	smuggled := "POST /v1/actors/counter/acct/add HTTP/1.1\r\nHost: router\r\nContent-Length: 11\r\n\r\n{\"by\":1000}"
+	smuggled := "POST /v1/actors/counter/acct/add HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\n{\"by\":1000}"
 	cover := strings.Repeat(" ", 8<<10) + smuggled
 	c := dialRaw(t, h)
-	fmt.Fprintf(c, "POST /v1/actors/nope/a/add HTTP/1.1\r\nHost: router\r\nContent-Length: %d\r\n\r\n%s", len(cover), cover)
+	fmt.Fprintf(c, "POST /v1/actors/nope/a/add HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s", len(cover), cover)
 	br := bufio.NewReader(c)
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(br, nil)
@@ -403,7 +403,7 @@ func TestAbuseTrickledBody(t *testing.T) {
 		t.Fatalf("the carrying request: %d, want 404", resp.StatusCode)
 	}
 	// The connection either closed or carries on with the next request the client sends.
-	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: router\r\n\r\n"); err == nil {
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err == nil {
 		if resp, err := http.ReadResponse(br, nil); err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -426,7 +426,7 @@ func TestAbuseIdleConnectionsAreClosed(t *testing.T) {
 	defer wg.Wait()
 	for range conns {
 		c := dialRaw(t, h)
-		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: router\r\n\r\n"); err != nil {
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 			t.Fatal(err)
 		}
 		br := bufio.NewReader(c)
@@ -467,7 +467,7 @@ func TestAbuseClientThatNeverReadsAnswers(t *testing.T) {
 	base := h.r.openConns()
 	c := dialRaw(t, h)
 	// 64 pipelined requests for 64 MiB of answers: far more than the sockets buffer.
-	if _, err := io.WriteString(c, strings.Repeat("GET /v1/functions/big/x HTTP/1.1\r\nHost: router\r\n\r\n", 64)); err != nil {
+	if _, err := io.WriteString(c, strings.Repeat("GET /v1/functions/big/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 64)); err != nil {
 		t.Fatal(err)
 	}
 	waitWithin(t, 5*time.Second, "the connection accepted", func() bool { return h.r.openConns() == base+1 })
@@ -1177,7 +1177,7 @@ func TestAbuseOutOfFileDescriptorsDoesNotStopServing(t *testing.T) {
 	default:
 	}
 	// The connection that waited is served, and so are new ones.
-	if _, err := io.WriteString(pending, "GET /healthz HTTP/1.1\r\nHost: router\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(pending, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	_ = pending.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -144,6 +146,10 @@ func (r *Router) authorize(ctx *fasthttp.RequestCtx) (access, bool) {
 		return access{peer: true}, true
 	}
 	if len(r.grants) == 0 {
+		if err := r.guardTokenless(ctx); err != nil {
+			writeError(ctx, err)
+			return access{}, false
+		}
 		return access{}, true
 	}
 	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
@@ -165,4 +171,53 @@ func (r *Router) authorize(ctx *fasthttp.RequestCtx) (access, bool) {
 func (r *Router) setPeerAuth(req *fasthttp.Request) {
 	req.Header.SetBytesV(HeaderPeerToken, r.peerToken)
 	req.Header.Set(HeaderForwarded, "1")
+}
+
+// guardTokenless keeps web pages from driving a router that has no tokens (docs/security.md,
+// "Browsers"). Any page a browser shows can send it requests: a cross-origin POST of
+// text/plain needs no CORS preflight, and DNS rebinding points a page's own host name at
+// 127.0.0.1. So a request that a browser sent from another origin (its Origin header) is
+// refused unless --allowed-origin lists it, and a router listening on loopback answers only
+// loopback host names (and the hosts of its routes), which a rebinding page cannot send.
+func (r *Router) guardTokenless(ctx *fasthttp.RequestCtx) error {
+	host := ctx.Host()
+	if r.listensLoopback.Load() && !loopbackHost(host) && !r.routeHost(host) {
+		return errorf(403, CodeForbidden,
+			"host %q: a router without tokens on a loopback address answers only 127.0.0.1, localhost and [::1]; set KNACTOR_AUTH_TOKENS to serve other names",
+			truncate(string(host), 256))
+	}
+	if origin := ctx.Request.Header.Peek("Origin"); len(origin) > 0 && !r.originAllowed(origin, host) {
+		return errorf(403, CodeForbidden,
+			"origin %q may not call a router without tokens: only pages of the router itself may, or those listed with --allowed-origin",
+			truncate(string(origin), 256))
+	}
+	return nil
+}
+
+// originAllowed reports whether a browser page of origin may call the router at host.
+func (r *Router) originAllowed(origin, host []byte) bool {
+	if allowed := r.cfg.AllowedOrigins; len(allowed) > 0 {
+		return slices.Contains(allowed, "*") || slices.Contains(allowed, string(origin))
+	}
+	u, err := url.Parse(string(origin))
+	return err == nil && strings.EqualFold(u.Host, string(host))
+}
+
+// routeHost reports whether host is the Host of one of the router's routes (Traffic).
+func (r *Router) routeHost(host []byte) bool {
+	if r.traffic == nil {
+		return false
+	}
+	_, ok := r.traffic.Host(string(host))
+	return ok
+}
+
+// loopbackHost reports whether host (a Host header: a name or address, maybe with a port)
+// names this machine's loopback interface.
+func loopbackHost(host []byte) bool {
+	h := string(host)
+	if name, _, err := net.SplitHostPort(h); err == nil {
+		h = name
+	}
+	return isLoopback(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")))
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -164,5 +165,57 @@ func TestPeersNeedASharedSecret(t *testing.T) {
 	}
 	if err := (&Config{Listen: DefaultListen, PeerToken: "short"}).Validate(); err == nil || !strings.Contains(err.Error(), "shorter than 32") {
 		t.Fatalf("Validate of a short secret = %v", err)
+	}
+}
+
+// A router without tokens on loopback cannot be driven by web pages (issue 16, point 8): a page
+// of another origin is refused by its Origin, and a DNS-rebinding page (its own host name, now
+// resolving to 127.0.0.1) by its Host. curl, the CLI, the status page and routes still work.
+func TestTokenlessRouterRefusesOtherOriginsAndHosts(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		headers []string
+		status  int
+	}{
+		{name: "curl", status: 200},
+		{name: "localhost", headers: []string{"Host", "localhost"}, status: 200},
+		{name: "IPv6 loopback", headers: []string{"Host", "[::1]:8080"}, status: 200},
+		{name: "the router's own page", headers: []string{"Origin", "SELF"}, status: 200},
+		{name: "a page of another origin", headers: []string{"Origin", "http://evil.example"}, status: 403},
+		{name: "a page of a loopback port of another app", headers: []string{"Origin", "http://127.0.0.1:1"}, status: 403},
+		{name: "DNS rebinding", headers: []string{"Host", "evil.example:8080", "Origin", "http://evil.example:8080"}, status: 403},
+		{name: "a foreign host name", headers: []string{"Host", "evil.example"}, status: 403},
+		{name: "an allowed origin", cfg: Config{AllowedOrigins: []string{"https://app.example"}},
+			headers: []string{"Origin", "https://app.example"}, status: 200},
+		{name: "with tokens the token decides", cfg: Config{AuthTokens: []string{"browser-test-token-0123456789"}},
+			headers: []string{"Host", "evil.example", "Origin", "http://evil.example", "Authorization", "Bearer browser-test-token-0123456789"}, status: 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.cfg)
+			h.deploy(counterFn, newTestActor())
+			headers := slices.Clone(tt.headers)
+			for i := range headers {
+				if headers[i] == "SELF" {
+					headers[i] = h.url
+				}
+			}
+			rp := h.do("POST", "/v1/actors/counter/browser/add", `{"by":1}`, headers...)
+			if rp.status != tt.status {
+				t.Fatalf("got %d %s, want %d", rp.status, rp.body, tt.status)
+			}
+			want := `{"value":1}`
+			if tt.status != 200 {
+				want = `actor_not_found` // the refused call changed nothing
+				if !strings.Contains(rp.body, `"code":"forbidden"`) {
+					t.Errorf("refusal body %s, want code forbidden", rp.body)
+				}
+			}
+			got := h.do("GET", "/v1/actors/counter/browser", "", "Authorization", "Bearer browser-test-token-0123456789")
+			if !strings.Contains(got.body, want) {
+				t.Errorf("state after the call: %d %s, want %s", got.status, got.body, want)
+			}
+		})
 	}
 }

@@ -77,8 +77,9 @@ type Config struct {
 	// AllowUnauthenticated lets a router without tokens listen beyond loopback (behind a trusted
 	// gateway, say).
 	AllowUnauthenticated bool
-	// AllowedOrigins, when non-empty, are the Origin values WebSocket upgrades accept ("*" for
-	// any). Empty accepts requests without an Origin header or with one matching the Host.
+	// AllowedOrigins, when non-empty, are the Origin values accepted from web pages ("*" for
+	// any): on WebSocket upgrades, and on every API call of a router without tokens. Empty
+	// accepts requests without an Origin header or with one matching the Host.
 	AllowedOrigins []string
 
 	MaxPayloadBytes   int

@@ -141,6 +141,10 @@ type Router struct {
 	// limits counts the open connections against the caps (limits.go).
 	limits connLimits
 
+	// listensLoopback is set by Serve when it listens on a loopback address: without tokens, the
+	// router then answers loopback host names only (auth.go, guardTokenless).
+	listensLoopback atomic.Bool
+
 	tracer trace.Tracer                  // nil: tracing off (tracing.go)
 	prop   propagation.TextMapPropagator // set with tracer
 }
@@ -269,6 +273,9 @@ func isRetryableConnError(err error) bool {
 
 // Serve serves the API on ln until Shutdown. It returns nil after a graceful shutdown.
 func (r *Router) Serve(ln net.Listener) error {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		r.listensLoopback.Store(true) // guardTokenless
+	}
 	r.sched.start()
 	r.background.Add(1)
 	go r.sampleStatus()

@@ -101,7 +101,7 @@ func TestBadRequestsGetJSONErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprint(conn, "POST /v1/actors/counter/%zz/add HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	fmt.Fprint(conn, "POST /v1/actors/counter/%zz/add HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -70,7 +70,7 @@ listens on loopback. S3 credentials come from $` + envS3AccessKey + ` and $` + e
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Listen, "listen", router.DefaultListen, "address to serve the API on")
 	fs.StringArrayVar(&functions, "function", nil, "a function and its ready pods: NAME=HOST:PORT[,HOST:PORT...] (repeatable)")
-	fs.StringSliceVar(&cfg.AllowedOrigins, "allowed-origin", nil, "Origin accepted for WebSocket upgrades (repeatable; '*' for any)")
+	fs.StringSliceVar(&cfg.AllowedOrigins, "allowed-origin", nil, "Origin of web pages accepted: WebSocket upgrades, and API calls of a router without tokens (repeatable; '*' for any)")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", router.DefaultCallTimeout, "deadline of one call: turn wait, state, function and save")
 	fs.IntVar(&cfg.MaxQueuePerActor, "max-queue-per-actor", router.DefaultMaxQueuePerActor, "calls that may wait for one actor before 429")
 	fs.IntVar(&cfg.MaxPayloadBytes, "max-payload-bytes", router.DefaultMaxPayloadBytes, "largest request body")
