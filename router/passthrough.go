@@ -1,9 +1,10 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"math/rand/v2"
+	"net/url"
+	gopath "path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,10 +78,23 @@ func (l *podLoad) pick(set *placement.Set) (placement.Pod, bool) {
 	return pods[i], true
 }
 
-var (
-	segInvoke  = []byte("v1/invoke")
-	segHealthz = []byte("healthz")
-)
+// contractPath reports whether a pass-through path (after /v1/functions/{function}/) reaches
+// one of the function contract's endpoints, /v1/invoke or /healthz, as the function's HTTP
+// server would route it: percent-decoded and cleaned ("%761/invoke", "a/../v1/invoke/",
+// "//healthz"). A path that does not decode is treated as one, and refused.
+func contractPath(path []byte) bool {
+	p := string(path)
+	if strings.ContainsAny(p, "%.\\") || strings.Contains(p, "//") {
+		decoded, err := url.PathUnescape(p)
+		if err != nil {
+			return true
+		}
+		p = strings.TrimPrefix(gopath.Clean("/"+strings.ReplaceAll(decoded, "\\", "/")), "/")
+	} else {
+		p = strings.TrimRight(p, "/")
+	}
+	return p == "v1/invoke" || p == "healthz"
+}
 
 // servePassThrough proxies /v1/functions/{function}/{path...} to /{path...} on one of the
 // function's ready pods: method, query, headers and body as they came, streaming both ways.
@@ -104,7 +118,7 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 		writeError(ctx, errorf(404, CodeUnknownFunction, "no function %q is deployed", fnName))
 		return
 	}
-	if bytes.Equal(bytes.TrimRight(path, "/"), segInvoke) || bytes.Equal(bytes.TrimRight(path, "/"), segHealthz) {
+	if contractPath(path) {
 		r.metrics.observe(fn.Name, kindPassThrough, 400, start)
 		writeError(ctx, errorf(400, CodeBadRequest, "/%s is the function contract's endpoint; call actors through /v1/actors", path))
 		return
