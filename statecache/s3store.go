@@ -67,9 +67,15 @@ type S3Config struct {
 	RetryBackoff time.Duration
 	// Clock times the back-off. Default the real clock.
 	Clock clock.Clock
+	// MaxObjectBytes bounds an actor's object that a read accepts. Default
+	// DefaultS3MaxObjectBytes.
+	MaxObjectBytes int64
 }
 
 func (c *S3Config) setDefaults() {
+	if c.MaxObjectBytes == 0 {
+		c.MaxObjectBytes = DefaultS3MaxObjectBytes
+	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultS3Timeout
 	}
@@ -211,7 +217,7 @@ func (s *S3Store) GetIfChanged(ctx context.Context, key Key, v Version) (Entry, 
 			return err
 		}
 		defer body.Close()
-		value, err := io.ReadAll(body)
+		value, err := readObject(body, info.Size, s.cfg.MaxObjectBytes)
 		if err != nil {
 			return err
 		}
@@ -240,7 +246,7 @@ func (s *S3Store) Get(ctx context.Context, key Key) (Entry, error) {
 			return err
 		}
 		defer body.Close()
-		value, err := io.ReadAll(body)
+		value, err := readObject(body, info.Size, s.cfg.MaxObjectBytes)
 		if err != nil {
 			return err
 		}
@@ -429,4 +435,26 @@ func (s *S3Store) explain(op, key string, err error) error {
 	default:
 		return fmt.Errorf("%s: %s: %w: %s (%s, HTTP %d)", where, op, ErrUnavailable, r.Message, r.Code, r.StatusCode)
 	}
+}
+
+// DefaultS3MaxObjectBytes bounds an actor's stored object that a read accepts: far above any
+// record the router writes (its state is bounded by MaxStateBytes, 1 MiB by default, its
+// remembered replies and outbox by their own limits), so that an object someone else put in
+// the bucket cannot make a router read without end.
+const DefaultS3MaxObjectBytes = 256 << 20
+
+// errObjectTooLarge is returned for an object over the limit; it is not transient, so the
+// store's retry gives up on it at once.
+var errObjectTooLarge = errors.New("the object is over S3Config.MaxObjectBytes: not a record knactor wrote")
+
+// readObject reads an object's body of size bytes (-1: unknown), up to limit.
+func readObject(body io.Reader, size, limit int64) ([]byte, error) {
+	if size > limit {
+		return nil, fmt.Errorf("%w (%d bytes, limit %d)", errObjectTooLarge, size, limit)
+	}
+	value, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err == nil && int64(len(value)) > limit {
+		return nil, fmt.Errorf("%w (over %d bytes)", errObjectTooLarge, limit)
+	}
+	return value, err
 }

@@ -1,6 +1,7 @@
 package statecache_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -425,5 +426,36 @@ func TestS3StoreReportsStoreDown(t *testing.T) {
 	e, err := s.Get(ctx, k)
 	if err != nil || string(e.Value) != "1" || e.Version != v {
 		t.Fatalf("after restart: %+v, %v; want the acknowledged value 1", e, err)
+	}
+}
+
+// An object over S3Config.MaxObjectBytes — not one knactor wrote — is refused at once, not
+// read without end (issue 16, point 12). Objects up to the limit read as before.
+func TestS3StoreRefusesOversizedObjects(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := s3Config(srv, "big/")
+	cfg.MaxObjectBytes = 1024
+	s, err := statecache.OpenS3Store(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	fits, big := statecache.Key{Function: "f", ID: "fits"}, statecache.Key{Function: "f", ID: "big"}
+	if _, err := s.Put(ctx, fits, bytes.Repeat([]byte("a"), 1024), statecache.NoVersion, statecache.NoCommit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, big, bytes.Repeat([]byte("a"), 1025), statecache.NoVersion, statecache.NoCommit); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := s.Get(ctx, fits); err != nil || len(e.Value) != 1024 {
+		t.Fatalf("Get of a 1024-byte object: %d bytes, %v", len(e.Value), err)
+	}
+	start := time.Now()
+	_, err = s.Get(ctx, big)
+	if err == nil || !strings.Contains(err.Error(), "MaxObjectBytes") {
+		t.Fatalf("Get of a 1025-byte object: err = %v, want the limit named", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the refusal took %v: it was retried as if the store were down", d)
 	}
 }
