@@ -23,3 +23,12 @@ func registerClientLimitFlags(fs *pflag.FlagSet, cfg *router.Config) {
 	fs.IntVar(&cfg.MaxWebSocketSessions, "max-websocket-sessions", router.DefaultMaxWebSocketSessions,
 		"open WebSocket sessions (503 too_many_connections past it)")
 }
+
+// registerRequestFlags registers the bounds of one call and who may make it from a browser:
+// the same flags on `knactor router` and `knactor up`.
+func registerRequestFlags(fs *pflag.FlagSet, cfg *router.Config) {
+	fs.StringSliceVar(&cfg.AllowedOrigins, "allowed-origin", nil, "Origin of web pages accepted: WebSocket upgrades, and API calls of a router without tokens (repeatable; '*' for any)")
+	fs.IntVar(&cfg.MaxQueuePerActor, "max-queue-per-actor", router.DefaultMaxQueuePerActor, "calls that may wait for one actor before 429")
+	fs.IntVar(&cfg.MaxPayloadBytes, "max-payload-bytes", router.DefaultMaxPayloadBytes, "largest request body")
+	fs.IntVar(&cfg.MaxStateBytes, "max-state-bytes", router.DefaultMaxStateBytes, "largest actor state")
+}

@@ -76,6 +76,7 @@ deploys more (POST /v1/functions) and "kn-actor list" lists them (GET /v1/functi
 	fs.BoolVar(&f.manifests.AllowZeroInitialScale, "allow-zero-initial-scale", false, "accept autoscaling.knative.dev/initial-scale: \"0\" (Knative's config-autoscaler setting)")
 	fs.DurationVar(&f.stopGrace, "pod-stop-grace", local.DefaultStopGrace, "SIGTERM grace period of a pod before SIGKILL")
 	fs.DurationVar(&f.router.CallTimeout, "call-timeout", 0, "deadline of one call when the manifest sets no timeoutSeconds (default: Knative's 300 s from the manifest)")
+	registerRequestFlags(fs, &f.router)
 	registerClientLimitFlags(fs, &f.router)
 	registerTurnFlags(fs, &f.router)
 	f.state.register(fs)
