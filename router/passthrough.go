@@ -1,8 +1,11 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
+	"net"
+	"net/netip"
 	"net/url"
 	gopath "path"
 	"strings"
@@ -22,24 +25,27 @@ var hopHeaders = [...]string{
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// stripHopHeaders deletes the hop-by-hop headers h holds, in one scan (most requests hold none).
+// stripHopHeaders deletes the hop-by-hop headers h holds, and the headers its Connection
+// header names (RFC 9110 §7.6.1, as net/http/httputil's proxy does). Most requests hold none,
+// and finding that allocates nothing.
 func stripHopHeaders(h interface {
-	VisitAll(func(key, value []byte))
+	Peek(key string) []byte
 	Del(key string)
+	DelBytes(key []byte)
 }) {
-	var found [len(hopHeaders)]string
-	n := 0
-	h.VisitAll(func(k, _ []byte) {
-		for _, hop := range hopHeaders {
-			if len(k) == len(hop) && strings.EqualFold(string(k), hop) && n < len(found) {
-				found[n] = hop
-				n++
-				return
-			}
+	// The names Connection lists first: deleting Connection forgets them.
+	for list := h.Peek(fasthttp.HeaderConnection); len(list) > 0; {
+		var name []byte
+		name, list, _ = bytes.Cut(list, []byte(","))
+		if name = bytes.TrimSpace(name); len(name) > 0 && !bytes.EqualFold(name, []byte("close")) &&
+			!bytes.EqualFold(name, []byte("keep-alive")) {
+			h.DelBytes(name)
 		}
-	})
-	for _, hop := range found[:n] {
-		h.Del(hop)
+	}
+	for _, hop := range hopHeaders {
+		if len(h.Peek(hop)) > 0 {
+			h.Del(hop)
+		}
 	}
 }
 
@@ -83,16 +89,15 @@ func (l *podLoad) pick(set *placement.Set) (placement.Pod, bool) {
 // server would route it: percent-decoded and cleaned ("%761/invoke", "a/../v1/invoke/",
 // "//healthz"). A path that does not decode is treated as one, and refused.
 func contractPath(path []byte) bool {
-	p := string(path)
-	if strings.ContainsAny(p, "%.\\") || strings.Contains(p, "//") {
-		decoded, err := url.PathUnescape(p)
-		if err != nil {
-			return true
-		}
-		p = strings.TrimPrefix(gopath.Clean("/"+strings.ReplaceAll(decoded, "\\", "/")), "/")
-	} else {
-		p = strings.TrimRight(p, "/")
+	if !bytes.ContainsAny(path, "%.\\") && !bytes.Contains(path, []byte("//")) {
+		p := bytes.TrimRight(path, "/") // the common case, without allocating
+		return string(p) == "v1/invoke" || string(p) == "healthz"
 	}
+	decoded, err := url.PathUnescape(string(path))
+	if err != nil {
+		return true
+	}
+	p := strings.TrimPrefix(gopath.Clean("/"+strings.ReplaceAll(decoded, "\\", "/")), "/")
 	return p == "v1/invoke" || p == "healthz"
 }
 
@@ -153,7 +158,8 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 		req.Header.Del(fasthttp.HeaderAuthorization) // knactor's token is not the function's business
 	}
 	req.Header.Del(HeaderPeerToken) // nor the routers' secret
-	req.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
+	var ipBuf [64]byte
+	req.Header.SetBytesV("X-Forwarded-For", appendIP(ipBuf[:0], ctx.RemoteIP()))
 	req.Header.SetBytesV("X-Forwarded-Host", ctx.Host())
 	if r.tracer != nil {
 		r.prop.Inject(pctx, headerCarrier{&req.Header}) // the pod continues the router's span
@@ -166,11 +172,13 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	req.SetRequestURI("/")
 	req.URI().SetScheme("http")
 	req.URI().SetHost(pod.Addr)
-	req.URI().SetPathBytes(append([]byte{'/'}, path...))
+	var pathBuf [256]byte
+	req.URI().SetPathBytes(append(append(pathBuf[:0], '/'), path...))
 	req.URI().SetQueryStringBytes(ctx.URI().QueryString())
 	// A request has a body when it says so: a length, or chunked (-1). Reading a body-less
 	// request's stream would wait for the client to close the connection.
-	body := &clientBody{}
+	body := clientBodies.Get().(*clientBody)
+	defer func() { *body = clientBody{}; clientBodies.Put(body) }() // after req let go of it, below
 	if n := ctx.Request.Header.ContentLength(); n > 0 || n == -1 {
 		// Wrapped so that releasing req does not release the server's own body stream (a
 		// fasthttp stream handed to SetBodyStream is closed and pooled with the request, and the
@@ -182,6 +190,7 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 
 	resp := fasthttp.AcquireResponse()
 	err = r.passClient.DoDeadline(req, resp, time.Now().Add(timeout))
+	req.ResetBody() // the request is sent (or failed): body is ours again
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		ae := errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err)
@@ -200,7 +209,9 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	status := resp.StatusCode()
 	ctx.SetStatusCode(status)
 	if resp.IsBodyStream() {
-		ctx.Response.SetBodyStream(&streamedBody{resp: resp}, resp.Header.ContentLength())
+		sb := streamedBodies.Get().(*streamedBody)
+		sb.resp = resp
+		ctx.Response.SetBodyStream(sb, resp.Header.ContentLength())
 	} else {
 		ctx.SetBody(resp.Body())
 		fasthttp.ReleaseResponse(resp)
@@ -219,5 +230,22 @@ func (b *streamedBody) Read(p []byte) (int, error) { return b.resp.BodyStream().
 func (b *streamedBody) Close() error {
 	err := b.resp.CloseBodyStream()
 	fasthttp.ReleaseResponse(b.resp)
+	b.resp = nil
+	streamedBodies.Put(b) // fasthttp closes a body stream once, when it is done with it
 	return err
+}
+
+// clientBodies and streamedBodies recycle the wrappers of a pass-through's bodies.
+var (
+	clientBodies   = sync.Pool{New: func() any { return new(clientBody) }}
+	streamedBodies = sync.Pool{New: func() any { return new(streamedBody) }}
+)
+
+// appendIP appends ip's text form (an IPv4-mapped address as IPv4) without allocating.
+func appendIP(b []byte, ip net.IP) []byte {
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return b
+	}
+	return addr.Unmap().AppendTo(b)
 }
