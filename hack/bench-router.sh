@@ -31,6 +31,13 @@
 # (e) each get a router process of their own, started just before and stopped right after, so
 # one cannot disturb (or crash) another; MinIO runs only during (e).
 #
+# Each target with a proxy also gets the proxy's system calls per request, counted by strace in
+# one more run of SYSCALL_RUN at 8 connections after the measured ones (the same on every row of
+# the target): reads (read, readv, recvfrom, recvmsg, including those that come back EAGAIN before
+# the poller parks), writes (write, writev, sendto, sendmsg) and all calls (epoll waits, futex
+# wake-ups, ...). A proxied request needs at least one read and one write on each of its two
+# connections; what is above that is the proxy's overhead.
+#
 # Beside latency and throughput, each row says how much CPU the proxy (nginx or the router), the
 # function and MinIO spent per request (utime+stime from /proc, nginx's workers included), which
 # is what a router costs independently of how the cores were shared, and how much of the
@@ -54,6 +61,7 @@
 #   PIN=1       run wrk on CPU 1 and every server on CPU 0 (taskset), so they do not share
 #               cores; the Go servers then run with GOMAXPROCS=1
 #   MINIO=0     skip (e) and MinIO (no MinIO build on a fresh machine)
+#   SYSCALL_RUN length of the strace-counted run of each proxied target (default 3s; 0 skips it)
 #   ROUTER_BIN  a knactor binary to benchmark instead of building ./cmd/knactor (to compare builds)
 #   OUT=file    also write the table to this file
 #
@@ -70,6 +78,7 @@ root="$(pwd)"
 
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
+SYSCALL_RUN="${SYSCALL_RUN:-3s}"
 CONNS="${CONNS:-64 8 1}"
 ONLY="${ONLY:-}"
 PIN="${PIN:-0}"
@@ -212,6 +221,7 @@ nginx_bin="$(command -v nginx || true)"
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
+command -v strace >/dev/null || missing+=(strace)
 [[ -n "${nginx_bin}" ]] || missing+=(nginx-light)
 if ((${#missing[@]})); then
   log "installing ${missing[*]} with apt-get (not installed)"
@@ -315,6 +325,7 @@ declare -A TITLE             # target → its name in the table
 declare -A ANSWERED          # target → requests answered in all its wrk runs (warm-up included)
 declare -A BROKEN            # target → why its numbers are invalid (a crash)
 declare -A SYNCS             # "target,conns" → fsyncs of the local store's log per answered call
+declare -A SYSCALLS          # target → the proxy's system calls per request (count_syscalls)
 SYNCS_URL=""                 # the /metrics of the router whose store fsyncs are counted, if any
 targets=()                   # in the order measured
 failures=0
@@ -349,6 +360,32 @@ proc_ticks() {
     t=$((t + $(sed 's/.*) //' /proc/"${c}"/stat 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
   done
   echo "${t}"
+}
+
+# count_syscalls LABEL URL SCRIPT PROXY runs wrk for SYSCALL_RUN at 8 connections with strace
+# counting the system calls of the proxy process PROXY and its children (nginx's workers; the
+# router's threads), and sets SYSCALLS[LABEL] to "reads · writes · all" per answered request
+# (run_answered is that run's, as after wrk_run): reads are read,
+# readv, recvfrom and recvmsg, writes are write, writev, sendto and sendmsg, all is every call
+# (epoll waits, futexes, accepts, ...). strace slows the proxy, so this run is apart from the
+# measured ones and only its counts are kept; they do not depend on the speed.
+count_syscalls() {
+  local label="$1" url="$2" script="$3" proxy="$4" pid c pids=()
+  local out="${tmp}/strace-${label}.txt"
+  pid="${PID[${proxy}]}"
+  for c in "${pid}" $(cat /proc/"${pid}"/task/*/children 2>/dev/null); do pids+=(-p "${c}"); done
+  strace -f -c -qq -o "${out}" "${pids[@]}" 2>/dev/null &
+  local strace_pid=$!
+  sleep 0.5 # attached
+  wrk_run "${label}-strace" 8 "${SYSCALL_RUN}" "${url}" "${script}" || true
+  kill -INT "${strace_pid}" 2>/dev/null || true
+  wait "${strace_pid}" 2>/dev/null || true
+  SYSCALLS[${label}]="$(awk -v n="${run_answered}" '
+    # strace -c: % time, seconds, usecs/call, calls, [errors], syscall
+    $NF ~ /^(read|readv|recvfrom|recvmsg)$/ { r += $4 }
+    $NF ~ /^(write|writev|sendto|sendmsg)$/ { w += $4 }
+    $NF == "total" { t = $4 }
+    END { if (n > 0 && t > 0) printf "%.2f · %.2f · %.1f", r / n, w / n, t / n; else print "n/a" }' "${out}")"
 }
 
 # busy_ticks prints the CPU time all CPUs spent in user and system mode since boot, plus the time
@@ -477,6 +514,11 @@ measure() {
       fi
     done
   done
+  if [[ "${proxy}" != - && "${SYSCALL_RUN}" != 0 ]]; then
+    log "${title}: counting the proxy's system calls (strace, ${SYSCALL_RUN} at 8 connections)"
+    count_syscalls "${id}" "${url}" "${script}" "${proxy}"
+    ANSWERED[${id}]=$((${ANSWERED[${id}]} + run_answered))
+  fi
 }
 
 # log_syncs prints the local store's log fsyncs so far, from the router at SYNCS_URL.
@@ -602,23 +644,23 @@ ratio() {
 }
 
 table() {
-  echo "| target | conns | req/s | p50 | p99 | ÷ (a) | ÷ (b) | CPU µs/req: proxy · function | CPU used elsewhere | errors |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| target | conns | req/s | p50 | p99 | ÷ (a) | ÷ (b) | CPU µs/req: proxy · function | proxy syscalls/req: reads · writes · all | CPU used elsewhere | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   local id c e o
   for id in "${targets[@]}"; do
     for c in ${CONNS}; do
       e="${ERRS["${id},${c}"]:-–}"
       [[ "${e}" == 0 || "${e}" == – ]] || e="**${e} ⚠**"
       if [[ -n "${BROKEN[${id}]:-}" ]]; then
-        printf '| %s | %s | – | – | – | – | – | – | – | **%s** |\n' "${TITLE[${id}]}" "${c}" "${BROKEN[${id}]}"
+        printf '| %s | %s | – | – | – | – | – | – | – | – | **%s** |\n' "${TITLE[${id}]}" "${c}" "${BROKEN[${id}]}"
         continue
       fi
       o="${OTHER["${id},${c}"]:-?}%"
       [[ "${o}" == "?%" ]] || ((${o%\%} <= 10)) || o="**${o} ⚠**"
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${TITLE[${id}]}" "${c}" \
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${TITLE[${id}]}" "${c}" \
         "$(awk -v r="${RPS["${id},${c}"]:-}" 'BEGIN { if (r == "") print "–"; else printf "%.1fk", r / 1000 }')" \
         "$(fmt_us "${P50["${id},${c}"]:-}")" "$(fmt_us "${P99["${id},${c}"]:-}")" \
-        "$(ratio "${id}" "${c}" a)" "$(ratio "${id}" "${c}" b)" "${CPU["${id},${c}"]:-–}" "${o}" "${e}"
+        "$(ratio "${id}" "${c}" a)" "$(ratio "${id}" "${c}" b)" "${CPU["${id},${c}"]:-–}" "${SYSCALLS["${id}"]:-–}" "${o}" "${e}"
     done
   done
 }
