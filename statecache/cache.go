@@ -27,6 +27,13 @@ const (
 	// writes one key per request (S3): 16 requests in flight keep a MinIO busy without queueing
 	// behind each other.
 	DefaultFlushConcurrency = 16
+	// DefaultMaxDirtyBytes bounds the write-behind changes a cache holds that are not durable
+	// yet: 64 MiB is a minute of 1 KiB changes at 1000 turns/s, and what a crash could lose.
+	DefaultMaxDirtyBytes = 64 << 20
+	// DefaultMaxDirtyAge bounds how long write-behind goes on acknowledging changes while its
+	// flushes fail: past it, a store outage answers 503 instead of piling up changes that a
+	// crash would lose.
+	DefaultMaxDirtyAge = 30 * time.Second
 	// DefaultFlushBatch bounds the writes of one batch on a BatchWriter (the local store). 4096
 	// actors of 1 KiB are a 4 MiB log record: one fsync, and a stripe lock set held for a few
 	// milliseconds.
@@ -61,6 +68,13 @@ type Config struct {
 	// buffered write is dropped and the key reloaded from the store). Called from the flushing
 	// goroutine; it must not block.
 	OnFlushError func(key Key, err error)
+	// MaxDirtyBytes bounds the write-behind changes not yet durable (their values' bytes): a
+	// change past it is refused with ErrUnavailable. Default DefaultMaxDirtyBytes.
+	MaxDirtyBytes int
+	// MaxDirtyAge bounds how long write-behind accepts changes while every flush of some key
+	// fails (the store is down): past it, changes are refused with ErrUnavailable until a
+	// flush succeeds. Default DefaultMaxDirtyAge.
+	MaxDirtyAge time.Duration
 	// Clock drives flushing and passivation. Default the real clock.
 	Clock clock.WithTicker
 	// Revalidate makes every Get of a cached entry ask the store whether it is still current
@@ -102,6 +116,12 @@ func (c *Config) setDefaults() {
 	if c.FlushBatch == 0 {
 		c.FlushBatch = DefaultFlushBatch
 	}
+	if c.MaxDirtyBytes == 0 {
+		c.MaxDirtyBytes = DefaultMaxDirtyBytes
+	}
+	if c.MaxDirtyAge == 0 {
+		c.MaxDirtyAge = DefaultMaxDirtyAge
+	}
 	if c.Clock == nil {
 		c.Clock = clock.RealClock{}
 	}
@@ -142,6 +162,9 @@ type Stats struct {
 	// written before encryption was switched on; each is sealed by its next write.
 	PlaintextReads uint64
 	Dirty          int // write-behind writes not yet durable
+	DirtyBytes     int // their values' bytes
+	// FlushFailingFor is how long flushes have been failing (0 while they succeed).
+	FlushFailingFor time.Duration
 }
 
 // Cache keeps actor state in memory in front of a Store.
@@ -160,6 +183,10 @@ type Cache struct {
 
 	dirtyMu sync.Mutex
 	dirty   map[string]*dirtyWrite // write-behind writes not yet in the store, by Key.String()
+	// dirtyBytes sums the values in dirty; failingSince is when flushes began to fail (zero
+	// while they succeed). Both guarded by dirtyMu.
+	dirtyBytes   int
+	failingSince time.Time
 	// removable are index entries (due times, channel memberships) whose removal waited for a
 	// flush that has now made the record that no longer needs them durable (see
 	// removeIndexEntry); guarded by dirtyMu.
@@ -376,9 +403,14 @@ func (c *Cache) load(ctx context.Context, key Key, id string) (cached, error) {
 // Stats returns the cache's counters.
 func (c *Cache) Stats() Stats {
 	c.dirtyMu.Lock()
-	dirty := len(c.dirty)
+	dirty, dirtyBytes := len(c.dirty), c.dirtyBytes
+	var failing time.Duration
+	if !c.failingSince.IsZero() {
+		failing = c.cfg.Clock.Since(c.failingSince)
+	}
 	c.dirtyMu.Unlock()
 	return Stats{
+		DirtyBytes: dirtyBytes, FlushFailingFor: failing,
 		Hits: c.hits.Load(), Misses: c.misses.Load(), Revalidated: c.revalidated.Load(), Flushed: c.flushed.Load(),
 		FlushErrors: c.flushErrors.Load(), LostConflicts: c.lostConflicts.Load(),
 		Passivated: c.passivated.Load(), PlaintextReads: c.plaintextReads.Load(), Dirty: dirty,

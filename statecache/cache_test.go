@@ -1,10 +1,12 @@
 package statecache_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -729,5 +731,60 @@ func TestCacheOverAStoreWithoutIndexHasNoChannelIndex(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Write-behind does not acknowledge changes without end while the store is down (issue 16,
+// point 5): once flushes have failed for MaxDirtyAge, or the changes waiting pass
+// MaxDirtyBytes, a change is refused with ErrUnavailable and changes nothing; when the store
+// is back, the waiting changes flush and changes are taken again.
+func TestWriteBehindStopsAcknowledgingDuringAnOutage(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
+	spy := &spyStore{Store: &statecache.MemStore{}}
+	c := newCache(t, spy, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour, Clock: clk,
+		MaxDirtyAge: 30 * time.Second, MaxDirtyBytes: 1 << 10})
+	ctx := context.Background()
+	a := statecache.Key{Function: "f", ID: "a"}
+	v, err := c.Put(ctx, a, []byte("1"), statecache.NoVersion, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy.failPuts.Store(1 << 30) // the store is down
+	if err := c.Flush(ctx); !errors.Is(err, statecache.ErrUnavailable) {
+		t.Fatalf("flush during the outage: %v", err)
+	}
+	clk.Step(29 * time.Second)
+	if v, err = c.Put(ctx, a, []byte("2"), v, "c2"); err != nil {
+		t.Fatalf("a change within MaxDirtyAge of the first failed flush: %v", err)
+	}
+	clk.Step(2 * time.Second)
+	if _, err := c.Put(ctx, a, []byte("3"), v, "c3"); !errors.Is(err, statecache.ErrUnavailable) ||
+		!strings.Contains(err.Error(), "failed for 31s") {
+		t.Fatalf("a change past MaxDirtyAge of failing flushes: err = %v, want ErrUnavailable naming the time", err)
+	}
+	if e, _ := c.Get(ctx, a); string(e.Value) != "2" || e.Version != v {
+		t.Fatalf("the refused change changed the cache: %q %s", e.Value, e.Version)
+	}
+	if st := c.Stats(); st.Dirty != 1 || st.DirtyBytes != 1 || st.FlushFailingFor != 31*time.Second {
+		t.Fatalf("stats during the outage: %+v", st)
+	}
+	spy.failPuts.Store(0) // the store is back
+	if err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := spy.Store.Get(ctx, a); string(e.Value) != "2" {
+		t.Fatalf("the store holds %q after the outage, want the acknowledged 2", e.Value)
+	}
+	if _, err := c.Put(ctx, a, []byte("3"), v, "c3"); err != nil {
+		t.Fatalf("a change after the store came back: %v", err)
+	}
+
+	// Too many bytes waiting: refused at once, whatever the time.
+	b := statecache.Key{Function: "f", ID: "b"}
+	if _, err := c.Put(ctx, b, bytes.Repeat([]byte("x"), 1<<10), statecache.NoVersion, "c4"); !errors.Is(err, statecache.ErrUnavailable) {
+		t.Fatalf("a change past MaxDirtyBytes: err = %v, want ErrUnavailable", err)
+	}
+	if st := c.Stats(); st.DirtyBytes != 1 {
+		t.Fatalf("dirty bytes after a refused change = %d, want 1", st.DirtyBytes)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // maxMaybeLanded bounds the commits a buffered change remembers of earlier flushes whose outcome
@@ -56,6 +57,10 @@ func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byt
 	var cur cached
 	c.dirtyMu.Lock()
 	prev, dirty := c.dirty[id]
+	if err := c.refuseLocked(prev, len(value)); err != nil {
+		c.dirtyMu.Unlock()
+		return NoVersion, err
+	}
 	if dirty {
 		cur = cached{Entry: Entry{Version: prev.version, Commit: prev.commit}, durable: prev.base}
 	}
@@ -83,10 +88,35 @@ func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byt
 			maybe = appendMaybe(slices.Clone(maybe), prev.commit)
 		}
 	}
+	if prev, ok := c.dirty[id]; ok {
+		c.dirtyBytes -= len(prev.value)
+	}
 	c.dirty[id] = &dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v, commit: commit,
 		maybeLanded: maybe, removals: removals}
+	c.dirtyBytes += len(value)
 	c.dirtyMu.Unlock()
 	return v, nil
+}
+
+// refuseLocked returns why a change of size bytes replacing prev (nil: none) may not be
+// buffered: too much is buffered already, or flushes have failed for longer than MaxDirtyAge.
+// The caller holds dirtyMu.
+func (c *Cache) refuseLocked(prev *dirtyWrite, size int) error {
+	grown := size
+	if prev != nil {
+		grown -= len(prev.value)
+	}
+	if grown > 0 && c.dirtyBytes+grown > c.cfg.MaxDirtyBytes {
+		return fmt.Errorf("%w: %d bytes of write-behind changes wait for the store, the limit is %d",
+			ErrUnavailable, c.dirtyBytes, c.cfg.MaxDirtyBytes)
+	}
+	if !c.failingSince.IsZero() {
+		if d := c.cfg.Clock.Since(c.failingSince); d > c.cfg.MaxDirtyAge {
+			return fmt.Errorf("%w: flushes to the store have failed for %v (limit %v); %d write-behind changes wait",
+				ErrUnavailable, d.Round(time.Second), c.cfg.MaxDirtyAge, len(c.dirty))
+		}
+	}
+	return nil
 }
 
 // isDirty reports whether id has a buffered change.
@@ -260,6 +290,7 @@ func (c *Cache) settle(id string, f flushing, v Version, err error) error {
 		// change loudly and let the next read load what the store has.
 		if cur == d {
 			delete(c.dirty, id)
+			c.dirtyBytes -= len(d.value)
 			c.mem.Delete(id)
 		}
 		c.lostConflicts.Add(1)
@@ -274,12 +305,17 @@ func (c *Cache) settle(id string, f flushing, v Version, err error) error {
 		case cur != nil:
 			cur.maybeLanded = appendMaybe(cur.maybeLanded, d.commit)
 		}
+		if c.failingSince.IsZero() {
+			c.failingSince = c.cfg.Clock.Now()
+		}
 		c.reportFlush(key, err)
 		return fmt.Errorf("flush %s: %w", key, err)
 	}
 	c.flushed.Add(1)
+	c.failingSince = time.Time{} // the store takes writes
 	if cur == d {
 		delete(c.dirty, id)
+		c.dirtyBytes -= len(d.value)
 	} else if cur != nil {
 		// A newer change was buffered meanwhile; it now applies on top of v.
 		cur.base, cur.maybeLanded = v, nil

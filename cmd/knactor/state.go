@@ -37,6 +37,9 @@ type stateFlags struct {
 	cacheMB    int
 	idleAfter  time.Duration
 	flushEvery time.Duration
+	// maxDirtyMB and maxDirtyAge bound what write-behind acknowledges before it is durable.
+	maxDirtyMB  int
+	maxDirtyAge time.Duration
 	// revalidate confirms every cached read with the store (Kubernetes mode: several routers
 	// write the same actors). Write-through caches only.
 	revalidate bool
@@ -59,6 +62,8 @@ func (f *stateFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.cacheMB, "cache-mb", statecache.DefaultMaxBytes>>20, "memory for cached state, MiB")
 	fs.DurationVar(&f.idleAfter, "passivate-after", 10*time.Minute, "drop an actor's state from memory after this long unused (0: never)")
 	fs.DurationVar(&f.flushEvery, "flush-interval", statecache.DefaultFlushInterval, "write-behind flush interval")
+	fs.IntVar(&f.maxDirtyMB, "max-dirty-mb", statecache.DefaultMaxDirtyBytes>>20, "write-behind: MiB of acknowledged changes that may wait for the store; past it calls get 503 store_unavailable")
+	fs.DurationVar(&f.maxDirtyAge, "max-dirty-age", statecache.DefaultMaxDirtyAge, "write-behind: how long changes are acknowledged while flushes fail; past it calls get 503 store_unavailable until the store takes writes")
 }
 
 func defaultStateDir() string {
@@ -124,6 +129,7 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 		return nil, err
 	}
 	st.describe += " (" + mode.String() + ")"
+	st.collectors = append(st.collectors, statecache.StatsCollector(st.stats))
 	if keys != nil {
 		st.collectors = append(st.collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "knactor_state_plaintext_reads_total",
@@ -154,14 +160,17 @@ func (f *stateFlags) keyring() (*statecache.Keyring, error) {
 }
 
 // plaintextReads sums the caches' reads of unencrypted values (Stats.PlaintextReads).
-func (s *state) plaintextReads() float64 {
+func (s *state) plaintextReads() float64 { return float64(s.stats().PlaintextReads) }
+
+// stats sums the stats of the state's caches (one per write mode in use).
+func (s *state) stats() statecache.Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var n uint64
+	var sum statecache.Stats
 	for _, c := range s.caches {
-		n += c.Stats().PlaintextReads
+		sum = sum.Add(c.Stats())
 	}
-	return float64(n)
+	return sum
 }
 
 // pinMode makes function use mode ("" is the default mode) unless it already uses another one,
@@ -201,6 +210,7 @@ func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
 	f := s.flags
 	c, err := statecache.NewCache(s.store, statecache.Config{
 		MaxBytes: f.cacheMB << 20, Mode: mode, FlushInterval: f.flushEvery, IdleAfter: f.idleAfter,
+		MaxDirtyBytes: f.maxDirtyMB << 20, MaxDirtyAge: f.maxDirtyAge,
 		Revalidate: f.revalidate && mode == statecache.WriteThrough,
 		Keys:       s.keys,
 		OnFlushError: func(k statecache.Key, err error) {
