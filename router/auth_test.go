@@ -123,12 +123,7 @@ func TestScopedTokens(t *testing.T) {
 // call was forwarded (to use the reserved keys of effects, or run a turn on a router that does
 // not own the actor) or push to a channel's sockets.
 func TestInternalDoorsNeedThePeerSecret(t *testing.T) {
-	store := localStore(t)
-	owner := newHarnessOn(t, peerConfig, store)
-	addr := strings.TrimPrefix(owner.url, "http://")
-	front := newHarnessOn(t, peerConfig, store, func(o *Options) {
-		o.Peers = peersFunc(func(string) (string, bool) { return addr, true })
-	})
+	owner, front := forwardingPair(t)
 	a := newTestActor()
 	owner.deploy(counterFn, a)
 	front.deploy(counterFn, a)

@@ -77,12 +77,7 @@ func TestActorCallAllocations(t *testing.T) {
 	total, baseline := routerAllocs(t,
 		func() { rig.add(t, paths[i%len(paths)], ""); i++ },
 		func() { post(t, pod, "http://counter:1/v1/invoke", envelope) })
-	if own := total - baseline; own > maxActorCallAllocs {
-		t.Fatalf("a cache-hit actor call allocates %.1f times in the router (%.1f in all, %.1f by the caller and pod), over the budget of %d",
-			own, total, baseline, maxActorCallAllocs)
-	} else {
-		t.Logf("a cache-hit actor call allocates %.1f times in the router (budget %d); caller and pod %.1f", own, maxActorCallAllocs, baseline)
-	}
+	withinBudget(t, "a cache-hit actor call", total, baseline, maxActorCallAllocs)
 }
 
 func TestPassThroughAllocations(t *testing.T) {
@@ -91,12 +86,19 @@ func TestPassThroughAllocations(t *testing.T) {
 	total, baseline := routerAllocs(t,
 		func() { post(t, rig.client, "http://router/v1/functions/hello/hello", benchBody) },
 		func() { post(t, pod, "http://hello:1/hello", benchBody) })
-	if own := total - baseline; own > maxPassThroughAllocs {
-		t.Fatalf("a pass-through call allocates %.1f times in the router (%.1f in all, %.1f by the caller and pod), over the budget of %d",
-			own, total, baseline, maxPassThroughAllocs)
-	} else {
-		t.Logf("a pass-through call allocates %.1f times in the router (budget %d); caller and pod %.1f", own, maxPassThroughAllocs, baseline)
+	withinBudget(t, "a pass-through call", total, baseline, maxPassThroughAllocs)
+}
+
+// withinBudget fails t when what allocates more than budget times in the router: total less
+// what the caller and the pod allocate (baseline).
+func withinBudget(t *testing.T, what string, total, baseline float64, budget int) {
+	t.Helper()
+	own := total - baseline
+	if own > float64(budget) {
+		t.Fatalf("%s allocates %.1f times in the router (%.1f in all, %.1f by the caller and pod), over the budget of %d",
+			what, own, total, baseline, budget)
 	}
+	t.Logf("%s allocates %.1f times in the router (budget %d); caller and pod %.1f", what, own, budget, baseline)
 }
 
 // post sends body to url with client and fails t unless the answer is 200.

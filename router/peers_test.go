@@ -16,16 +16,24 @@ type peersFunc func(key string) (string, bool)
 
 func (f peersFunc) Owner(key string) (string, bool) { return f(key) }
 
+// forwardingPair starts two routers on one store: front forwards every actor call to owner, its
+// owner router, with the routers' shared secret (peerConfig).
+func forwardingPair(t *testing.T, options ...func(*Options)) (owner, front *harness) {
+	t.Helper()
+	store := localStore(t)
+	owner = newHarnessOn(t, peerConfig, store, options...)
+	addr := strings.TrimPrefix(owner.url, "http://")
+	front = newHarnessOn(t, peerConfig, store, append(options, func(o *Options) {
+		o.Peers = peersFunc(func(string) (string, bool) { return addr, true })
+	})...)
+	return owner, front
+}
+
 // Two routers on one store: every call to the first is forwarded to the second, the actor's
 // owner, so turns never race across routers (no conflicts, one call at a time) and the count is
 // exact; the first router counts none of them in its statistics.
 func TestForwardToOwnerRouter(t *testing.T) {
-	store := localStore(t)
-	owner := newHarnessOn(t, peerConfig, store)
-	addr := strings.TrimPrefix(owner.url, "http://")
-	front := newHarnessOn(t, peerConfig, store, func(o *Options) {
-		o.Peers = peersFunc(func(string) (string, bool) { return addr, true })
-	})
+	owner, front := forwardingPair(t)
 	a := newTestActor()
 	fn := Function{Name: "counter"}
 	owner.deploy(fn, a)
@@ -79,12 +87,7 @@ func TestForwardFallsBackWhenOwnerRefuses(t *testing.T) {
 // (issue 16, point 3: the peer client normalized paths, so "a/b" became two segments and
 // "x/../../../functions/hello/hi" a pass-through call sent with the router's credentials).
 func TestForwardingKeepsTrickyIDsExact(t *testing.T) {
-	store := localStore(t)
-	owner := newHarnessOn(t, peerConfig, store)
-	addr := strings.TrimPrefix(owner.url, "http://")
-	front := newHarnessOn(t, peerConfig, store, func(o *Options) {
-		o.Peers = peersFunc(func(string) (string, bool) { return addr, true })
-	})
+	owner, front := forwardingPair(t)
 	fn := Function{Name: "counter"}
 	owner.deploy(fn, newTestActor())
 	front.deploy(fn, newTestActor())

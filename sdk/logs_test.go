@@ -1,36 +1,18 @@
 package sdk_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/knactor/knactor/test/proctest"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestErrorLogsCarryTheCallsRequestIDAndActor: the SDK's error lines name the call they are
 // about, so they can be found from the caller's X-Request-Id (docs/observability.md, Logs).
 func TestErrorLogsCarryTheCallsRequestIDAndActor(t *testing.T) {
-	var logs syncBuffer
+	var logs proctest.Buffer
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
 	t.Cleanup(func() { slog.SetDefault(prev) })

@@ -2,7 +2,6 @@ package statserver_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/knactor/knactor/autoscaler"
 	"github.com/knactor/knactor/autoscaler/statserver"
 	"github.com/knactor/knactor/router/stats"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 var (
@@ -38,30 +38,12 @@ var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 // waitFor is how long a test waits for something to happen over the loopback network.
 const waitFor = 10 * time.Second
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is a Server on a real loopback HTTP server, with a fake clock and captured logs.
 type env struct {
 	srv   *statserver.Server
 	ts    *httptest.Server
 	clk   *clocktesting.FakeClock
-	logs  *syncBuffer
+	logs  *proctest.Buffer
 	url   string
 	reg   *prometheus.Registry
 	pokes chan string
@@ -72,7 +54,7 @@ type env struct {
 
 func newEnv(t *testing.T, cfg statserver.Config) *env {
 	t.Helper()
-	e := &env{clk: clocktesting.NewFakeClock(t0), logs: &syncBuffer{}, pokes: make(chan string, 100)}
+	e := &env{clk: clocktesting.NewFakeClock(t0), logs: &proctest.Buffer{}, pokes: make(chan string, 100)}
 	cfg.Clock = e.clk
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.Poke == nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // run runs kn-actor in-process with env as its whole environment.
@@ -413,7 +414,7 @@ func TestLogs(t *testing.T) {
 	}
 
 	// -f prints what exists, then new lines and new pods, until cancelled.
-	var out syncBuffer
+	var out proctest.Buffer
 	l := &podLogs{dir: filepath.Join(dir, "hello"), out: &out, prefix: true}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -430,23 +431,6 @@ func TestLogs(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitFor(t *testing.T, s interface{ String() string }, want string) {

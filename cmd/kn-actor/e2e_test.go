@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -324,7 +323,7 @@ func TestCLIWatchesAChannelAndShowsTimers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer // written by exec's copier while the test reads it
+	var stderr proctest.Buffer // written by exec's copier while the test reads it
 	watch.Stderr = &stderr
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)
@@ -360,22 +359,4 @@ func TestCLIWatchesAChannelAndShowsTimers(t *testing.T) {
 	if err := watch.Wait(); err != nil {
 		t.Fatalf("kn-actor ws --channel after Ctrl-C: %v; stderr %s", err, stderr.String())
 	}
-}
-
-// lockedBuffer is a strings.Builder safe for one writer and concurrent readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
