@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -120,13 +122,13 @@ func runAutoscaler(parent context.Context, f *autoscalerFlags) error {
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/stats", stats)
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", requireToken(token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/v1/functions", func(rw http.ResponseWriter, _ *http.Request) {
+	mux.Handle("/v1/functions", requireToken(token, http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
 		out := functionsStatus(a, stats, w)
 		rw.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(rw).Encode(out)
-	})
+	})))
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return err
@@ -357,4 +359,23 @@ func setContainerConcurrency(tmpl *corev1.PodTemplateSpec, cc int64) {
 	}
 	tmpl.Spec.Containers = append(tmpl.Spec.Containers, corev1.Container{Name: queueProxy,
 		Env: []corev1.EnvVar{{Name: "CONTAINER_CONCURRENCY", Value: strconv.FormatInt(cc, 10)}}})
+}
+
+// requireToken serves h only to requests with the components' shared secret as their bearer
+// token (the knactor-internal Secret, which the routers hold): what the autoscaler knows of
+// every function and pod is not for whoever can reach its port. An empty token serves all.
+func requireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":{"code":"unauthorized","message":"missing or invalid bearer token: send the knactor-internal Secret's token"}}` + "\n"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

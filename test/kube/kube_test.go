@@ -298,6 +298,17 @@ func TestKubernetesMode(t *testing.T) {
 			t.Fatalf("the knactor-internal Secret was not filled by the components: %v", err)
 		}
 		secret := string(sec.Data["token"])
+		// Nor read what the autoscaler knows.
+		for _, path := range []string{"/v1/functions", "/metrics"} {
+			resp, err := http.Get(e.autoscaler + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("autoscaler %s without the secret: %d, want 401", path, resp.StatusCode)
+			}
+		}
 		// A pod without the secret cannot feed the autoscaler load.
 		statsURL := "ws" + strings.TrimPrefix(e.autoscaler, "http") + "/stats"
 		for _, h := range []http.Header{nil, {"Authorization": {"Bearer " + token}}} {
@@ -680,16 +691,40 @@ type autoscalerReport struct {
 }
 
 func (e *env) functions(t *testing.T) autoscalerReport {
-	resp, err := http.Get(e.autoscaler + "/v1/functions")
+	req, err := http.NewRequest(http.MethodGet, e.autoscaler+"/v1/functions", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.internalToken(t))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("autoscaler /v1/functions: %v", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("autoscaler /v1/functions: %d %s", resp.StatusCode, b)
+	}
 	var r autoscalerReport
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 		t.Fatalf("autoscaler /v1/functions: %v", err)
 	}
 	return r
+}
+
+// internalToken is the components' shared secret, from the knactor-internal Secret they fill.
+func (e *env) internalToken(t *testing.T) string {
+	t.Helper()
+	var token string
+	e.eventually(t, 30*time.Second, "the knactor-internal Secret filled", func() (bool, string) {
+		sec, err := e.c.Client.CoreV1().Secrets(system).Get(context.Background(), "knactor-internal", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		token = string(sec.Data["token"])
+		return len(token) >= 32, fmt.Sprintf("token of %d bytes", len(token))
+	})
+	return token
 }
 
 // statusReport is the part of a router's GET /v1/status the tests read.
