@@ -38,19 +38,6 @@
 # wake-ups, ...). A proxied request needs at least one read and one write on each of its two
 # connections; what is above that is the proxy's overhead.
 #
-# Every measured row also has the proxy's reads and writes per request in that very run, with
-# nothing attached to the proxy (the "proxy reads/req" and "proxy writes/req" columns): the
-# kernel's syscr and syscw counts from /proc/PID/io (nginx's workers summed in), sampled before
-# and after the run as the CPU times are. The kernel counts there the calls that go through its
-# file read and write paths, read, readv, pread and write, writev, pwrite (those that come back
-# EAGAIN too), on sockets as on files: all of the router's, as Go reads and writes sockets with
-# read and write. It does not count recv, recvfrom, recvmsg, send, sendto and sendmsg, and nginx
-# receives with recv: its reads there are 0, and the strace column is the one to compare nginx
-# with. The two need not agree on the router either: strace slows it, so that a read finds its
-# data waiting more often than in a measured run, where more reads come back EAGAIN. "n/a" when
-# /proc/PID/io cannot be read (another user's process without root, or a kernel without task
-# I/O accounting).
-#
 # Beside latency and throughput, each row says how much CPU the proxy (nginx or the router), the
 # function and MinIO spent per request (utime+stime from /proc, nginx's workers included), which
 # is what a router costs independently of how the cores were shared, and how much of the
@@ -334,7 +321,6 @@ start_router() {
 
 declare -A RPS P50 P99 ERRS  # "target,conns" → results of one run
 declare -A CPU OTHER         # "target,conns" → CPU µs per request; % of the CPU used elsewhere
-declare -A READS WRITES      # "target,conns" → the proxy's read-like, write-like calls per request (/proc/PID/io)
 declare -A TITLE             # target → its name in the table
 declare -A ANSWERED          # target → requests answered in all its wrk runs (warm-up included)
 declare -A BROKEN            # target → why its numbers are invalid (a crash)
@@ -402,21 +388,6 @@ count_syscalls() {
     END { if (n > 0 && t > 0) printf "%.2f · %.2f · %.1f", r / n, w / n, t / n; else print "n/a" }' "${out}")"
 }
 
-# proc_io PID prints "syscr syscw" of process PID and its live children (nginx's workers), summed
-# from /proc/PID/io: the read-like and write-like system calls they made so far. It prints "n/a"
-# when one of those files cannot be read.
-proc_io() {
-  local pid="$1" r=0 w=0 c io
-  for c in "${pid}" $(cat /proc/"${pid}"/task/*/children 2>/dev/null); do
-    io="$(awk '$1 == "syscr:" { r = $2 } $1 == "syscw:" { w = $2 } END { if (r != "" && w != "") print r, w }' \
-      /proc/"${c}"/io 2>/dev/null || true)"
-    [[ -n "${io}" ]] || { echo n/a; return; }
-    r=$((r + ${io% *}))
-    w=$((w + ${io#* }))
-  done
-  echo "${r} ${w}"
-}
-
 # busy_ticks prints the CPU time all CPUs spent in user and system mode since boot, plus the time
 # the hypervisor gave them to other machines (steal), in ticks.
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $9}' /proc/stat; }
@@ -424,18 +395,14 @@ busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $9}' /proc/stat; }
 # shell_ticks prints the CPU time of this shell's waited-for children (wrk, curl, awk), in ticks.
 shell_ticks() { sed 's/.*) //' /proc/$$/stat | awk '{print $14 + $15}'; }
 
-declare -A T0   # "name" → CPU ticks of each started process at the start of a run; "@busy", "@shell"
-declare -A IO0  # "name" → "syscr syscw" (or n/a) of each started process at the start of a run
+declare -A T0  # "name" → CPU ticks of each started process at the start of a run; "@busy", "@shell"
 
-# cpu_mark records the CPU times cpu_since measures from, and the system call counts io_per_req
-# measures from.
+# cpu_mark records the CPU times cpu_since measures from.
 cpu_mark() {
   local name
   T0=()
-  IO0=()
   for name in "${!PID[@]}"; do
     T0[${name}]="$(proc_ticks "${PID[${name}]}")"
-    IO0[${name}]="$(proc_io "${PID[${name}]}")"
   done
   T0[@busy]="$(busy_ticks)"
   T0[@shell]="$(shell_ticks)"
@@ -459,18 +426,6 @@ cpu_other() {
   done
   awk -v busy=$(($(busy_ticks) - ${T0[@busy]})) -v ours="${ours}" -v hz="${clk_tck}" -v n="$(nproc)" -v s="${secs}" \
     'BEGIN { o = (busy - ours) / hz / (n * s) * 100; if (o < 0) o = 0; printf "%.0f", o }'
-}
-
-# io_per_req NAME REQUESTS prints the read-like and write-like system calls process NAME made per
-# request since cpu_mark, as "READS WRITES": "n/a n/a" when /proc/PID/io could not be read at
-# either end, or when the counts went down (a worker exited, taking its counts with it).
-io_per_req() {
-  local pid="${PID[$1]:-}" now
-  now="$(proc_io "${pid:-0}")"
-  awk -v a="${IO0[$1]:-n/a}" -v b="${now}" -v n="$2" 'BEGIN {
-    split(a, x, " "); split(b, y, " ")
-    if (a == "n/a" || b == "n/a" || n <= 0 || y[1] < x[1] || y[2] < x[2]) { print "n/a n/a"; exit }
-    printf "%.2f %.2f", (y[1] - x[1]) / n, (y[2] - x[2]) / n }'
 }
 
 # us_per_req TICKS REQUESTS prints CPU microseconds per request.
@@ -539,9 +494,6 @@ measure() {
       cpu+="$(us_per_req "$(cpu_since "${fn}")" "${run_answered}")"
       [[ -z "${store}" ]] || cpu+=" · ${store} $(us_per_req "$(cpu_since "${store}")" "${run_answered}")"
       CPU["${id},${c}"]="${cpu}"
-      if [[ "${proxy}" != - ]]; then
-        read -r READS["${id},${c}"] WRITES["${id},${c}"] <<<"$(io_per_req "${proxy}" "${run_answered}")"
-      fi
       OTHER["${id},${c}"]="$(cpu_other "${secs}")"
       if ((${OTHER["${id},${c}"]} > 10)); then
         log "WARNING: ${OTHER["${id},${c}"]}% of the machine's CPU went to processes outside this benchmark, kernel threads (its disk I/O too) or hypervisor steal during this run: if that was other work, the numbers are low and noisy"
@@ -692,24 +644,23 @@ ratio() {
 }
 
 table() {
-  echo "| target | conns | req/s | p50 | p99 | ÷ (a) | ÷ (b) | CPU µs/req: proxy · function | proxy reads/req | proxy writes/req | proxy syscalls/req (strace): reads · writes · all | CPU used elsewhere | errors |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| target | conns | req/s | p50 | p99 | ÷ (a) | ÷ (b) | CPU µs/req: proxy · function | proxy syscalls/req: reads · writes · all | CPU used elsewhere | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   local id c e o
   for id in "${targets[@]}"; do
     for c in ${CONNS}; do
       e="${ERRS["${id},${c}"]:-–}"
       [[ "${e}" == 0 || "${e}" == – ]] || e="**${e} ⚠**"
       if [[ -n "${BROKEN[${id}]:-}" ]]; then
-        printf '| %s | %s | – | – | – | – | – | – | – | – | – | – | **%s** |\n' "${TITLE[${id}]}" "${c}" "${BROKEN[${id}]}"
+        printf '| %s | %s | – | – | – | – | – | – | – | – | **%s** |\n' "${TITLE[${id}]}" "${c}" "${BROKEN[${id}]}"
         continue
       fi
       o="${OTHER["${id},${c}"]:-?}%"
       [[ "${o}" == "?%" ]] || ((${o%\%} <= 10)) || o="**${o} ⚠**"
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${TITLE[${id}]}" "${c}" \
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${TITLE[${id}]}" "${c}" \
         "$(awk -v r="${RPS["${id},${c}"]:-}" 'BEGIN { if (r == "") print "–"; else printf "%.1fk", r / 1000 }')" \
         "$(fmt_us "${P50["${id},${c}"]:-}")" "$(fmt_us "${P99["${id},${c}"]:-}")" \
-        "$(ratio "${id}" "${c}" a)" "$(ratio "${id}" "${c}" b)" "${CPU["${id},${c}"]:-–}" \
-        "${READS["${id},${c}"]:-–}" "${WRITES["${id},${c}"]:-–}" "${SYSCALLS["${id}"]:-–}" "${o}" "${e}"
+        "$(ratio "${id}" "${c}" a)" "$(ratio "${id}" "${c}" b)" "${CPU["${id},${c}"]:-–}" "${SYSCALLS["${id}"]:-–}" "${o}" "${e}"
     done
   done
 }
