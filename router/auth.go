@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -213,11 +212,22 @@ func (r *Router) routeHost(host []byte) bool {
 }
 
 // loopbackHost reports whether host (a Host header: a name or address, maybe with a port)
-// names this machine's loopback interface.
+// names this machine's loopback interface. It runs on every call of a tokenless router on
+// loopback (knactor up's default), so the usual names are recognised without allocating.
 func loopbackHost(host []byte) bool {
-	h := string(host)
-	if name, _, err := net.SplitHostPort(h); err == nil {
-		h = name
+	h := host
+	if i := bytes.LastIndexByte(h, ':'); i >= 0 && bytes.IndexByte(h[:i], ':') < 0 {
+		h = h[:i] // name:port (one colon: not a bare IPv6 address)
+	} else if bytes.HasPrefix(h, []byte("[")) {
+		if end := bytes.IndexByte(h, ']'); end > 0 {
+			h = h[1:end] // [v6]:port
+		}
 	}
-	return isLoopback(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")))
+	switch {
+	case bytes.EqualFold(h, []byte("localhost")), string(h) == "::1":
+		return true
+	case bytes.HasPrefix(h, []byte("127.")) && len(bytes.Trim(h, "0123456789.")) == 0:
+		return true
+	}
+	return isLoopback(strings.ToLower(string(h))) // other spellings of a loopback address
 }

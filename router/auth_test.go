@@ -214,3 +214,24 @@ func TestTokenlessRouterRefusesOtherOriginsAndHosts(t *testing.T) {
 		})
 	}
 }
+
+func TestLoopbackHost(t *testing.T) {
+	tests := []struct {
+		host string
+		want bool
+	}{
+		{"127.0.0.1", true}, {"127.0.0.1:8080", true}, {"127.1.2.3:1", true}, {"localhost", true},
+		{"LocalHost:8080", true}, {"[::1]:8080", true}, {"[::1]", true}, {"::1", true},
+		{"[0:0:0:0:0:0:0:1]:80", true},
+		{"evil.example", false}, {"evil.example:8080", false}, {"127.evil.example", false},
+		{"localhost.evil.example", false}, {"10.0.0.1:80", false}, {"[::2]:80", false}, {"", false},
+	}
+	for _, tt := range tests {
+		if got := loopbackHost([]byte(tt.host)); got != tt.want {
+			t.Errorf("loopbackHost(%q) = %v, want %v", tt.host, got, tt.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { loopbackHost([]byte("127.0.0.1:8080")) }); n != 0 && !raceEnabled {
+		t.Errorf("loopbackHost allocates %v times on a usual host", n)
+	}
+}

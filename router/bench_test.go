@@ -103,6 +103,19 @@ func newBenchRig(b testing.TB, st StateCache, options ...func(*Options)) *benchR
 	return rig
 }
 
+// writeBehindCache is a write-behind statecache.Cache over a memory store that never flushes
+// during a run: the state work of a call, without the store's. Closed when tb ends.
+func writeBehindCache(tb testing.TB) *statecache.Cache {
+	tb.Helper()
+	c, err := statecache.NewCache(&statecache.MemStore{},
+		statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour, MaxBytes: 64 << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
 // pod serves handler on an in-memory listener as the pod named addr.
 func (rig *benchRig) pod(addr string, handler fasthttp.RequestHandler) placement.Pod {
 	ln := fasthttputil.NewInmemoryListener()
@@ -134,15 +147,7 @@ func BenchmarkRouterActorCall(b *testing.B) {
 		make func(b *testing.B) StateCache
 	}{
 		{"state=map", func(*testing.B) StateCache { return &statecache.MemStore{} }},
-		{"state=statecache", func(b *testing.B) StateCache {
-			c, err := statecache.NewCache(&statecache.MemStore{},
-				statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour, MaxBytes: 64 << 20})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = c.Close(context.Background()) })
-			return c
-		}},
+		{"state=statecache", func(b *testing.B) StateCache { return writeBehindCache(b) }},
 	}
 	for _, st := range states {
 		for _, par := range []int{1, 64} {
@@ -171,13 +176,7 @@ func BenchmarkRouterActorCallWithKey(b *testing.B) {
 	const actors = 64
 	for _, par := range []int{1, 64} {
 		b.Run("callers="+strconv.Itoa(par), func(b *testing.B) {
-			c, err := statecache.NewCache(&statecache.MemStore{},
-				statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour, MaxBytes: 64 << 20})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = c.Close(context.Background()) })
-			rig := newBenchRig(b, c)
+			rig := newBenchRig(b, writeBehindCache(b))
 			var seq atomic.Uint64
 			call := func(path string) { rig.add(b, path, "bench-key-"+strconv.FormatUint(seq.Add(1), 10)) }
 			paths := make([]string, actors)
@@ -279,12 +278,7 @@ func BenchmarkMetricsObserve(b *testing.B) {
 // BenchmarkStateCacheHit measures a cache-hit Get and a write-behind Put of statecache.Cache,
 // the state work of one turn.
 func BenchmarkStateCacheHit(b *testing.B) {
-	c, err := statecache.NewCache(&statecache.MemStore{},
-		statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour, MaxBytes: 64 << 20})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := writeBehindCache(b)
 	ctx := context.Background()
 	key := statecache.Key{Function: "counter", ID: "bench-1"}
 	if _, err := c.Put(ctx, key, []byte(`{"value":1}`), statecache.NoVersion, statecache.NoCommit); err != nil {

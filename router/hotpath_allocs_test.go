@@ -1,11 +1,9 @@
 package router
 
 import (
-	"context"
 	"net"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -59,13 +57,7 @@ func (rig *benchRig) bareClient(pod string) *fasthttp.HostClient {
 }
 
 func TestActorCallAllocations(t *testing.T) {
-	c, err := statecache.NewCache(&statecache.MemStore{},
-		statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour, MaxBytes: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	rig := newBenchRig(t, c)
+	rig := newBenchRig(t, writeBehindCache(t))
 	paths := make([]string, 64)
 	for i := range paths {
 		paths[i] = "http://router/v1/actors/counter/allocs-" + strconv.Itoa(i) + "/add"
