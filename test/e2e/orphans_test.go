@@ -87,9 +87,13 @@ func TestNextUpStopsWhatAKilledShimLeft(t *testing.T) {
 	if len(shims) != 1 || len(left) < 2 {
 		t.Fatalf("knactor up runs shims %v with descendants %v, want one shim with a shell and a counter", shims, left)
 	}
-	// The shim first, then knactor up: nobody is left to stop the shell and the counter.
-	for _, pid := range []int{shims[0], u.Cmd().Process.Pid} {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	// knactor up is frozen first, so it cannot see its shim die and sweep the pod itself; then
+	// the shim, then knactor up: nobody is left to stop the shell and the counter.
+	for _, kill := range []struct {
+		pid int
+		sig syscall.Signal
+	}{{u.Cmd().Process.Pid, syscall.SIGSTOP}, {shims[0], syscall.SIGKILL}, {u.Cmd().Process.Pid, syscall.SIGKILL}} {
+		if err := syscall.Kill(kill.pid, kill.sig); err != nil {
 			t.Fatal(err)
 		}
 	}
