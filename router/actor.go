@@ -94,7 +94,7 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 		writeError(ctx, errorf(404, CodeNotFound, "want /v1/actors/{function}/{id}[/{action}]; escape '/' in ids as %%2F"))
 		return
 	}
-	fnName := string(parts[0])
+	fnName, interned := r.names.of(parts[0])
 	if err := a.mayUse(fnName); err != nil {
 		writeError(ctx, err)
 		return
@@ -114,7 +114,10 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 		writeError(ctx, errorf(404, CodeUnknownFunction, "no function %q is deployed", fnName))
 		return
 	}
-	method := string(ctx.Method())
+	if !interned {
+		r.names.add(fnName)
+	}
+	method := methodName(ctx.Method())
 	if len(parts) == 2 {
 		switch method {
 		case fasthttp.MethodGet, fasthttp.MethodHead:
@@ -154,7 +157,14 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, ke
 		tctx, tr.span = r.startServer(ctx, spanActorCall, routeActorCall)
 		defer tr.end(ctx)
 	}
-	payload, err := r.readBody(ctx)
+	// The payload is the call's only until serveInvoke returns: the turn copies it into the
+	// envelope, a forward's record and a peer's request, never keeping it.
+	pb := payloadBuffers.Get().(*[]byte)
+	defer payloadBuffers.Put(pb)
+	payload, err := readLimitedInto(ctx, r.cfg.MaxPayloadBytes, *pb)
+	if cap(payload) <= maxPooledPayload {
+		*pb = payload[:0]
+	}
 	if err != nil {
 		tr.err = err
 		r.metrics.observe(fn.Name, kindActor, statusOf(err), start)
@@ -227,10 +237,11 @@ func splitSegments(path []byte, parts [][]byte) (_ [][]byte, ok bool) {
 	}
 }
 
-// readBody reads the request body up to the payload limit: 413 beyond it.
-func (r *Router) readBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
-	return readLimited(ctx, r.cfg.MaxPayloadBytes)
-}
+// payloadBuffers holds the buffers actor calls read their payloads into.
+var payloadBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// maxPooledPayload bounds the payload buffers kept for reuse, as maxPooledEnvelope does.
+const maxPooledPayload = 64 << 10
 
 // send posts the envelope to a pod and validates its answer.
 // span is the function call's span (nil with tracing off).

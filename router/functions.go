@@ -193,13 +193,24 @@ func (r *Router) loopbackOnly() bool {
 
 // readLimited reads the request body up to limit bytes: 413 beyond it.
 func readLimited(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
+	return readLimitedInto(ctx, limit, nil)
+}
+
+// readLimitedInto is readLimited into dst's room when a body of known length fits it, so that a
+// caller with a pooled buffer reads without allocating.
+func readLimitedInto(ctx *fasthttp.RequestCtx, limit int, dst []byte) ([]byte, error) {
 	if n := ctx.Request.Header.ContentLength(); n > limit {
 		ctx.SetConnectionClose() // the unread body would otherwise be parsed as the next request
 		return nil, errorf(413, CodeTooLarge, "request body is %d bytes, the limit is %d", n, limit)
 	}
 	if n := ctx.Request.Header.ContentLength(); n >= 0 {
-		// The length is known (and within the limit): read exactly that, in one allocation.
-		body := make([]byte, n)
+		// The length is known (and within the limit): read exactly that, in dst's room or in
+		// one allocation.
+		body := dst[:0]
+		if cap(body) < n {
+			body = make([]byte, n)
+		}
+		body = body[:n]
 		if n == 0 {
 			return body, nil
 		}

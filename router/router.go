@@ -117,6 +117,7 @@ type Router struct {
 	metrics    *metrics
 	hub        *hub
 	load       podLoad
+	names      names // deployed functions' names, so that a call's does not allocate
 
 	server    *fasthttp.Server
 	conns     conns   // the server's open connections, hurried at Shutdown

@@ -45,12 +45,21 @@ func (r *Router) newStoreCtx(ctx context.Context) *storeCtx {
 // callCtx is a call's deadline (its storeCtx) that carries two more storeCtx values for the
 // turn's state read and write, so that a turn allocates one context instead of three. Each
 // spare is handed out once (a turn that tries again allocates for its later attempts), so a
-// context is never reused after stop.
+// context is never reused after stop. It also holds the room of the turn's envelope metadata and
+// of its answer, which live as long as the call: one allocation for all of them.
 type callCtx struct {
 	storeCtx
 	spares [2]storeCtx
 	used   atomic.Int32 // spares handed out
+
+	meta   [callMetaRoom]metaPair // turnMetadata's room; owned by invoke's goroutine
+	result turnResult             // the turn's answer (invoke returns its address)
 }
+
+// callMetaRoom is the envelope metadata a call holds without allocating: the router's two keys
+// (request id, attempt), an idempotency key, the three keys of a trace context and two of the
+// caller's. A call with more allocates its metadata.
+const callMetaRoom = 8
 
 // spare returns an unused storeCtx of c, or nil when both were handed out.
 func (c *callCtx) spare() *storeCtx {

@@ -138,7 +138,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 			timers:   rec.Timers(),
 			channels: rec.Channels(),
 		}
-		r.turnMetadata(ictx, call, attempt, deadline, &env)
+		r.turnMetadata(ictx, call, attempt, deadline, &env, cctx.meta[:0])
 		out, err := r.send(pod.Addr, &env, deadline, maxState, ispan)
 		if err == nil && out.fnErr != nil {
 			end(ispan, out.fnErr)
@@ -191,7 +191,9 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 		if !rec.HasState && !changed {
 			version = statecache.NoVersion
 		}
-		return &turnResult{reply: out.reply, replyIsRaw: out.replyIsRaw, version: version, pod: pod.Name, hop: out.hop}, nil
+		res = &cctx.result // the call's allocation holds its answer
+		*res = turnResult{reply: out.reply, replyIsRaw: out.replyIsRaw, version: version, pod: pod.Name, hop: out.hop}
+		return res, nil
 	}
 }
 
@@ -199,8 +201,8 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 // then the caller's (which hold none of the router's: serveInvoke drops them). It sets the trace
 // context's keys (traceparent, tracestate, baggage) apart as well in env.trace, a part of the
 // metadata: the function continues the trace of ctx, the span of the function call (or the
-// caller's, when the router does not trace).
-func (r *Router) turnMetadata(ctx context.Context, call *actorCall, attempt int, deadline time.Time, env *envelope) {
+// caller's, when the router does not trace). The metadata goes in room (empty) when it fits.
+func (r *Router) turnMetadata(ctx context.Context, call *actorCall, attempt int, deadline time.Time, env *envelope, room []metaPair) {
 	n := 2 + len(call.metadata)
 	if call.idemKey != "" || call.timer != nil {
 		n += 4
@@ -208,7 +210,10 @@ func (r *Router) turnMetadata(ctx context.Context, call *actorCall, attempt int,
 	if r.tracer != nil || call.trace.parent != "" {
 		n += 3
 	}
-	md := make([]metaPair, 0, n)
+	md := room
+	if cap(md) < n {
+		md = make([]metaPair, 0, n)
+	}
 	md = append(md,
 		metaPair{"request_id", call.requestID},
 		metaPair{"attempt", strconv.Itoa(attempt)})

@@ -25,6 +25,14 @@ type spyStore struct {
 	gets, puts, deletes atomic.Int64
 	failPuts            atomic.Int64 // the next n puts fail with ErrUnavailable
 	losePuts            atomic.Int64 // the next n puts land, then report ErrUnavailable (a lost answer)
+	// beforeWrite, when set, runs as a put or a batch begins: a test holds a flush there.
+	beforeWrite func()
+}
+
+func (s *spyStore) writing() {
+	if s.beforeWrite != nil {
+		s.beforeWrite()
+	}
 }
 
 func (s *spyStore) Get(ctx context.Context, k statecache.Key) (statecache.Entry, error) {
@@ -33,6 +41,7 @@ func (s *spyStore) Get(ctx context.Context, k statecache.Key) (statecache.Entry,
 }
 
 func (s *spyStore) Put(ctx context.Context, k statecache.Key, v []byte, expect statecache.Version, commit statecache.Commit) (statecache.Version, error) {
+	s.writing()
 	s.puts.Add(1)
 	if s.failPuts.Add(-1) >= 0 {
 		return "", fmt.Errorf("spy: %w", statecache.ErrUnavailable)
@@ -56,6 +65,7 @@ func (s *spyStore) Delete(ctx context.Context, k statecache.Key, expect statecac
 type batchSpy struct{ *spyStore }
 
 func (s batchSpy) WriteBatch(ctx context.Context, writes []statecache.Write) []statecache.WriteResult {
+	s.writing()
 	s.puts.Add(int64(len(writes)))
 	res := make([]statecache.WriteResult, len(writes))
 	if s.failPuts.Add(-1) >= 0 {
@@ -327,6 +337,45 @@ func testCoalesce(t *testing.T, spy *spyStore, store statecache.Store) {
 	}
 	// The version callers hold survives the flush.
 	mustPut(t, c, alice, "101", v)
+}
+
+func TestWriteBehindChangesDuringAFlushWaitForTheNext(t *testing.T) {
+	flushStores(t, testChangesDuringAFlush)
+}
+
+// testChangesDuringAFlush buffers changes of a key while a flush is writing the key's previous
+// change: the flush settles its own change only, and the next flush writes the latest, once.
+func testChangesDuringAFlush(t *testing.T, spy *spyStore, store statecache.Store) {
+	c := newCache(t, store, statecache.Config{Mode: statecache.WriteBehind, FlushInterval: time.Hour})
+	v := mustPut(t, c, alice, "1", mustGet(t, c, alice).Version)
+	writing, resume := make(chan struct{}), make(chan struct{})
+	spy.beforeWrite = func() { close(writing); <-resume }
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush(bg) }()
+	<-writing // the flush holds change "1" on its way to the store
+	spy.beforeWrite = nil
+	v = mustPut(t, c, alice, "2", v)
+	v = mustPut(t, c, alice, "3", v)
+	close(resume)
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	if got := storeValue(t, spy, alice); got != "1" {
+		t.Fatalf("store holds %q after the first flush, want 1 (the change it was writing)", got)
+	}
+	if st := c.Stats(); st.Dirty != 1 {
+		t.Fatalf("%d changes wait after the first flush, want the one of 2 and 3", st.Dirty)
+	}
+	if err := c.Flush(bg); err != nil {
+		t.Fatal(err)
+	}
+	if got, puts := storeValue(t, spy, alice), spy.puts.Load(); got != "3" || puts != 2 {
+		t.Fatalf("store holds %q after %d puts, want 3 after 2", got, puts)
+	}
+	if e := mustGet(t, c, alice); string(e.Value) != "3" || e.Version != v {
+		t.Fatalf("cache serves %+v, want 3 at %q", e, v)
+	}
+	mustPut(t, c, alice, "4", v) // the version callers hold survives both flushes
 }
 
 func TestWriteBehindCloseFlushes(t *testing.T) { flushStores(t, testCloseFlushes) }

@@ -249,7 +249,10 @@ func sealStores(t *testing.T) []sealStore {
 			}
 			return u
 		}},
-		{"minio", func(*testing.T) *storeUnderTest {
+		{"minio", func(sub *testing.T) *storeUnderTest {
+			if testing.Short() {
+				sub.Skip("needs a real MinIO server; run without -short") // the subtest's, not the parent's
+			}
 			if srv == nil {
 				srv = miniotest.Start(t) // the parent's: it outlives each subtest
 			}

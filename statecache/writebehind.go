@@ -40,6 +40,11 @@ type dirtyWrite struct {
 	// (or a later one) is durable: the stored record may still need them until then (see
 	// Cache.removeIndexEntry).
 	removals []indexEntry
+	// inFlight marks a change a flush is writing (from pending to settle): settle tells by the
+	// pointer whether it is still the key's latest change, so a newer change of the key takes a
+	// new dirtyWrite. A change not in flight is updated in place (no allocation per write of a
+	// hot actor between flushes).
+	inFlight bool
 }
 
 // appendMaybe adds commit to maybe, up to maxMaybeLanded commits (the oldest are kept).
@@ -80,23 +85,30 @@ func (c *Cache) writeBehind(ctx context.Context, key Key, id string, value []byt
 	// buffered change's.
 	value = c.remember(id, cached{Entry: Entry{Value: value, Version: v, Exists: exists, Commit: commit}, durable: cur.durable})
 	c.dirtyMu.Lock()
-	var maybe []Commit
-	var removals []indexEntry
-	if prev, ok := c.dirty[id]; ok {
-		maybe, removals = prev.maybeLanded, prev.removals
-		if prev.flushFailed {
-			maybe = appendMaybe(slices.Clone(maybe), prev.commit)
-		}
+	defer c.dirtyMu.Unlock()
+	next := dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v, commit: commit}
+	prev, ok := c.dirty[id]
+	if !ok {
+		c.dirty[id] = newDirtyWrite(next)
+		c.dirtyBytes += len(value)
+		return v, nil
 	}
-	if prev, ok := c.dirty[id]; ok {
-		c.dirtyBytes -= len(prev.value)
+	c.dirtyBytes += len(value) - len(prev.value)
+	next.maybeLanded, next.removals = prev.maybeLanded, prev.removals
+	if prev.flushFailed {
+		next.maybeLanded = appendMaybe(slices.Clone(next.maybeLanded), prev.commit)
 	}
-	c.dirty[id] = &dirtyWrite{key: key, value: value, exists: exists, base: cur.durable, version: v, commit: commit,
-		maybeLanded: maybe, removals: removals}
-	c.dirtyBytes += len(value)
-	c.dirtyMu.Unlock()
+	if prev.inFlight {
+		c.dirty[id] = newDirtyWrite(next)
+	} else {
+		*prev = next
+	}
 	return v, nil
 }
+
+// newDirtyWrite returns w on the heap; writeBehind's own w stays on the stack when it updates a
+// change in place.
+func newDirtyWrite(w dirtyWrite) *dirtyWrite { return &w }
 
 // refuseLocked returns why a change of size bytes replacing prev (nil: none) may not be
 // buffered: too much is buffered already, or flushes have failed for longer than MaxDirtyAge.
@@ -251,6 +263,7 @@ func (c *Cache) pending(id string) (flushing, bool) {
 	if !ok {
 		return flushing{}, false
 	}
+	d.inFlight = true
 	return flushing{d: d, base: d.base, maybe: d.maybeLanded}, true
 }
 
@@ -271,6 +284,7 @@ func (c *Cache) settle(id string, f flushing, v Version, err error) error {
 	defer mu.Unlock()
 	c.dirtyMu.Lock()
 	defer c.dirtyMu.Unlock()
+	d.inFlight = false
 	cur := c.dirty[id]
 	var conflict *ConflictError
 	switch {
