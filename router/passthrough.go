@@ -102,7 +102,8 @@ func contractPath(path []byte) bool {
 }
 
 // servePassThrough proxies /v1/functions/{function}/{path...} to /{path...} on one of the
-// function's ready pods: method, query, headers and body as they came, streaming both ways.
+// function's ready pods: method, query, headers and body as they came, the request's body
+// streamed, and the answer's too unless it is small (passTransport).
 // The function's contract endpoints are not reachable this way, so callers cannot forge an
 // envelope. host is the Host whose route the request came by, empty for the function's main
 // route; the route's split, drawn at random, picks the target (revision) and adds its headers.

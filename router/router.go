@@ -220,9 +220,10 @@ func New(cfg Config, opts Options) (*Router, error) {
 		MaxIdleConnDuration:       30 * time.Second,
 		ReadBufferSize:            16 << 10,
 		Dial:                      dialPod,
-		StreamResponseBody:        true,
+		StreamResponseBody:        true, // answers past maxBufferedResponse (passTransport)
 		DisablePathNormalizing:    true,
 		MaxIdemponentCallAttempts: 1,
+		Transport:                 passTransport{},
 	}
 	r.peers, r.peerClient, r.traffic = opts.Peers, newPeerClient(cfg), opts.Traffic
 	r.functions, r.deployer, r.scaleView = opts.Functions, opts.Deployer, opts.ScaleStatus
@@ -477,7 +478,13 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 	case bytes.HasPrefix(path, prefixFuncs):
 		if a, ok := r.authorize(ctx); ok {
 			fnName, rest, _ := bytes.Cut(path[len(prefixFuncs):], []byte("/"))
-			r.servePassThrough(ctx, a, string(fnName), rest, "")
+			name, interned := r.names.of(fnName)
+			if !interned {
+				if _, known := r.backends.Function(name); known {
+					r.names.add(name)
+				}
+			}
+			r.servePassThrough(ctx, a, name, rest, "")
 		}
 	default:
 		writeError(ctx, errNotFound)
