@@ -66,6 +66,10 @@ type actorCall struct {
 	// trace holds the caller's trace headers when the router does not trace itself: the
 	// function gets them as they came (tracing.go).
 	trace traceHeaders
+	// answer is the room the turn's answer (state and reply) is read into, lent by serveInvoke
+	// until it has written the reply; nil: the answer is allocated. Only the call's last attempt
+	// uses what is in it, and no later turn of a chain (a hop is a call of its own).
+	answer []byte
 }
 
 // logArgs are the attributes of a log line about the call: its request id, function and actor
@@ -99,12 +103,11 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 		writeError(ctx, err)
 		return
 	}
-	id, err := url.PathUnescape(string(parts[1]))
+	key, err := actorKey(fnName, parts[1])
 	if err != nil {
 		writeError(ctx, errorf(400, CodeBadRequest, "actor id is not valid percent-encoding: %v", err))
 		return
 	}
-	key := statecache.Key{Function: fnName, ID: id}
 	if err := key.Validate(); err != nil {
 		writeError(ctx, errorf(400, CodeBadRequest, "%v", err))
 		return
@@ -181,8 +184,10 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, ke
 		writeError(ctx, err)
 		return
 	}
+	ab := answerBuffers.Get().(*[]byte)
+	defer answerBuffers.Put(ab) // after the reply is written, below
 	call := &actorCall{fn: fn, key: key, action: action, payload: payload, requestID: r.requestID(ctx),
-		forwarded: forwarded, host: host, idemKey: idemKey}
+		forwarded: forwarded, host: host, idemKey: idemKey, answer: *ab}
 	if forwarded {
 		call.chain = parseChain(ctx.Request.Header.Peek(HeaderChain))
 		call.channel = string(ctx.Request.Header.Peek(HeaderChannel))
@@ -221,6 +226,19 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, ke
 	r.metrics.observe(fn.Name, kindActor, 200, start)
 }
 
+// actorKey returns the key of the actor whose id is the percent-encoded path segment seg, with
+// its name made (statecache.NamedKey): one allocation for a segment without escapes.
+func actorKey(fnName string, seg []byte) (statecache.Key, error) {
+	if bytes.IndexByte(seg, '%') < 0 {
+		return statecache.NamedKey(fnName, seg), nil
+	}
+	id, err := url.PathUnescape(string(seg))
+	if err != nil {
+		return statecache.Key{}, err
+	}
+	return statecache.NamedKey(fnName, []byte(id)), nil
+}
+
 // splitSegments appends the '/'-separated segments of path to parts, up to cap(parts); ok is
 // false when there are more.
 func splitSegments(path []byte, parts [][]byte) (_ [][]byte, ok bool) {
@@ -237,15 +255,19 @@ func splitSegments(path []byte, parts [][]byte) (_ [][]byte, ok bool) {
 	}
 }
 
-// payloadBuffers holds the buffers actor calls read their payloads into.
-var payloadBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// payloadBuffers and answerBuffers hold the buffers actor calls read their payloads and their
+// answers (parseCommonAnswer) into. An answer larger than its buffer is allocated.
+var (
+	payloadBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	answerBuffers  = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+)
 
 // maxPooledPayload bounds the payload buffers kept for reuse, as maxPooledEnvelope does.
 const maxPooledPayload = 64 << 10
 
-// send posts the envelope to a pod and validates its answer.
-// span is the function call's span (nil with tracing off).
-func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState int, span trace.Span) (outcome, error) {
+// send posts the envelope to a pod and validates its answer, whose state and reply go in room
+// when they fit (nil: allocated). span is the function call's span (nil with tracing off).
+func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState int, span trace.Span, room []byte) (outcome, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -279,12 +301,12 @@ func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState i
 	body := resp.Body()
 	if status < 200 || status > 299 {
 		// The error form may come with its own status; anything else is a failed function.
-		if out, perr := parseAnswer(body, env.function, maxState, r.cfg.MaxEffectsPerTurn); perr == nil && out.fnErr != nil && out.fnErr.status == status {
+		if out, perr := parseAnswer(body, env.function, maxState, r.cfg.MaxEffectsPerTurn, room); perr == nil && out.fnErr != nil && out.fnErr.status == status {
 			return out, nil
 		}
 		return outcome{}, functionFailed(status, body)
 	}
-	return parseAnswer(body, env.function, maxState, r.cfg.MaxEffectsPerTurn)
+	return parseAnswer(body, env.function, maxState, r.cfg.MaxEffectsPerTurn, room)
 }
 
 // envelopeBuffers recycles the buffers envelopes are encoded into (a fasthttp request does not

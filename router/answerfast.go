@@ -11,8 +11,8 @@ import "encoding/json"
 // parseCommonAnswer parses an answer that is a JSON object whose only members are "state"
 // and "reply", neither null nor repeated. ok is false for any other body (including invalid
 // JSON): parseAnswer then decodes it in full. The values are copied out of body (which the
-// caller's response buffer owns) into one allocation.
-func parseCommonAnswer(body []byte, maxState int) (o outcome, ok bool) {
+// caller's response buffer owns) into room when they fit it, else into one allocation.
+func parseCommonAnswer(body []byte, maxState int, room []byte) (o outcome, ok bool) {
 	if !json.Valid(body) {
 		return outcome{}, false
 	}
@@ -81,7 +81,11 @@ func parseCommonAnswer(body []byte, maxState int) (o outcome, ok bool) {
 	if len(state) > maxState {
 		return outcome{}, false // the full decoder words the refusal
 	}
-	buf := make([]byte, len(state)+len(reply))
+	buf := room[:0]
+	if cap(buf) < len(state)+len(reply) {
+		buf = make([]byte, 0, len(state)+len(reply))
+	}
+	buf = buf[:len(state)+len(reply)]
 	n := copy(buf, state)
 	copy(buf[n:], reply)
 	if state != nil {

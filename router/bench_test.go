@@ -247,7 +247,7 @@ func BenchmarkParseAnswer(b *testing.B) {
 	body := []byte(`{"state":{"value":42},"reply":{"value":42}}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := parseAnswer(body, "counter", DefaultMaxStateBytes, DefaultMaxEffectsPerTurn); err != nil {
+		if _, err := parseAnswer(body, "counter", DefaultMaxStateBytes, DefaultMaxEffectsPerTurn, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

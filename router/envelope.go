@@ -310,9 +310,10 @@ type outcome struct {
 }
 
 // parseAnswer validates a function's answer body. Anything that breaks the contract is a 502
-// bad_function_reply; the error form becomes the status and code the function chose.
-func parseAnswer(body []byte, self string, maxState, maxEffects int) (outcome, error) {
-	if o, ok := parseCommonAnswer(body, maxState); ok {
+// bad_function_reply; the error form becomes the status and code the function chose. The common
+// answer's state and reply go in room when they fit (parseCommonAnswer).
+func parseAnswer(body []byte, self string, maxState, maxEffects int, room []byte) (outcome, error) {
+	if o, ok := parseCommonAnswer(body, maxState, room); ok {
 		return o, nil
 	}
 	return parseFullAnswer(body, self, maxState, maxEffects)

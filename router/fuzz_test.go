@@ -30,8 +30,8 @@ func FuzzParseAnswer(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		const maxState, maxEffects = 1 << 10, 4
-		out, err := parseAnswer(body, "self", maxState, maxEffects)
-		if fast, ok := parseCommonAnswer(body, maxState); ok {
+		out, err := parseAnswer(body, "self", maxState, maxEffects, nil)
+		if fast, ok := parseCommonAnswer(body, maxState, nil); ok {
 			// The fast path must agree with the full decoder on every answer it takes.
 			full, ferr := parseFullAnswer(body, "self", maxState, maxEffects)
 			if ferr != nil || !reflect.DeepEqual(fast, full) {

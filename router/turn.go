@@ -139,7 +139,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 			channels: rec.Channels(),
 		}
 		r.turnMetadata(ictx, call, attempt, deadline, &env, cctx.meta[:0])
-		out, err := r.send(pod.Addr, &env, deadline, maxState, ispan)
+		out, err := r.send(pod.Addr, &env, deadline, maxState, ispan, call.answer)
 		if err == nil && out.fnErr != nil {
 			end(ispan, out.fnErr)
 		} else {

@@ -26,7 +26,7 @@ func memberEntry(channel string, key Key) indexEntry {
 
 // same reports whether e and o are the same entry.
 func (e indexEntry) same(o indexEntry) bool {
-	return e.key == o.key && e.member == o.member && e.at.Equal(o.at) && e.channel == o.channel
+	return e.key.Equal(o.key) && e.member == o.member && e.at.Equal(o.at) && e.channel == o.channel
 }
 
 // remove removes e from the store's index.

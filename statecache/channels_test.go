@@ -56,13 +56,13 @@ func TestMemberName(t *testing.T) {
 		wantName string
 		hashed   bool // the name holds the id's hash: only the id beside it recovers the key
 	}{
-		{"plain", "news", Key{"counter", "alice"}, "news/counter/alice", false},
-		{"escaped id", "news", Key{"counter", "a/b c"}, "news/counter/a%2Fb%20c", false},
-		{"unicode id", "news", Key{"counter", "é"}, "news/counter/%C3%A9", false},
-		{"leading dot id", "news", Key{"counter", ".."}, "news/counter/%2E.", false},
-		{"tilde id", "news", Key{"counter", "~x"}, "news/counter/%7Ex", false},
-		{"hashed id", "news", Key{"counter", long}, "news/counter/" + idSegment(long), true},
-		{"channel of every allowed byte", "aZ09_.-", Key{"fn", "a"}, "aZ09_.-/fn/a", false},
+		{"plain", "news", Key{Function: "counter", ID: "alice"}, "news/counter/alice", false},
+		{"escaped id", "news", Key{Function: "counter", ID: "a/b c"}, "news/counter/a%2Fb%20c", false},
+		{"unicode id", "news", Key{Function: "counter", ID: "é"}, "news/counter/%C3%A9", false},
+		{"leading dot id", "news", Key{Function: "counter", ID: ".."}, "news/counter/%2E.", false},
+		{"tilde id", "news", Key{Function: "counter", ID: "~x"}, "news/counter/%7Ex", false},
+		{"hashed id", "news", Key{Function: "counter", ID: long}, "news/counter/" + idSegment(long), true},
+		{"channel of every allowed byte", "aZ09_.-", Key{Function: "fn", ID: "a"}, "aZ09_.-/fn/a", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,15 +102,15 @@ func TestMemberNameRejects(t *testing.T) {
 		channel string
 		key     Key
 	}{
-		{"empty channel", "", Key{"fn", "a"}},
-		{"channel with a slash", "a/b", Key{"fn", "a"}},
-		{"channel with a leading dot", ".x", Key{"fn", "a"}},
-		{"channel of 129 characters", strings.Repeat("c", MaxChannelLen+1), Key{"fn", "a"}},
+		{"empty channel", "", Key{Function: "fn", ID: "a"}},
+		{"channel with a slash", "a/b", Key{Function: "fn", ID: "a"}},
+		{"channel with a leading dot", ".x", Key{Function: "fn", ID: "a"}},
+		{"channel of 129 characters", strings.Repeat("c", MaxChannelLen+1), Key{Function: "fn", ID: "a"}},
 		{"zero key", "news", Key{}},
-		{"bad function", "news", Key{"Fn", "a"}},
-		{"empty id", "news", Key{"fn", ""}},
-		{"long id", "news", Key{"fn", strings.Repeat("x", MaxIDBytes+1)}},
-		{"id not UTF-8", "news", Key{"fn", "\xff"}},
+		{"bad function", "news", Key{Function: "Fn", ID: "a"}},
+		{"empty id", "news", Key{Function: "fn", ID: ""}},
+		{"long id", "news", Key{Function: "fn", ID: strings.Repeat("x", MaxIDBytes+1)}},
+		{"id not UTF-8", "news", Key{Function: "fn", ID: "\xff"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,7 +130,7 @@ func TestMembersEndBoundsOneChannel(t *testing.T) {
 		lo, hi := ch+"/", membersEnd(ch)
 		for _, other := range channels {
 			for _, id := range ids {
-				name, err := MemberName(other, Key{"fn", id})
+				name, err := MemberName(other, Key{Function: "fn", ID: id})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -17,19 +17,19 @@ func TestDueNameRoundTrip(t *testing.T) {
 		wantAt   time.Time // what the name keeps of due.At
 		hashed   bool      // the name holds the id's hash: only ParseDueName with the id recovers it
 	}{
-		{"plain", Due{At: time.UnixMilli(0x18f2a3b4c5d), Key: Key{"counter", "alice"}},
+		{"plain", Due{At: time.UnixMilli(0x18f2a3b4c5d), Key: Key{Function: "counter", ID: "alice"}},
 			"0000018f2a3b4c5d/counter/alice", time.UnixMilli(0x18f2a3b4c5d), false},
-		{"below a millisecond is dropped", Due{At: time.UnixMilli(5).Add(999 * time.Microsecond), Key: Key{"counter", "alice"}},
+		{"below a millisecond is dropped", Due{At: time.UnixMilli(5).Add(999 * time.Microsecond), Key: Key{Function: "counter", ID: "alice"}},
 			"0000000000000005/counter/alice", time.UnixMilli(5), false},
-		{"escaped id", Due{At: time.UnixMilli(1), Key: Key{"counter", "a/b c"}},
+		{"escaped id", Due{At: time.UnixMilli(1), Key: Key{Function: "counter", ID: "a/b c"}},
 			"0000000000000001/counter/a%2Fb%20c", time.UnixMilli(1), false},
-		{"unicode id", Due{At: time.UnixMilli(1), Key: Key{"counter", "é"}},
+		{"unicode id", Due{At: time.UnixMilli(1), Key: Key{Function: "counter", ID: "é"}},
 			"0000000000000001/counter/%C3%A9", time.UnixMilli(1), false},
-		{"before the epoch is kept at the epoch", Due{At: time.Unix(-3600, 0), Key: Key{"counter", "old"}},
+		{"before the epoch is kept at the epoch", Due{At: time.Unix(-3600, 0), Key: Key{Function: "counter", ID: "old"}},
 			"0000000000000000/counter/old", time.UnixMilli(0), false},
-		{"the zero time is kept at the epoch", Due{Key: Key{"counter", "zero"}},
+		{"the zero time is kept at the epoch", Due{Key: Key{Function: "counter", ID: "zero"}},
 			"0000000000000000/counter/zero", time.UnixMilli(0), false},
-		{"hashed id", Due{At: time.UnixMilli(0xabc), Key: Key{"counter", long}},
+		{"hashed id", Due{At: time.UnixMilli(0xabc), Key: Key{Function: "counter", ID: long}},
 			"0000000000000abc/counter/" + idSegment(long), time.UnixMilli(0xabc), true},
 	}
 	for _, tt := range tests {
@@ -71,7 +71,7 @@ func TestDueNamesSortByTime(t *testing.T) {
 	ms := []int64{0, 1, 9, 10, 15, 16, 255, 256, 0xfff, 0x1000, 1 << 40, time.Now().UnixMilli(), 1<<62 + 3}
 	var names []string
 	for _, m := range ms {
-		name, err := DueName(Due{At: time.UnixMilli(m), Key: Key{"fn", "a"}})
+		name, err := DueName(Due{At: time.UnixMilli(m), Key: Key{Function: "fn", ID: "a"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +86,7 @@ func TestDueNamesSortByTime(t *testing.T) {
 		if until <= names[i] {
 			t.Errorf("DueUntil(%d ms) = %q sorts before the name of an entry due then, %q", m, until, names[i])
 		}
-		next, _ := DueName(Due{At: at.Add(time.Millisecond), Key: Key{"fn", "a"}})
+		next, _ := DueName(Due{At: at.Add(time.Millisecond), Key: Key{Function: "fn", ID: "a"}})
 		if until > next {
 			t.Errorf("DueUntil(%d ms) = %q sorts after the name of an entry due a millisecond later, %q", m, until, next)
 		}
@@ -125,7 +125,7 @@ func TestParseDueNameRejects(t *testing.T) {
 }
 
 func TestDueNameRejectsInvalidKeys(t *testing.T) {
-	for _, k := range []Key{{"", "a"}, {"Fn", "a"}, {"fn", ""}, {"fn", strings.Repeat("x", MaxIDBytes+1)}, {"fn", "\xff"}} {
+	for _, k := range []Key{{Function: "", ID: "a"}, {Function: "Fn", ID: "a"}, {Function: "fn", ID: ""}, {Function: "fn", ID: strings.Repeat("x", MaxIDBytes+1)}, {Function: "fn", ID: "\xff"}} {
 		if _, err := DueName(Due{At: time.UnixMilli(1), Key: k}); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("DueName(%q): err = %v, want ErrInvalidKey", k, err)
 		}

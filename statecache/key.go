@@ -33,13 +33,43 @@ const (
 var ErrInvalidKey = errors.New("invalid actor key")
 
 // Key names one actor: the function it belongs to and its id within that function.
+//
+// A key made by NamedKey or Named carries its name (String), made once: the request path names
+// an actor several times per call (its mailbox, its owner, its cache entry) and a name made per
+// use would cost an allocation each. Two keys of one actor may differ in whether they carry it,
+// so compare keys with Equal, not ==.
 type Key struct {
 	Function string
 	ID       string
+
+	name string // Function + "/" + ID, or "" when not made yet
 }
 
-// String returns the key in a readable form for logs and errors. It is not the object name.
-func (k Key) String() string { return k.Function + "/" + k.ID }
+// NamedKey returns the key of actor id of function, carrying its name. The name and the id
+// share one allocation: the id is the name's tail.
+func NamedKey(function string, id []byte) Key {
+	buf := make([]byte, 0, len(function)+1+len(id))
+	name := string(append(append(append(buf, function...), '/'), id...))
+	return Key{Function: function, ID: name[len(function)+1:], name: name}
+}
+
+// Named returns k carrying its name.
+func (k Key) Named() Key {
+	k.name = k.String()
+	return k
+}
+
+// String returns the key's name, function "/" id: the name of its mailbox, its cache entry and
+// its placement, and its readable form in logs and errors. It is not the object name.
+func (k Key) String() string {
+	if k.name != "" {
+		return k.name
+	}
+	return k.Function + "/" + k.ID
+}
+
+// Equal reports whether k and o name the same actor.
+func (k Key) Equal(o Key) bool { return k.Function == o.Function && k.ID == o.ID }
 
 // Validate reports whether the key can be stored: the function must be a DNS-1123 label and the
 // id 1 to MaxIDBytes bytes of valid UTF-8. Any such id is safe; it is escaped, never trusted.

@@ -13,17 +13,17 @@ func TestObjectName(t *testing.T) {
 		key  Key
 		want string
 	}{
-		{"plain", Key{"counter", "alice"}, "counter/alice"},
-		{"slash", Key{"counter", "a/b"}, "counter/a%2Fb"},
-		{"dot", Key{"counter", "."}, "counter/%2E"},
-		{"dotdot", Key{"counter", ".."}, "counter/%2E."},
-		{"traversal", Key{"counter", "../x"}, "counter/%2E.%2Fx"},
-		{"inner dots kept", Key{"counter", "a.b"}, "counter/a.b"},
-		{"percent", Key{"counter", "%2F"}, "counter/%252F"},
-		{"space", Key{"counter", "a b"}, "counter/a%20b"},
-		{"tilde escaped", Key{"counter", "~"}, "counter/%7E"},
-		{"utf8", Key{"counter", "é"}, "counter/%C3%A9"},
-		{"long id hashed", Key{"counter", strings.Repeat("a", 201)}, "counter/~"},
+		{"plain", Key{Function: "counter", ID: "alice"}, "counter/alice"},
+		{"slash", Key{Function: "counter", ID: "a/b"}, "counter/a%2Fb"},
+		{"dot", Key{Function: "counter", ID: "."}, "counter/%2E"},
+		{"dotdot", Key{Function: "counter", ID: ".."}, "counter/%2E."},
+		{"traversal", Key{Function: "counter", ID: "../x"}, "counter/%2E.%2Fx"},
+		{"inner dots kept", Key{Function: "counter", ID: "a.b"}, "counter/a.b"},
+		{"percent", Key{Function: "counter", ID: "%2F"}, "counter/%252F"},
+		{"space", Key{Function: "counter", ID: "a b"}, "counter/a%20b"},
+		{"tilde escaped", Key{Function: "counter", ID: "~"}, "counter/%7E"},
+		{"utf8", Key{Function: "counter", ID: "é"}, "counter/%C3%A9"},
+		{"long id hashed", Key{Function: "counter", ID: strings.Repeat("a", 201)}, "counter/~"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,4 +108,56 @@ func FuzzObjectName(f *testing.F) {
 			t.Fatalf("ParseObjectName(%q) = %+v, %v; want %+v", name, back, err, k)
 		}
 	})
+}
+
+func TestNamedKeysAreTheSameActor(t *testing.T) {
+	tests := []struct {
+		name     string
+		function string
+		id       string
+	}{
+		{"plain", "counter", "alice"},
+		{"id with slashes", "counter", "a/b/c"},
+		{"unicode id", "chat", "ünïcødé"},
+		{"one byte", "f", "x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plain := Key{Function: tt.function, ID: tt.id}
+			for _, named := range []Key{NamedKey(tt.function, []byte(tt.id)), plain.Named()} {
+				if named.Function != tt.function || named.ID != tt.id {
+					t.Fatalf("named key is %q / %q, want %q / %q", named.Function, named.ID, tt.function, tt.id)
+				}
+				if !named.Equal(plain) || !plain.Equal(named) {
+					t.Fatalf("%v and %v are not Equal", named, plain)
+				}
+				if named.String() != plain.String() || plain.String() != tt.function+"/"+tt.id {
+					t.Fatalf("names %q and %q, want %q", named.String(), plain.String(), tt.function+"/"+tt.id)
+				}
+				if n, p := mustObjectName(t, named), mustObjectName(t, plain); n != p {
+					t.Fatalf("object names %q and %q differ", n, p)
+				}
+			}
+			if plain.Equal(Key{Function: tt.function, ID: tt.id + "x"}) {
+				t.Fatal("keys of two actors are Equal")
+			}
+		})
+	}
+}
+
+func mustObjectName(t *testing.T, k Key) string {
+	t.Helper()
+	name, err := k.ObjectName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// A named key allocates its name once; String then costs nothing.
+func TestNamedKeyStringDoesNotAllocate(t *testing.T) {
+	k := NamedKey("counter", []byte("alice"))
+	if n := testing.AllocsPerRun(100, func() { _ = k.String() }); n != 0 {
+		t.Fatalf("String of a named key allocates %.0f times", n)
+	}
 }
