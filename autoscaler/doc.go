@@ -8,7 +8,8 @@
 // # Pieces
 //
 //   - Spec: one function's settings, with Knative's defaults (DefaultSpec) and bounds
-//     (Validate names the annotation at fault).
+//     (Validate names the annotation at fault); SpecFromManifest reads them from a function's
+//     manifest.
 //   - Decider: the decision for one function. Record puts router snapshots (stats.Snapshot) in
 //     1 s buckets; Decide(now, readyPods) returns a Decision; Poke marks a call that found no
 //     pod. It reads no clock and starts no goroutine.
