@@ -69,17 +69,23 @@ type Status struct {
 }
 
 // Autoscaler drives a Decider per function: it snapshots each function's statistics every
-// ScrapeInterval, decides every TickInterval (or at once on a poke), and calls the Scaler when
-// the decision differs from the last one applied.
+// ScrapeInterval, decides every TickInterval (or at once on a poke), and has the Scaler apply
+// the decision when it differs from the last one asked for.
 //
 // Goroutines and locks:
-//   - Run's goroutine (the loop) is the only one that records, decides and calls the Scaler and
-//     the StatsSource; Run returns when its context ends, and nothing else is started.
+//   - Run's goroutine (the loop) is the only one that records and decides, and the only caller
+//     of the StatsSource and of Scaler.ReadyPods. It never calls Scaler.Scale, so a slow Scale
+//     delays no scrape, decision or poke.
+//   - Each function has at most one applier goroutine, started by the loop when a decision is
+//     to be applied and none is running. It calls Scaler.Scale with the function's latest
+//     desired scale (a decision made while a Scale is in flight replaces any value still
+//     waiting, so stale values are never applied), and returns when nothing is left to apply.
+//     The Scale context ends with Run's; Run waits for every applier before it returns.
 //   - mu guards functions, pokes and running. Add, Remove, Poke and Status take it briefly and
 //     never call out while holding it.
-//   - Each function's own mu guards its Decider and its Status fields; the loop holds it while
-//     recording and deciding, never while calling the Scaler or the StatsSource, so Status and
-//     Add do not wait on a slow Scale.
+//   - Each function's own mu guards its Decider, its Status fields and its apply slots; the loop
+//     and the applier hold it briefly, never while calling the Scaler or the StatsSource, so
+//     Status and Add do not wait on a slow Scale.
 type Autoscaler struct {
 	cfg    Config
 	src    StatsSource
@@ -95,9 +101,15 @@ type Autoscaler struct {
 	pokes     map[string]time.Time // poked functions and when, until the loop takes them
 	running   bool
 
+	// appliers counts the running applier goroutines; Run waits for them before it returns.
+	appliers sync.WaitGroup
+
 	// afterLoop, when set (by tests), is called by the loop after each scrape tick and each
 	// round of pokes, with the time it handled.
 	afterLoop func(now time.Time)
+	// afterApply, when set (by tests), is called by an applier after each Scale call, with the
+	// function, the scale it asked for and the call's error.
+	afterApply func(function string, desired int32, err error)
 }
 
 // function is the Autoscaler's state for one function.
@@ -113,6 +125,15 @@ type function struct {
 	lastDecision time.Time
 	// status is the function's Status.
 	status Status
+
+	// pending is the latest decision waiting to be applied; hasPending reports one.
+	pending    Decision
+	hasPending bool
+	// inflight is the scale of the Scale call in progress; hasInflight reports one.
+	inflight    int32
+	hasInflight bool
+	// applying reports that the function's applier goroutine runs.
+	applying bool
 }
 
 // New returns an Autoscaler; call Run to start it. A nil clk is the real clock, a nil log
@@ -229,7 +250,8 @@ func (a *Autoscaler) Functions() []string {
 	return names
 }
 
-// Run drives the autoscaler until ctx ends, then returns nil. It may run only once at a time.
+// Run drives the autoscaler until ctx ends, then waits for the Scale calls in progress (their
+// context ends with ctx) and returns nil. It may run only once at a time.
 func (a *Autoscaler) Run(ctx context.Context) error {
 	a.mu.Lock()
 	if a.running {
@@ -246,6 +268,7 @@ func (a *Autoscaler) Run(ctx context.Context) error {
 
 	ticker := a.clk.NewTicker(a.cfg.ScrapeInterval)
 	defer ticker.Stop()
+	defer a.appliers.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -328,9 +351,9 @@ func (a *Autoscaler) handlePokes(ctx context.Context, now time.Time) {
 	}
 }
 
-// decideAndScale makes one decision for f (after poking it at pokedAt, unless zero) and calls
-// the Scaler when the decision differs from the last one applied, the last call failed, or
-// pods are wanted and none is ready.
+// decideAndScale makes one decision for f (after poking it at pokedAt, unless zero) and hands
+// it to f's applier when it differs from the scale last asked for, or, with nothing in flight,
+// when the last call failed or pods are wanted and none is ready.
 func (a *Autoscaler) decideAndScale(ctx context.Context, f *function, now, pokedAt time.Time) {
 	ready := a.scaler.ReadyPods(f.name)
 
@@ -351,48 +374,98 @@ func (a *Autoscaler) decideAndScale(ctx context.Context, f *function, now, poked
 	f.status.LastDecision = now
 	f.status.StableValue, f.status.PanicValue = dec.StableValue, dec.PanicValue
 	f.status.ActiveActors = dec.ActiveActors
-	// Pods are wanted and none is ready: apply the decision even when it is the one applied,
-	// at every decision until one is, since something else may have scaled the target down
-	// behind this decider (Knative retiring a revision no route sent traffic to, kubectl
-	// scale). Scalers make an unchanged Scale cheap: the local runtime counts starting pods,
-	// the Kubernetes one reads the scale and writes nothing.
-	reapply := ready == 0 && dec.DesiredPods > 0
-	apply := dec.DesiredPods != prev.AppliedPods || prev.ScaleError != "" || reapply
+	switch {
+	case f.hasPending || f.hasInflight:
+		// A Scale call is in progress or about to be made: the latest decision replaces the
+		// one waiting, and nothing is asked twice.
+		switch {
+		case f.hasPending && dec.DesiredPods == f.pending.DesiredPods:
+			f.pending = dec
+		case f.hasInflight && dec.DesiredPods == f.inflight:
+			f.hasPending = false
+		default:
+			f.pending, f.hasPending = dec, true
+		}
+	default:
+		// Pods are wanted and none is ready: apply the decision even when it is the one
+		// applied, at every decision until one is, since something else may have scaled the
+		// target down behind this decider (Knative retiring a revision no route sent traffic
+		// to, kubectl scale). Scalers make an unchanged Scale cheap: the local runtime counts
+		// starting pods, the Kubernetes one reads the scale and writes nothing.
+		reapply := ready == 0 && dec.DesiredPods > 0
+		if dec.DesiredPods != prev.AppliedPods || prev.ScaleError != "" || reapply {
+			f.pending, f.hasPending = dec, true
+		}
+	}
+	start := f.hasPending && !f.applying
+	if start {
+		f.applying = true
+		a.appliers.Add(1)
+	}
 	f.mu.Unlock()
 
-	log := a.log.With("function", f.name)
 	if dec.Panicking != prev.Panicking {
+		log := a.log.With("function", f.name)
 		if dec.Panicking {
 			log.Info("autoscaler: panicking", "panic_value", dec.PanicValue, "ready", ready)
 		} else {
 			log.Info("autoscaler: panic over", "stable_value", dec.StableValue, "ready", ready)
 		}
 	}
-	if !apply {
-		return
+	if start {
+		go a.apply(ctx, f)
 	}
+}
 
-	sctx, cancel := context.WithTimeout(ctx, a.cfg.ScaleTimeout)
-	err := a.scaler.Scale(sctx, f.name, dec.DesiredPods)
-	cancel()
-
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err != nil {
-		f.status.ScaleError = err.Error()
-		if ctx.Err() == nil {
-			log.Warn("autoscaler: scale failed; retrying at the next decision",
-				"desired", dec.DesiredPods, "error", err)
+// apply is f's applier: it calls the Scaler with f's pending decision until none is left, f is
+// removed, or ctx ends. A failed call is recorded in f's Status and retried at the next
+// decision.
+func (a *Autoscaler) apply(ctx context.Context, f *function) {
+	defer a.appliers.Done()
+	log := a.log.With("function", f.name)
+	for {
+		f.mu.Lock()
+		if !f.hasPending || f.removed || ctx.Err() != nil {
+			f.hasPending = false
+			f.applying = false
+			f.mu.Unlock()
+			return
 		}
-		return
+		dec := f.pending
+		f.hasPending = false
+		f.inflight, f.hasInflight = dec.DesiredPods, true
+		f.mu.Unlock()
+
+		sctx, cancel := context.WithTimeout(ctx, a.cfg.ScaleTimeout)
+		err := a.scaler.Scale(sctx, f.name, dec.DesiredPods)
+		cancel()
+
+		f.mu.Lock()
+		f.hasInflight = false
+		prevApplied := f.status.AppliedPods
+		if err != nil {
+			f.status.ScaleError = err.Error()
+		} else {
+			f.status.ScaleError = ""
+			f.status.AppliedPods = dec.DesiredPods
+		}
+		f.mu.Unlock()
+
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				log.Warn("autoscaler: scale failed; retrying at the next decision",
+					"desired", dec.DesiredPods, "error", err)
+			}
+		case dec.DesiredPods == prevApplied:
+			log.Debug("autoscaler: scale applied again: no pod is ready yet", "desired", dec.DesiredPods)
+		default:
+			log.Info("autoscaler: scaled", "from", prevApplied, "to", dec.DesiredPods, "ready", dec.ReadyPods,
+				"stable_value", dec.StableValue, "panic_value", dec.PanicValue, "active_actors", dec.ActiveActors,
+				"panicking", dec.Panicking, "poked", dec.Poked)
+		}
+		if a.afterApply != nil {
+			a.afterApply(f.name, dec.DesiredPods, err)
+		}
 	}
-	f.status.ScaleError = ""
-	f.status.AppliedPods = dec.DesiredPods
-	if dec.DesiredPods == prev.AppliedPods {
-		log.Debug("autoscaler: scale applied again: no pod is ready yet", "desired", dec.DesiredPods)
-		return
-	}
-	log.Info("autoscaler: scaled", "from", prev.AppliedPods, "to", dec.DesiredPods, "ready", ready,
-		"stable_value", dec.StableValue, "panic_value", dec.PanicValue, "active_actors", dec.ActiveActors,
-		"panicking", dec.Panicking, "poked", dec.Poked)
 }

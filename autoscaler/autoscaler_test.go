@@ -89,9 +89,21 @@ type harness struct {
 	a     *Autoscaler
 	loops chan time.Time
 	stop  func() error
+
+	// applied, when not nil, receives "function=n" after each Scale call ("function=n!" when
+	// it failed), and waitLoop does not wait for the appliers.
+	applied chan string
 }
 
 func newHarness(t *testing.T) *harness {
+	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with the Scaler wrap returns around the fakeScaler (nil: the
+// fakeScaler itself); with a wrap, waitLoop returns without waiting for Scale calls, which
+// h.applied reports instead.
+func newHarnessWith(t *testing.T, wrap func(*fakeScaler) Scaler) *harness {
 	t.Helper()
 	clk := clocktesting.NewFakeClock(t0)
 	h := &harness{
@@ -101,8 +113,22 @@ func newHarness(t *testing.T) *harness {
 		sc:    &fakeScaler{pods: map[string]int{}, fail: map[string]int{}},
 		loops: make(chan time.Time, 1),
 	}
-	h.a = New(Config{}, h.src, h.sc, clk, nil)
+	var scaler Scaler = h.sc
+	if wrap != nil {
+		scaler = wrap(h.sc)
+		h.applied = make(chan string, 100)
+	}
+	h.a = New(Config{}, h.src, scaler, clk, nil)
 	h.a.afterLoop = func(now time.Time) { h.loops <- now }
+	if h.applied != nil {
+		h.a.afterApply = func(function string, desired int32, err error) {
+			mark := ""
+			if err != nil {
+				mark = "!"
+			}
+			h.applied <- fmt.Sprintf("%s=%d%s", function, desired, mark)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- h.a.Run(ctx) }()
@@ -123,15 +149,45 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-// waitLoop waits for the loop to finish handling one tick or round of pokes.
+// waitLoop waits for the loop to finish handling one tick or round of pokes and, unless
+// h.applied reports them, for the Scale calls it started.
 func (h *harness) waitLoop() time.Time {
 	h.t.Helper()
+	var now time.Time
 	select {
-	case now := <-h.loops:
-		return now
+	case now = <-h.loops:
 	case <-time.After(10 * time.Second):
 		h.t.Fatal("the autoscaler loop did not run")
-		return time.Time{}
+	}
+	if h.applied == nil {
+		// The loop is back in its select and starts no applier before the test's next step.
+		settled := make(chan struct{})
+		go func() { h.a.appliers.Wait(); close(settled) }()
+		select {
+		case <-settled:
+		case <-time.After(10 * time.Second):
+			h.t.Fatal("the Scale calls did not end")
+		}
+	}
+	return now
+}
+
+// waitApplied waits for the Scale calls want (in any order) to end, as h.applied reports them.
+func (h *harness) waitApplied(want ...string) {
+	h.t.Helper()
+	var got []string
+	for len(got) < len(want) {
+		select {
+		case c := <-h.applied:
+			got = append(got, c)
+		case <-time.After(10 * time.Second):
+			h.t.Fatalf("at +%v Scale calls ended %q, want %q", h.clk.Now().Sub(t0), got, want)
+		}
+	}
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(got, want) {
+		h.t.Fatalf("at +%v Scale calls ended %q, want %q", h.clk.Now().Sub(t0), got, want)
 	}
 }
 
@@ -153,6 +209,15 @@ func (h *harness) step(n int) {
 func (h *harness) wantCalls(want ...string) {
 	h.t.Helper()
 	if got := h.sc.takeCalls(); !slices.Equal(got, want) {
+		h.t.Fatalf("at +%v Scale calls = %q, want %q", h.clk.Now().Sub(t0), got, want)
+	}
+}
+
+// wantCallsInAnyOrder is wantCalls for calls made by several appliers at once.
+func (h *harness) wantCallsInAnyOrder(want ...string) {
+	h.t.Helper()
+	got := slices.Sorted(slices.Values(h.sc.takeCalls()))
+	if want = slices.Sorted(slices.Values(want)); !slices.Equal(got, want) {
 		h.t.Fatalf("at +%v Scale calls = %q, want %q", h.clk.Now().Sub(t0), got, want)
 	}
 }
@@ -372,5 +437,125 @@ func TestAutoscalerRunsOnce(t *testing.T) {
 	cancel()
 	if err := h.a.Run(ctx); err != nil {
 		t.Fatalf("Run after a stop = %v", err)
+	}
+}
+
+// blockingScaler is a fakeScaler whose Scale calls for one function block until release is
+// closed or their context ends.
+type blockingScaler struct {
+	*fakeScaler
+	slow    string
+	release chan struct{}
+	started chan int32 // the scale of each call for slow, when it starts
+}
+
+func (s *blockingScaler) Scale(ctx context.Context, function string, desired int32) error {
+	if function == s.slow {
+		s.started <- desired
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.fakeScaler.Scale(ctx, function, desired)
+}
+
+// One function's Scale hangs: the other functions are still decided and scaled, a poke still
+// scales one from zero, the hung function is still decided, and once its call returns only its
+// latest decision is applied. When Run's context ends, a hung Scale is cancelled and Run
+// returns.
+func TestAutoscalerScaleNeverBlocksDeciding(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		release bool // release the hung call; otherwise Run's context ends while it hangs
+	}{
+		{name: "released", release: true},
+		{name: "stopped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bs := &blockingScaler{slow: "slow", release: make(chan struct{}), started: make(chan int32, 10)}
+			h := newHarnessWith(t, func(f *fakeScaler) Scaler { bs.fakeScaler = f; return bs })
+			zero := DefaultSpec()
+			zero.InitialScale, zero.AllowZeroInitialScale = 0, true
+			for name, spec := range map[string]Spec{"slow": DefaultSpec(), "fast": DefaultSpec(), "zero": zero} {
+				if err := h.a.Add(name, spec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantStarted := func(want ...int32) {
+				t.Helper()
+				var got []int32
+				for done := false; !done; {
+					select {
+					case d := <-bs.started:
+						got = append(got, d)
+					default:
+						done = true
+					}
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("at +%v Scale calls started for slow: %v, want %v", h.clk.Now().Sub(t0), got, want)
+				}
+			}
+
+			// +1 s: the first decisions. slow's call hangs; the others end.
+			h.step(1)
+			h.waitApplied("fast=1", "zero=0")
+			select {
+			case d := <-bs.started:
+				if d != 1 {
+					t.Fatalf("slow's first Scale asked %d, want 1", d)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("slow's Scale did not start")
+			}
+
+			// A burst on both: fast is scaled at +3 s and +5 s while slow's call hangs; slow is
+			// decided too (7 at +3 s, then 44 at +5 s with more load).
+			h.src.set("fast", 700, 0)
+			h.src.set("slow", 700, 0)
+			h.step(2)
+			h.waitApplied("fast=7")
+			if st := h.status("slow"); st.DesiredPods != 7 || st.AppliedPods != -1 || !st.LastDecision.Equal(t0.Add(3*time.Second)) {
+				t.Fatalf("slow's status at +3 s = %+v", st)
+			}
+			h.src.set("slow", 7000, 0)
+			h.step(2)
+			h.waitApplied("fast=8")
+			if st := h.status("slow"); st.DesiredPods != 44 || st.AppliedPods != -1 || !st.LastDecision.Equal(t0.Add(5*time.Second)) {
+				t.Fatalf("slow's status at +5 s = %+v", st)
+			}
+
+			// A poke scales zero from zero at once.
+			h.a.Poke("zero")
+			h.waitLoop()
+			h.waitApplied("zero=1")
+			if st := h.status("zero"); st.AppliedPods != 1 {
+				t.Fatalf("zero's status after a poke = %+v", st)
+			}
+			wantStarted() // one call for slow at a time
+
+			if !tc.release {
+				if err := h.stop(); err != nil {
+					t.Fatalf("Run() with a hung Scale = %v", err)
+				}
+				h.waitApplied("slow=1!")
+				wantStarted() // the latest decision is not applied after the stop
+				h.wantCallsInAnyOrder("fast=1", "zero=0", "fast=7", "fast=8", "zero=1")
+				return
+			}
+			// The hung call returns: only slow's latest decision follows it, not the 7.
+			close(bs.release)
+			h.waitApplied("slow=1", "slow=44")
+			wantStarted(44)
+			if st := h.status("slow"); st.AppliedPods != 44 || st.ScaleError != "" {
+				t.Fatalf("slow's status after the release = %+v", st)
+			}
+			h.wantCallsInAnyOrder("fast=1", "zero=0", "fast=7", "fast=8", "zero=1", "slow=1", "slow=44")
+			if err := h.stop(); err != nil {
+				t.Fatalf("Run() = %v", err)
+			}
+		})
 	}
 }

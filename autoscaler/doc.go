@@ -8,14 +8,17 @@
 // # Pieces
 //
 //   - Spec: one function's settings, with Knative's defaults (DefaultSpec) and bounds
-//     (Validate names the annotation at fault).
+//     (Validate names the annotation at fault); SpecFromManifest reads them from a function's
+//     manifest.
 //   - Decider: the decision for one function. Record puts router snapshots (stats.Snapshot) in
 //     1 s buckets; Decide(now, readyPods) returns a Decision; Poke marks a call that found no
 //     pod. It reads no clock and starts no goroutine.
 //   - Autoscaler: the loop. Every second it snapshots each function from a StatsSource and
-//     records it; every TickInterval (or at once after a poke) it decides and calls
-//     Scaler.Scale when the decision differs from the last one applied (a failed call is
-//     retried at the next decision). Status reports the latest decision.
+//     records it; every TickInterval (or at once after a poke) it decides and, when the
+//     decision differs from the last one applied, has the function's own applier goroutine
+//     call Scaler.Scale with its latest decision, so a slow Scale delays no other function's
+//     decision (a failed call is retried at the next decision). Status reports the latest
+//     decision.
 //
 // # The decision
 //

@@ -264,7 +264,7 @@ func (k *kubeFunctions) sync() {
 		fn, err := functionFromTemplate(fnName, source, tmpl)
 		var spec autoscaler.Spec
 		if err == nil {
-			spec, err = autoscalingSpec(fn, k.sys.Autoscaler.ScaleToZeroGracePeriod)
+			spec, err = autoscaler.SpecFromManifest(fn, k.sys.Autoscaler.ScaleToZeroGracePeriod)
 		}
 		if err == nil {
 			spec = k.sys.ApplyAutoscaler(spec, tmpl.Annotations)

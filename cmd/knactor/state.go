@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/knactor/knactor/pods/local"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -199,6 +200,16 @@ func (s *state) pinMode(function, mode string) (changed bool, err error) {
 	}
 	s.modes[function] = m
 	return true, perr
+}
+
+var _ local.WriteModes = (*state)(nil)
+
+// DefaultWriteMode implements local.WriteModes: the mode of a function that names none.
+func (s *state) DefaultWriteMode() statecache.WriteMode { return s.def }
+
+// PinMode implements local.WriteModes (pinMode).
+func (s *state) PinMode(function, mode string) (changed bool, err error) {
+	return s.pinMode(function, mode)
 }
 
 func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {

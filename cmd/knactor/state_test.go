@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/knactor/knactor/manifest"
+	"github.com/knactor/knactor/pods/local"
 )
 
 // annotated is a fixed list of functions and their annotations.
@@ -61,5 +62,38 @@ func TestKubeWriteModes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStateIsLocalWriteModes is knactor up's side of the write mode (local.WriteModes): the
+// default for a function whose manifest names none, and a function pinned to its first mode.
+func TestStateIsLocalWriteModes(t *testing.T) {
+	sf := &stateFlags{dir: filepath.Join(t.TempDir(), "state"), writeMode: manifest.WriteBehind, cacheMB: 1, flushEvery: time.Hour}
+	st, err := sf.openState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	var modes local.WriteModes = st
+	if got := modes.DefaultWriteMode().String(); got != manifest.WriteBehind {
+		t.Fatalf("DefaultWriteMode = %s, want %s", got, manifest.WriteBehind)
+	}
+	steps := []struct {
+		function, mode string
+		changed, err   bool
+	}{
+		{"a", "", true, false},
+		{"a", manifest.WriteBehind, false, false},
+		{"a", manifest.WriteThrough, false, true},
+		{"b", manifest.WriteThrough, true, false},
+	}
+	for _, s := range steps {
+		changed, err := modes.PinMode(s.function, s.mode)
+		if changed != s.changed || (err != nil) != s.err {
+			t.Fatalf("PinMode(%q, %q) = %v, %v; want changed %v, error %v", s.function, s.mode, changed, err, s.changed, s.err)
+		}
+	}
+	if got := st.modeOf("b").String(); got != manifest.WriteThrough {
+		t.Fatalf("b runs %s, want %s", got, manifest.WriteThrough)
 	}
 }

@@ -56,20 +56,6 @@ const (
 	DefaultUserPort = 8080
 )
 
-// Probe schedule of a pod that is Ready in the API but does not accept connections yet.
-const (
-	// probeInterval is the pause between probes at first: the activator's ~50 ms, so a pod is
-	// admitted within 50 ms of its process listening.
-	probeInterval = 50 * time.Millisecond
-	// probeFastFor is how long probes come every probeInterval: a process that listens that
-	// long after its kubelet reported it Ready is not just starting.
-	probeFastFor = 10 * time.Second
-	// probeSlowInterval is the pause between probes after probeFastFor. Knative's activator
-	// never admits a pod it cannot reach, and neither does knactor; but it keeps trying, only
-	// less often, until the pod changes or goes.
-	probeSlowInterval = time.Second
-)
-
 // Knative's queue-proxy sidecar: the container knactor does not send calls to, and the
 // environment through which Knative passes it the revision's settings
 // (knative.dev/serving/pkg/reconciler/revision/resources/queue.go).

@@ -5,26 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/knactor/knactor/manifest"
 	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/placement"
 )
@@ -106,14 +99,6 @@ type target struct {
 	ready       *placement.Set
 }
 
-// probe is the TCP probe of one pod at one address.
-type probe struct {
-	uid    types.UID
-	addr   string
-	cancel context.CancelFunc
-	ok     atomic.Bool // set once the pod has answered
-}
-
 var (
 	_ router.Backends = (*Watcher)(nil)
 	_ router.Targets  = (*Watcher)(nil)
@@ -184,82 +169,6 @@ func indexByFunction(obj any) ([]string, error) {
 		return []string{name}, nil
 	}
 	return nil, nil
-}
-
-// functionOf returns the function of a pod or Deployment (or of a deleted one's tombstone), or
-// false when it lacks the labels of a Knative Service's revision.
-func functionOf(obj any) (string, bool) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	m, err := meta.Accessor(obj)
-	if err != nil {
-		return "", false
-	}
-	labels := m.GetLabels()
-	name := labels[ServiceLabel]
-	if name == "" || labels[RevisionLabel] == "" {
-		return "", false
-	}
-	return name, true
-}
-
-// handler queues the functions an informer event concerns. Both informers share it.
-func (w *Watcher) handler() cache.ResourceEventHandlerFuncs {
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if name, ok := functionOf(obj); ok {
-				w.enqueue(name)
-			}
-		},
-		UpdateFunc: func(oldObj, newObj any) {
-			oldName, oldOK := functionOf(oldObj)
-			newName, newOK := functionOf(newObj)
-			if oldOK {
-				w.enqueue(oldName)
-			}
-			if newOK && (!oldOK || newName != oldName) {
-				w.enqueue(newName)
-			}
-		},
-		DeleteFunc: func(obj any) {
-			if name, ok := functionOf(obj); ok {
-				w.enqueue(name)
-				return
-			}
-			if _, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				// A tombstone without a usable object: which function lost it is unknown.
-				w.enqueueAll(nil)
-			}
-		},
-	}
-}
-
-// enqueue asks the worker to recompute function.
-func (w *Watcher) enqueue(function string) {
-	w.qmu.Lock()
-	w.dirty[function] = struct{}{}
-	w.qmu.Unlock()
-	w.wake()
-}
-
-// enqueueAll asks the worker to recompute every function, and to close done (if not nil) once
-// it has.
-func (w *Watcher) enqueueAll(done chan struct{}) {
-	w.qmu.Lock()
-	w.all = true
-	if done != nil {
-		w.waiters = append(w.waiters, done)
-	}
-	w.qmu.Unlock()
-	w.wake()
-}
-
-func (w *Watcher) wake() {
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
 }
 
 // refused records that RBAC refused an informer's list or watch, which ends Start's wait.
@@ -502,148 +411,6 @@ func (w *Watcher) deployments(name string) []*appsv1.Deployment {
 	return deps
 }
 
-// podAddr returns where a pod takes calls, and whether the API reports it ready to: not being
-// deleted, running, with an IP and its Ready condition true.
-func podAddr(pod *corev1.Pod) (string, bool) {
-	if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning || pod.Status.PodIP == "" {
-		return "", false
-	}
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			if c.Status != corev1.ConditionTrue {
-				return "", false
-			}
-			return net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(userPort(pod.Spec.Containers)))), true
-		}
-	}
-	return "", false
-}
-
-// userPort is the port of the container that serves calls: the first container other than
-// Knative's queue-proxy that declares a port (Knative allows only one to), its first port; or
-// DefaultUserPort.
-func userPort(containers []corev1.Container) int32 {
-	for _, c := range containers {
-		if c.Name != QueueProxyContainer && len(c.Ports) > 0 && c.Ports[0].ContainerPort > 0 {
-			return c.Ports[0].ContainerPort
-		}
-	}
-	return DefaultUserPort
-}
-
-// functionInfo reads what the router needs to know about a function from its Deployment: the
-// timeout and container concurrency Knative hands the queue-proxy, and knactor's state size cap
-// from the pod template's annotations. A value it cannot read is left zero (the router's
-// default) and logged.
-func (w *Watcher) functionInfo(name string, dep *appsv1.Deployment) router.Function {
-	info := router.Function{Name: name}
-	bad := func(field, value string, err error) {
-		w.cfg.Logger.Warn("kube: ignoring an unreadable setting", "function", name, "deployment", dep.Name,
-			"field", field, "value", value, "err", err)
-	}
-	for _, c := range dep.Spec.Template.Spec.Containers {
-		if c.Name != QueueProxyContainer {
-			continue
-		}
-		for _, e := range c.Env {
-			switch e.Name {
-			case envTimeoutSeconds:
-				if s, err := strconv.ParseInt(e.Value, 10, 32); err != nil || s < 0 {
-					bad(e.Name, e.Value, err)
-				} else {
-					info.Timeout = time.Duration(s) * time.Second
-				}
-			case envContainerConcurrency:
-				if n, err := strconv.ParseInt(e.Value, 10, 32); err != nil || n < 0 {
-					bad(e.Name, e.Value, err)
-				} else {
-					info.ContainerConcurrency = int(n)
-				}
-			}
-		}
-	}
-	if v, ok := dep.Spec.Template.Annotations[manifest.MaxStateBytesAnnotation]; ok {
-		q, err := resource.ParseQuantity(v)
-		n, whole := q.AsInt64()
-		if err != nil || !whole || n < 1 || n > manifest.MaxStateBytesLimit {
-			bad(manifest.MaxStateBytesAnnotation, v, err)
-		} else {
-			info.MaxStateBytes = int(n)
-		}
-	}
-	return info
-}
-
-// probeOf returns the probe of a pod at addr, starting it when the pod has none yet, or had one
-// for another address or another pod of the same name (which it cancels).
-func (w *Watcher) probeOf(ctx context.Context, function string, pod *corev1.Pod, addr string) *probe {
-	ps := w.probes[function]
-	if ps == nil {
-		ps = make(map[string]*probe)
-		w.probes[function] = ps
-	}
-	if p, ok := ps[pod.Name]; ok {
-		if p.uid == pod.UID && p.addr == addr {
-			return p
-		}
-		p.cancel()
-	}
-	pctx, cancel := context.WithCancel(ctx)
-	p := &probe{uid: pod.UID, addr: addr, cancel: cancel}
-	ps[pod.Name] = p
-	w.wg.Add(1)
-	go w.probe(pctx, function, pod.Name, p)
-	return p
-}
-
-// keepProbes cancels the function's probes of pods not in keep (all of them when keep is nil).
-func (w *Watcher) keepProbes(function string, keep map[string]bool) {
-	ps := w.probes[function]
-	for name, p := range ps {
-		if !keep[name] {
-			p.cancel()
-			delete(ps, name)
-		}
-	}
-	if len(ps) == 0 {
-		delete(w.probes, function)
-	}
-}
-
-// probe dials a pod until it answers (then queues its function) or ctx ends: every
-// probeInterval for probeFastFor, every probeSlowInterval after.
-func (w *Watcher) probe(ctx context.Context, function, pod string, p *probe) {
-	defer w.wg.Done()
-	clk := w.cfg.Clock
-	start := clk.Now()
-	interval := probeInterval
-	for {
-		pctx, cancel := context.WithTimeout(ctx, w.cfg.ProbeTimeout)
-		err := w.cfg.Prober(pctx, p.addr)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			p.ok.Store(true)
-			w.enqueue(function)
-			return
-		}
-		if interval == probeInterval && clk.Since(start) >= probeFastFor {
-			w.cfg.Logger.Warn("kube: pod is Ready but does not accept connections; probing it less often",
-				"function", function, "pod", pod, "addr", p.addr, "err", err)
-			interval = probeSlowInterval
-		}
-		t := clk.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C():
-		}
-	}
-}
-
 // publish makes next the function's state (nil: the function is gone) and wakes the waiters of
 // a change of its revisions' ready pods (a waiter on the function's name waits on its newest
 // revision). It reports whether the set of functions or revisions, or a revision's Deployment,
@@ -705,127 +472,4 @@ func (w *Watcher) notifyLocked(name string) {
 		close(ch)
 		delete(w.changed, name)
 	}
-}
-
-// lookupLocked returns the target a name stands for: a revision, else a function's newest
-// revision; nil for neither. Hold mu.
-func (w *Watcher) lookupLocked(name string) *target {
-	if t, ok := w.targets[name]; ok {
-		return t
-	}
-	if fn, ok := w.fns[name]; ok {
-		return fn.newest
-	}
-	return nil
-}
-
-// Function returns the named function (router.Backends) as its newest revision: it exists while
-// a Deployment carries its ServiceLabel, even with no pods. Timeout and ContainerConcurrency are
-// the revision's, as Knative passes them to its queue-proxy; MaxStateBytes is the pod template's
-// knactor.dev/max-state-bytes; Target is the revision.
-func (w *Watcher) Function(name string) (router.Function, bool) {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if fn, ok := w.fns[name]; ok {
-		return fn.newest.info, true
-	}
-	return router.Function{}, false
-}
-
-// Target returns the function as one of its revisions, with that revision's settings
-// (router.Targets).
-func (w *Watcher) Target(function, revision string) (router.Function, bool) {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if t := w.fns[function].target(revision); t != nil {
-		return t.info, true
-	}
-	return router.Function{}, false
-}
-
-// Ready returns the ready pods of a revision, or of a function's newest revision, sorted by
-// name (router.Backends). It is never nil.
-func (w *Watcher) Ready(name string) *placement.Set {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if t := w.lookupLocked(name); t != nil {
-		return t.ready
-	}
-	return emptySet
-}
-
-// Changed returns a channel closed at the next change of a revision's ready pods (for a
-// function's name: of its newest revision's, or of which revision is newest), or when it
-// appears or goes (router.Backends).
-func (w *Watcher) Changed(name string) <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ch, ok := w.changed[name]
-	if !ok {
-		ch = make(chan struct{})
-		w.changed[name] = ch
-	}
-	return ch
-}
-
-// ReadyPods returns how many pods of a revision (or a function's newest) are ready.
-func (w *Watcher) ReadyPods(name string) int { return w.Ready(name).Len() }
-
-// Functions returns the names of the functions, sorted.
-func (w *Watcher) Functions() []string {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	return slices.Sorted(maps.Keys(w.fns))
-}
-
-// Targets returns the names of every function's revisions, sorted: what the autoscaler scales.
-func (w *Watcher) Targets() []string {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	return slices.Sorted(maps.Keys(w.targets))
-}
-
-// FunctionOf returns the function a revision belongs to.
-func (w *Watcher) FunctionOf(revision string) (string, bool) {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if t, ok := w.targets[revision]; ok {
-		return t.info.Name, true
-	}
-	return "", false
-}
-
-// Deployment returns the name of a revision's (or a function's newest revision's) Deployment,
-// or false when there is none.
-func (w *Watcher) Deployment(name string) (deployment string, ok bool) {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if t := w.lookupLocked(name); t != nil {
-		return t.deployment, true
-	}
-	return "", false
-}
-
-// Annotations returns a copy of the annotations of a revision's (or a function's newest
-// revision's) pod template, nil when there is none. Knative copies a revision's annotations
-// there, except its autoscaling.knative.dev/ ones, which it keeps on the Revision and the
-// PodAutoscaler.
-func (w *Watcher) Annotations(name string) map[string]string {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if t := w.lookupLocked(name); t != nil {
-		return maps.Clone(t.annotations)
-	}
-	return nil
-}
-
-// OnFunctionsChanged registers fn to be called when a function or a revision appears or goes,
-// or a revision's Deployment, settings or annotations change; fn then reads Functions, Targets
-// and Annotations. Calls come from the Watcher's
-// worker goroutine, one at a time and holding none of its locks; several changes may make one
-// call. Register before Start to hear of the functions Start finds.
-func (w *Watcher) OnFunctionsChanged(fn func()) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.onChange = append(w.onChange, fn)
 }

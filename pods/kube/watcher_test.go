@@ -1,13 +1,10 @@
 package kube
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,83 +140,6 @@ func TestPodTurnsReady(t *testing.T) {
 	}
 	if n := len(h.calls); n != 0 {
 		t.Errorf("%d more probes, want none", n)
-	}
-}
-
-func TestProbeFailsThenSucceeds(t *testing.T) {
-	const fn, rev = "counter", "counter-00001"
-	h := start(t, deployment(fn, rev, 0))
-	var failures atomic.Int32
-	failures.Store(2)
-	h.setProbe(func(context.Context, string) error {
-		if failures.Add(-1) >= 0 {
-			return errors.New("connection refused")
-		}
-		return nil
-	})
-	h.createPod(pod(fn, rev, "p1", "127.1.0.1"))
-	for i := range 2 {
-		select {
-		case <-h.calls:
-		case <-time.After(waitTimeout):
-			t.Fatalf("probe %d did not come", i+1)
-		}
-		waitTimer(t, h)
-		if n := h.w.Ready(fn).Len(); n != 0 {
-			t.Fatalf("after %d failed probes, %d ready pods; want 0", i+1, n)
-		}
-		h.clock.Step(probeInterval)
-	}
-	h.waitReady(fn, at("p1", "127.1.0.1"))
-}
-
-// waitTimer waits until a goroutine waits on the fake clock (the prober's retry timer).
-func waitTimer(t *testing.T, h *harness) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !h.clock.HasWaiters() {
-		if time.Now().After(deadline) {
-			t.Fatal("no probe is waiting to retry")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func TestProbeCancelledWhenPodChanges(t *testing.T) {
-	const fn, rev = "counter", "counter-00001"
-	tests := []struct {
-		name   string
-		change func(h *harness, p *corev1.Pod)
-	}{
-		{"not ready", func(h *harness, p *corev1.Pod) { h.updatePod(setReady(p, false)) }},
-		{"deleted", func(h *harness, p *corev1.Pod) { h.deletePod(p.Name) }},
-		{"IP changed", func(h *harness, p *corev1.Pod) { p.Status.PodIP = "127.1.0.2"; h.updatePod(p) }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := start(t, deployment(fn, rev, 0))
-			ended := make(chan error, 1)
-			h.setProbe(func(ctx context.Context, addr string) error {
-				if addr != "127.1.0.1:8080" {
-					return nil
-				}
-				<-ctx.Done()
-				ended <- ctx.Err()
-				return ctx.Err()
-			})
-			p := pod(fn, rev, "p1", "127.1.0.1")
-			h.createPod(p)
-			<-h.calls
-			tt.change(h, p.DeepCopy())
-			select {
-			case err := <-ended:
-				if !errors.Is(err, context.Canceled) {
-					t.Errorf("probe ended with %v, want it cancelled", err)
-				}
-			case <-time.After(waitTimeout):
-				t.Fatal("the probe was not cancelled")
-			}
-		})
 	}
 }
 
@@ -521,71 +441,6 @@ func TestDeploymentBeingDeleted(t *testing.T) {
 	}
 }
 
-func TestFunctionInfo(t *testing.T) {
-	w, err := NewWatcher(fake.NewClientset(), Config{Namespace: ns, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	queue := func(env ...corev1.EnvVar) *appsv1.Deployment {
-		d := deployment("counter", "counter-00001", 0)
-		d.Spec.Template.Spec.Containers[1].Env = env
-		return d
-	}
-	tests := []struct {
-		name string
-		dep  *appsv1.Deployment
-		want router.Function
-	}{{
-		name: "plain Deployment",
-		dep:  deployment("counter", "counter-00001", 0),
-		want: router.Function{Name: "counter"},
-	}, {
-		name: "Knative's queue-proxy settings",
-		dep: queue(
-			corev1.EnvVar{Name: "SERVING_SERVICE", Value: "counter"},
-			corev1.EnvVar{Name: envContainerConcurrency, Value: "1"},
-			corev1.EnvVar{Name: envTimeoutSeconds, Value: "300"}),
-		want: router.Function{Name: "counter", Timeout: 300 * time.Second, ContainerConcurrency: 1},
-	}, {
-		name: "unreadable settings are ignored",
-		dep: queue(
-			corev1.EnvVar{Name: envContainerConcurrency, Value: "-1"},
-			corev1.EnvVar{Name: envTimeoutSeconds, Value: "5m"}),
-		want: router.Function{Name: "counter"},
-	}, {
-		name: "the user container's variables are not Knative's",
-		dep: func() *appsv1.Deployment {
-			d := deployment("counter", "counter-00001", 0)
-			d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: envContainerConcurrency, Value: "3"}}
-			return d
-		}(),
-		want: router.Function{Name: "counter"},
-	}, {
-		name: "state size cap",
-		dep: func() *appsv1.Deployment {
-			d := deployment("counter", "counter-00001", 0)
-			d.Spec.Template.Annotations = map[string]string{"knactor.dev/max-state-bytes": "512Ki"}
-			return d
-		}(),
-		want: router.Function{Name: "counter", MaxStateBytes: 512 << 10},
-	}, {
-		name: "state size cap too large",
-		dep: func() *appsv1.Deployment {
-			d := deployment("counter", "counter-00001", 0)
-			d.Spec.Template.Annotations = map[string]string{"knactor.dev/max-state-bytes": "1Gi"}
-			return d
-		}(),
-		want: router.Function{Name: "counter"},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := w.functionInfo("counter", tt.dep); got != tt.want {
-				t.Errorf("functionInfo = %+v, want %+v", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestFunctionInfoPublished(t *testing.T) {
 	d := deployment("counter", "counter-00001", 0)
 	d.Spec.Template.Spec.Containers[1].Env = []corev1.EnvVar{
@@ -594,79 +449,6 @@ func TestFunctionInfoPublished(t *testing.T) {
 	got, ok := h.w.Function("counter")
 	if want := (router.Function{Name: "counter", Timeout: time.Minute, ContainerConcurrency: 2, Target: "counter-00001"}); !ok || got != want {
 		t.Errorf("Function = %+v, %v; want %+v", got, ok, want)
-	}
-}
-
-func TestPodAddr(t *testing.T) {
-	tests := []struct {
-		name   string
-		pod    func() *corev1.Pod
-		want   string
-		wantOK bool
-	}{{
-		name:   "ready",
-		pod:    func() *corev1.Pod { return pod("f", "f-1", "p", "10.0.0.1") },
-		want:   "10.0.0.1:8080",
-		wantOK: true,
-	}, {
-		name: "IPv6",
-		pod: func() *corev1.Pod {
-			p := pod("f", "f-1", "p", "fd00::1")
-			return p
-		},
-		want:   "[fd00::1]:8080",
-		wantOK: true,
-	}, {
-		name: "pending",
-		pod: func() *corev1.Pod {
-			p := pod("f", "f-1", "p", "10.0.0.1")
-			p.Status.Phase = corev1.PodPending
-			return p
-		},
-	}, {
-		name: "no conditions",
-		pod: func() *corev1.Pod {
-			p := pod("f", "f-1", "p", "10.0.0.1")
-			p.Status.Conditions = nil
-			return p
-		},
-	}, {
-		name: "ready unknown",
-		pod: func() *corev1.Pod {
-			p := pod("f", "f-1", "p", "10.0.0.1")
-			p.Status.Conditions[1].Status = corev1.ConditionUnknown
-			return p
-		},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := podAddr(tt.pod())
-			if got != tt.want || ok != tt.wantOK {
-				t.Errorf("podAddr = %q, %v; want %q, %v", got, ok, tt.want, tt.wantOK)
-			}
-		})
-	}
-}
-
-func TestUserPort(t *testing.T) {
-	port := func(n int32) []corev1.ContainerPort { return []corev1.ContainerPort{{ContainerPort: n}} }
-	tests := []struct {
-		name       string
-		containers []corev1.Container
-		want       int32
-	}{
-		{"no ports", []corev1.Container{{Name: "user-container"}}, DefaultUserPort},
-		{"user port", []corev1.Container{{Name: "user-container", Ports: port(9000)}}, 9000},
-		{"queue-proxy first", []corev1.Container{{Name: QueueProxyContainer, Ports: port(8012)}, {Name: "app", Ports: port(9000)}}, 9000},
-		{"only queue-proxy declares", []corev1.Container{{Name: "app"}, {Name: QueueProxyContainer, Ports: port(8012)}}, DefaultUserPort},
-		{"sidecar without ports", []corev1.Container{{Name: "sidecar"}, {Name: "app", Ports: port(7000)}}, 7000},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := userPort(tt.containers); got != tt.want {
-				t.Errorf("userPort = %d, want %d", got, tt.want)
-			}
-		})
 	}
 }
 

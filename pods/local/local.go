@@ -6,6 +6,10 @@
 // exits is restarted on the same port with exponential back-off; a pod being removed leaves the
 // ready set first, is drained (its in-flight calls finish), then gets SIGTERM and, after
 // StopGrace, SIGKILL. Each pod's output goes to a log file of its own.
+//
+// Functions is knactor up's platform over a Runtime: it deploys manifests (at start and through
+// POST /v1/functions), keeps the router's view of the deployed functions and hands their
+// autoscaling settings to the autoscaler. A `go run` command is built once at deploy (prebuild).
 package local
 
 import (

@@ -1,4 +1,4 @@
-package main
+package local
 
 import (
 	"context"
@@ -14,33 +14,56 @@ import (
 
 	"github.com/knactor/knactor/autoscaler"
 	"github.com/knactor/knactor/manifest"
-	"github.com/knactor/knactor/pods/local"
 	"github.com/knactor/knactor/router"
+	"github.com/knactor/knactor/statecache"
 )
 
-// newTestFunctions returns knactor up's functions over a real runtime (no pod is started: no
-// call scales them), a real autoscaler (not running) and a directory store.
-func newTestFunctions(t *testing.T) *localFunctions {
-	t.Helper()
-	dir := t.TempDir()
-	rt, err := local.New(local.Config{LogDir: filepath.Join(dir, "logs")})
-	if err != nil {
-		t.Fatal(err)
+// writeModes is a WriteModes that pins modes in a map, as knactor up's state does.
+type writeModes struct {
+	mu    sync.Mutex
+	modes map[string]statecache.WriteMode
+}
+
+func (m *writeModes) DefaultWriteMode() statecache.WriteMode { return statecache.WriteThrough }
+
+func (m *writeModes) PinMode(function, mode string) (bool, error) {
+	wm := statecache.WriteThrough
+	if mode != "" {
+		parsed, err := statecache.ParseWriteMode(mode)
+		if err != nil {
+			return false, err
+		}
+		wm = parsed
 	}
-	sf := &stateFlags{dir: filepath.Join(dir, "state"), writeMode: "write-through", cacheMB: 1, flushEvery: time.Second}
-	st, err := sf.openState(context.Background())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.modes[function]; ok {
+		if cur != wm {
+			return false, fmt.Errorf("function %q runs with write mode %s, not %s", function, cur, wm)
+		}
+		return false, nil
+	}
+	m.modes[function] = wm
+	return true, nil
+}
+
+// newTestFunctions returns knactor up's functions over a real runtime (no pod is started: no
+// call scales them), a real autoscaler (not running) and write modes in a map.
+func newTestFunctions(t *testing.T) *Functions {
+	t.Helper()
+	rt, err := New(Config{LogDir: filepath.Join(t.TempDir(), "logs")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := errors.Join(rt.Close(ctx), st.Close(ctx)); err != nil {
+		if err := rt.Close(ctx); err != nil {
 			t.Error(err)
 		}
 	})
 	scaler := autoscaler.New(autoscaler.Config{}, nil, rt, clock.RealClock{}, nil)
-	return newLocalFunctions(rt, scaler, st, autoscaler.DefaultScaleToZeroGracePeriod, manifest.Options{})
+	return NewFunctions(rt, scaler, &writeModes{modes: map[string]statecache.WriteMode{}}, autoscaler.DefaultScaleToZeroGracePeriod, manifest.Options{})
 }
 
 // service is a manifest of one function with extra template annotations.
@@ -97,7 +120,7 @@ func TestDeployCreatesUpdatesAndRefusesWriteModeChanges(t *testing.T) {
 			t.Fatalf("%s: got %s, %v; want %s", s.name, results(got), err, s.want)
 		}
 	}
-	if got := strings.Join(f.names(), ","); got != "a,b,w" {
+	if got := strings.Join(f.Names(), ","); got != "a,b,w" {
 		t.Fatalf("deployed %s, want a,b,w (d must not be deployed)", got)
 	}
 	if spec, _ := f.scaler.Status("a"); spec.Function != "a" {
@@ -137,7 +160,7 @@ func TestConcurrentDeploysAndCalls(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := len(f.names()); n != 40 {
+	if n := len(f.Names()); n != 40 {
 		t.Fatalf("%d functions deployed, want 40", n)
 	}
 }
