@@ -53,14 +53,11 @@ var knactorParsers = map[string]knactorAnnotation{
 		return nil
 	},
 	PassivateAfterAnnotation: func(v, _ string, fn *Function) error {
-		d, err := time.ParseDuration(v)
+		d, err := ParsePassivateAfter(v)
 		if err != nil {
-			return fmt.Errorf("%q is not a duration (e.g. 90s, 10m, 1h; 0 = never)", v)
+			return err
 		}
-		if d < 0 {
-			return fmt.Errorf("%q is negative (0 = never passivate)", v)
-		}
-		fn.PassivateAfter = d
+		fn.PassivateAfter, fn.PassivateAfterSet = d, true
 		return nil
 	},
 	MaxStateBytesAnnotation: func(v, _ string, fn *Function) error {
@@ -190,4 +187,17 @@ func resolveAutoscaling(ctx context.Context, anns map[string]string, containerCo
 
 func validateDNS1123Label(s string) []string {
 	return validation.IsDNS1123Label(s)
+}
+
+// ParsePassivateAfter parses a knactor.dev/passivate-after value: a Go duration, at least 0
+// (0 = never passivate).
+func ParsePassivateAfter(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 90s, 10m, 1h; 0 = never)", v)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative (0 = never passivate)", v)
+	}
+	return d, nil
 }

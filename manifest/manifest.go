@@ -74,7 +74,11 @@ type Function struct {
 	// does not say, so the platform's default applies (knactor up --write-mode, or the
 	// ActorSystem's writeMode in Kubernetes mode).
 	WriteMode      string
-	PassivateAfter time.Duration // knactor.dev/passivate-after (default 10m; 0 = never)
+	// PassivateAfter is knactor.dev/passivate-after (0 = never) when PassivateAfterSet, else
+	// DefaultPassivateAfter, and the platform's applies (knactor up --passivate-after, or the
+	// ActorSystem's cache.passivateAfter in Kubernetes mode).
+	PassivateAfter    time.Duration
+	PassivateAfterSet bool
 	MaxStateBytes  int           // knactor.dev/max-state-bytes (default 1 MiB, at most 64 MiB)
 	Stateless      bool          // knactor.dev/stateless: "true" = pass-through only
 

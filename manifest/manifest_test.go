@@ -96,16 +96,17 @@ func TestParseFile(t *testing.T) {
 				ScaleDownDelay:           30 * time.Second,
 				TargetActorsPerPod:       500,
 			},
-			WriteMode:      WriteBehind, // the template's annotation wins over the Service's
-			PassivateAfter: 90 * time.Second,
-			MaxStateBytes:  4 << 20,
-			Stateless:      false,
+			WriteMode:         WriteBehind, // the template's annotation wins over the Service's
+			PassivateAfter:    90 * time.Second,
+			PassivateAfterSet: true,
+			MaxStateBytes:     4 << 20,
+			Stateless:         false,
 		}}},
 		{"testdata/stateless.yaml", []Function{
 			with(defaults("thumbnail", "ghcr.io/knactor/thumbnail@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), func(f *Function) {
 				f.Command = []string{"./thumbnail", "--port=$PORT"} // no expansion
 				f.WorkingDir = "/srv/thumbnail"                     // absolute: kept
-				f.PassivateAfter = 0
+				f.PassivateAfter, f.PassivateAfterSet = 0, true
 				f.Stateless = true
 				f.Autoscaling.Class = autoscaling.HPA
 				f.Autoscaling.Metric = autoscaling.CPU

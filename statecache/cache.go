@@ -61,7 +61,7 @@ type Config struct {
 	// writes its changes in batches instead of concurrent requests. Default DefaultFlushBatch.
 	FlushBatch int
 	// IdleAfter passivates actors not read or written for this long: their entries leave memory
-	// once durable. Zero disables passivation.
+	// once durable. Zero disables passivation. Cache.SetIdleAfter sets it per function.
 	IdleAfter time.Duration
 	// OnFlushError is told of every failed write-behind flush of a key. The write is kept and
 	// retried on the next flush unless err is ErrConflict (another writer changed the key; the
@@ -172,7 +172,8 @@ type Stats struct {
 // Concurrency: all methods are safe for concurrent use. A per-key stripe mutex (stripes)
 // serialises the load, check and write of one key, so a cache fill can never overwrite a newer
 // write. dirtyMu guards dirty; flushMu lets one flush run at a time. The background goroutine
-// (only with WriteBehind or IdleAfter) flushes and passivates on each tick and stops in Close.
+// flushes (WriteBehind) and passivates (when an idle time applies) on each tick and stops in
+// Close.
 type Cache struct {
 	cfg   Config
 	store Store
@@ -195,6 +196,10 @@ type Cache struct {
 	flushMu sync.Mutex
 
 	access [accessShards]accessShard // last read or write of each cached key, for passivation
+	// idle holds the functions' own idle times (SetIdleAfter); tracking is set while any idle
+	// time, the Config's or a function's, passivates: only then is each use recorded in access.
+	idle     functionIdle
+	tracking atomic.Bool
 
 	localSeq atomic.Uint64 // numbers write-behind versions
 	localTag string        // makes write-behind versions unique to this cache
@@ -232,6 +237,7 @@ func NewCache(store Store, cfg Config) (*Cache, error) {
 	for i := range c.access {
 		c.access[i].last = make(map[string]time.Time)
 	}
+	c.tracking.Store(cfg.IdleAfter > 0)
 	maxMB := (cfg.MaxBytes + 1<<20 - 1) >> 20
 	bc := bigcache.DefaultConfig(time.Duration(math.MaxInt64)) // no time-based expiry: passivation decides
 	// Few shards, so each is large enough for a state at the router's 1 MiB cap. Two cores
@@ -248,11 +254,7 @@ func NewCache(store Store, cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c.mem = mem
-	if cfg.Mode == WriteBehind || cfg.IdleAfter > 0 {
-		go c.loop()
-	} else {
-		close(c.done)
-	}
+	go c.loop() // a function may be given an idle time later (SetIdleAfter)
 	return c, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -512,6 +514,59 @@ func TestPassivationDropsOnlyDurableIdleEntries(t *testing.T) {
 	mustGet(t, c, bob)
 	if ids := c.WarmIDs("counter"); len(ids) != 1 || ids[0] != "bob" {
 		t.Fatalf("warm ids = %v, want [bob]", ids)
+	}
+}
+
+// A function's own idle time (knactor.dev/passivate-after) wins over the cache's, both ways.
+func TestPassivationFollowsEachFunctionsIdleTime(t *testing.T) {
+	tests := []struct {
+		name      string
+		cacheIdle time.Duration
+		own       map[string]time.Duration // SetIdleAfter, in order of the map's keys
+		after     time.Duration
+		want      []string // the keys passivated, of chat/a, counter/a, shop/a
+	}{
+		{"cache's only", 10 * time.Second, nil, 11 * time.Second, []string{"chat/a", "counter/a", "shop/a"}},
+		{"none at all", 0, nil, time.Hour, nil},
+		{"a function's own, none for the cache", 0, map[string]time.Duration{"chat": 5 * time.Second}, 6 * time.Second, []string{"chat/a"}},
+		{"a function never", 10 * time.Second, map[string]time.Duration{"shop": 0}, time.Hour, []string{"chat/a", "counter/a"}},
+		{"a function longer", 10 * time.Second, map[string]time.Duration{"shop": time.Minute}, 11 * time.Second, []string{"chat/a", "counter/a"}},
+		{"a function back to the cache's", 10 * time.Second, map[string]time.Duration{"shop": -1}, 11 * time.Second, []string{"chat/a", "counter/a", "shop/a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := clocktesting.NewFakeClock(time.Unix(0, 0))
+			c := newCache(t, openDir(t), statecache.Config{FlushInterval: time.Hour, IdleAfter: tt.cacheIdle, Clock: clk})
+			for _, fn := range slices.Sorted(maps.Keys(tt.own)) {
+				if tt.own[fn] < 0 {
+					c.SetIdleAfter(fn, time.Minute) // then back to the cache's
+				}
+				c.SetIdleAfter(fn, tt.own[fn])
+			}
+			keys := []statecache.Key{{Function: "chat", ID: "a"}, {Function: "counter", ID: "a"}, {Function: "shop", ID: "a"}}
+			for _, k := range keys {
+				mustPut(t, c, k, "v", "")
+			}
+			clk.Step(tt.after)
+			if n := c.Passivate(); n != len(tt.want) {
+				t.Fatalf("passivated %d entries, want %d (%v)", n, len(tt.want), tt.want)
+			}
+			var warm []string
+			for _, fn := range []string{"chat", "counter", "shop"} {
+				for _, id := range c.WarmIDs(fn) {
+					warm = append(warm, fn+"/"+id)
+				}
+			}
+			if tracked := tt.cacheIdle > 0 || len(tt.own) > 0; !tracked {
+				return // nothing tracks use, so nothing is warm either
+			}
+			for _, k := range keys {
+				passivated, stillWarm := slices.Contains(tt.want, k.String()), slices.Contains(warm, k.String())
+				if passivated == stillWarm {
+					t.Fatalf("%s: warm actors %v, want %v passivated", k, warm, tt.want)
+				}
+			}
+		})
 	}
 }
 

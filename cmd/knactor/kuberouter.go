@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -139,7 +140,7 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	}
 	// Start calls it for the functions it finds before it returns, so every function has its
 	// write mode before the first call.
-	w.OnFunctionsChanged(func() { applyWriteModes(st, w) })
+	w.OnFunctionsChanged(func() { applyFunctionSettings(st, w) })
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
 	if err := w.Start(watchCtx); err != nil {
@@ -225,13 +226,25 @@ type annotatedFunctions interface {
 	Annotations(name string) map[string]string
 }
 
-// applyWriteModes gives each function the write mode of its knactor.dev/write-mode annotation,
-// or the ActorSystem's writeMode without one. A function keeps the mode it was first served
-// with (its cached state lives in that mode's cache): a change is logged, and applies once the
-// routers restart.
-func applyWriteModes(st *state, fns annotatedFunctions) {
+// applyFunctionSettings gives each function the state settings of its annotations: the write
+// mode of knactor.dev/write-mode, or the ActorSystem's writeMode without one, and the idle time
+// of knactor.dev/passivate-after, or the ActorSystem's cache.passivateAfter. A function keeps
+// the mode it was first served with (its cached state lives in that mode's cache): a change is
+// logged, and applies once the routers restart. An idle time applies at once.
+func applyFunctionSettings(st *state, fns annotatedFunctions) {
 	for _, fn := range fns.Functions() {
-		mode := fns.Annotations(fn)[manifest.WriteModeAnnotation]
+		anns := fns.Annotations(fn)
+		idle := time.Duration(-1)
+		if v, ok := anns[manifest.PassivateAfterAnnotation]; ok {
+			d, err := manifest.ParsePassivateAfter(v)
+			if err != nil {
+				slog.Warn("knactor.dev/passivate-after not applied: the ActorSystem's applies", "function", fn, "err", err)
+			} else {
+				idle = d
+			}
+		}
+		st.SetPassivateAfter(fn, idle)
+		mode := anns[manifest.WriteModeAnnotation]
 		changed, err := st.pinMode(fn, mode)
 		if err != nil {
 			slog.Warn("write mode not applied", "function", fn, "err", err)

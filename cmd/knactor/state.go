@@ -90,6 +90,7 @@ type state struct {
 	mu     sync.Mutex
 	caches map[statecache.WriteMode]*statecache.Cache
 	modes  map[string]statecache.WriteMode // function → its write mode (functions set or pinned)
+	idle   map[string]time.Duration        // function → its own passivate-after, for every cache
 }
 
 // openState opens the store named by the flags.
@@ -103,7 +104,8 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 		return nil, err
 	}
 	st := &state{flags: f, def: mode, keys: keys, closeStore: func() error { return nil },
-		caches: make(map[statecache.WriteMode]*statecache.Cache), modes: make(map[string]statecache.WriteMode)}
+		caches: make(map[statecache.WriteMode]*statecache.Cache), modes: make(map[string]statecache.WriteMode),
+		idle: make(map[string]time.Duration)}
 	if f.s3.Endpoint != "" {
 		if f.s3.AccessKey == "" { // Kubernetes mode fills them from the ActorSystem's Secret
 			f.s3.AccessKey, f.s3.SecretKey = os.Getenv(envS3AccessKey), os.Getenv(envS3SecretKey)
@@ -212,6 +214,21 @@ func (s *state) PinMode(function, mode string) (changed bool, err error) {
 	return s.pinMode(function, mode)
 }
 
+// SetPassivateAfter implements local.WriteModes: function's actors leave every cache after d
+// unused (its knactor.dev/passivate-after; 0: never), or after --passivate-after when d < 0.
+func (s *state) SetPassivateAfter(function string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d < 0 {
+		delete(s.idle, function)
+	} else {
+		s.idle[function] = d
+	}
+	for _, c := range s.caches {
+		c.SetIdleAfter(function, d)
+	}
+}
+
 func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -230,6 +247,9 @@ func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	for fn, d := range s.idle {
+		c.SetIdleAfter(fn, d)
 	}
 	s.caches[mode] = c
 	return c, nil

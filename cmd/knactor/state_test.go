@@ -8,6 +8,7 @@ import (
 
 	"github.com/knactor/knactor/manifest"
 	"github.com/knactor/knactor/pods/local"
+	"github.com/knactor/knactor/statecache"
 )
 
 // annotated is a fixed list of functions and their annotations.
@@ -41,7 +42,7 @@ func TestKubeWriteModes(t *testing.T) {
 				"behind":  {manifest.WriteModeAnnotation: manifest.WriteBehind},
 				"broken":  {manifest.WriteModeAnnotation: "fast"},
 			}
-			applyWriteModes(st, fns)
+			applyFunctionSettings(st, fns)
 			want := map[string]string{"plain": def, "through": manifest.WriteThrough, "behind": manifest.WriteBehind, "broken": def}
 			for fn, mode := range want {
 				if got := st.modeOf(fn).String(); got != mode {
@@ -55,7 +56,7 @@ func TestKubeWriteModes(t *testing.T) {
 			fns["through"] = map[string]string{manifest.WriteModeAnnotation: manifest.WriteBehind}
 			fns["broken"] = map[string]string{manifest.WriteModeAnnotation: other[def]}
 			fns["late"] = map[string]string{manifest.WriteModeAnnotation: other[def]}
-			applyWriteModes(st, fns)
+			applyFunctionSettings(st, fns)
 			for fn, mode := range map[string]string{"through": manifest.WriteThrough, "broken": def, "late": def} {
 				if got := st.modeOf(fn).String(); got != mode {
 					t.Errorf("%s moved to %s after its annotation changed, want it kept at %s", fn, got, mode)
@@ -63,6 +64,47 @@ func TestKubeWriteModes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKubePassivateAfter: a function's knactor.dev/passivate-after is its actors' idle time in
+// every cache, also one made later (a write mode first used after the annotation was seen); a
+// function without it, or with a broken one, has the ActorSystem's; a removed annotation gives
+// the ActorSystem's back.
+func TestKubePassivateAfter(t *testing.T) {
+	sf := &stateFlags{dir: filepath.Join(t.TempDir(), "state"), writeMode: manifest.WriteThrough, cacheMB: 1,
+		flushEvery: time.Hour, idleAfter: time.Hour}
+	st, err := sf.openState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	fns := annotated{
+		"plain":  nil,
+		"quick":  {manifest.PassivateAfterAnnotation: "90s", manifest.WriteModeAnnotation: manifest.WriteBehind},
+		"never":  {manifest.PassivateAfterAnnotation: "0"},
+		"broken": {manifest.PassivateAfterAnnotation: "soon"},
+	}
+	applyFunctionSettings(st, fns)
+	want := map[string]time.Duration{"plain": time.Hour, "quick": 90 * time.Second, "never": 0, "broken": time.Hour}
+	check := func(when string) {
+		t.Helper()
+		for fn, d := range want {
+			for _, mode := range []statecache.WriteMode{statecache.WriteThrough, statecache.WriteBehind} {
+				c, err := st.cache(mode)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := c.IdleAfterOf(fn); got != d {
+					t.Errorf("%s: %s's actors idle out after %v in the %s cache, want %v", when, fn, got, mode, d)
+				}
+			}
+		}
+	}
+	check("first")
+	delete(fns["quick"], manifest.PassivateAfterAnnotation)
+	applyFunctionSettings(st, fns)
+	want["quick"] = time.Hour
+	check("after the annotation was removed")
 }
 
 // TestStateIsLocalWriteModes is knactor up's side of the write mode (local.WriteModes): the

@@ -48,14 +48,17 @@ var (
 	_ router.Deployer       = (*Functions)(nil)
 )
 
-// WriteModes is where the deployed functions' state write modes are kept: knactor up's state,
-// whose caches are one per write mode.
+// WriteModes is where the deployed functions' state settings are kept: knactor up's state, whose
+// caches are one per write mode.
 type WriteModes interface {
 	// DefaultWriteMode is the write mode of a function whose manifest names none.
 	DefaultWriteMode() statecache.WriteMode
 	// PinMode makes function use mode ("" is the default) unless it already uses another one,
 	// which is an error; changed reports a function seen for the first time.
 	PinMode(function, mode string) (changed bool, err error)
+	// SetPassivateAfter gives function's actors their own idle time before they leave the
+	// cache (knactor.dev/passivate-after; 0: never); a negative d gives them the platform's.
+	SetPassivateAfter(function string, d time.Duration)
 }
 
 // functionSettings is everything deploying one function sets, so a redeployment can tell an
@@ -65,6 +68,7 @@ type functionSettings struct {
 	route router.Function
 	spec  autoscaler.Spec
 	mode  statecache.WriteMode
+	idle  time.Duration // knactor.dev/passivate-after; -1: the platform's
 }
 
 // NewFunctions returns knactor up's functions, none deployed yet: their pods run on rt, scaler
@@ -140,6 +144,10 @@ func (f *Functions) settings(fn manifest.Function) (functionSettings, error) {
 			return functionSettings{}, fmt.Errorf("function %q: %w", fn.Name, err)
 		}
 	}
+	idle := time.Duration(-1)
+	if fn.PassivateAfterSet {
+		idle = fn.PassivateAfter
+	}
 	command, err := prebuild(context.Background(), fn.Name, fn.WorkingDir, fn.Command)
 	if err != nil {
 		return functionSettings{}, err
@@ -151,6 +159,7 @@ func (f *Functions) settings(fn manifest.Function) (functionSettings, error) {
 		},
 		spec: spec,
 		mode: mode,
+		idle: idle,
 	}, nil
 }
 
@@ -188,6 +197,9 @@ func (f *Functions) DeployFunctions(fns []manifest.Function) ([]router.Deploymen
 		if result != router.DeployUnchanged {
 			// State first and the router last: a call is routed only once everything knows it.
 			_, err := f.modes.PinMode(fn.Name, s.mode.String())
+			if err == nil {
+				f.modes.SetPassivateAfter(fn.Name, s.idle)
+			}
 			if err == nil {
 				err = f.Runtime.Deploy(s.pod)
 			}

@@ -18,10 +18,21 @@ import (
 	"github.com/knactor/knactor/statecache"
 )
 
-// writeModes is a WriteModes that pins modes in a map, as knactor up's state does.
+// writeModes is a WriteModes that pins modes and keeps idle times in maps, as knactor up's
+// state does.
 type writeModes struct {
 	mu    sync.Mutex
 	modes map[string]statecache.WriteMode
+	idle  map[string]time.Duration
+}
+
+func (m *writeModes) SetPassivateAfter(function string, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.idle == nil {
+		m.idle = map[string]time.Duration{}
+	}
+	m.idle[function] = d
 }
 
 func (m *writeModes) DefaultWriteMode() statecache.WriteMode { return statecache.WriteThrough }
@@ -135,6 +146,34 @@ func TestDeployCreatesUpdatesAndRefusesWriteModeChanges(t *testing.T) {
 	list := f.FunctionStatuses()
 	if len(list) != 3 || list[0].Function != "a" || list[0].DesiredPods != 1 || list[0].ReadyPods != 0 {
 		t.Fatalf("statuses %+v", list)
+	}
+}
+
+// A function's knactor.dev/passivate-after reaches the state when it is deployed; deployed
+// again without it, the function has the platform's idle time back (-1).
+func TestDeploySetsEachFunctionsIdleTime(t *testing.T) {
+	f := newTestFunctions(t)
+	modes := f.modes.(*writeModes)
+	steps := []struct {
+		name     string
+		manifest string
+		want     time.Duration
+	}{
+		{"without the annotation", service("a"), -1},
+		{"with it", service("a", manifest.PassivateAfterAnnotation, "90s"), 90 * time.Second},
+		{"never", service("a", manifest.PassivateAfterAnnotation, "0"), 0},
+		{"without it again", service("a"), -1},
+	}
+	for _, s := range steps {
+		if _, err := f.Deploy(context.Background(), []byte(s.manifest), ""); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		modes.mu.Lock()
+		got, ok := modes.idle["a"]
+		modes.mu.Unlock()
+		if !ok || got != s.want {
+			t.Fatalf("%s: idle time %v (set %v), want %v", s.name, got, ok, s.want)
+		}
 	}
 }
 
