@@ -73,14 +73,14 @@ type Function struct {
 	// WriteMode is knactor.dev/write-mode: WriteThrough or WriteBehind, or "" when the manifest
 	// does not say, so the platform's default applies (knactor up --write-mode, or the
 	// ActorSystem's writeMode in Kubernetes mode).
-	WriteMode      string
+	WriteMode string
 	// PassivateAfter is knactor.dev/passivate-after (0 = never) when PassivateAfterSet, else
 	// DefaultPassivateAfter, and the platform's applies (knactor up --passivate-after, or the
 	// ActorSystem's cache.passivateAfter in Kubernetes mode).
 	PassivateAfter    time.Duration
 	PassivateAfterSet bool
-	MaxStateBytes  int           // knactor.dev/max-state-bytes (default 1 MiB, at most 64 MiB)
-	Stateless      bool          // knactor.dev/stateless: "true" = pass-through only
+	MaxStateBytes     int  // knactor.dev/max-state-bytes (default 1 MiB, at most 64 MiB)
+	Stateless         bool // knactor.dev/stateless: "true" = pass-through only
 
 	// Warnings are Knative's warning-level findings (e.g. a deprecated annotation), each naming
 	// the file, document and field (when Knative gives one) like an Error. They do not stop the
