@@ -142,7 +142,7 @@ func TestCapacityIsPerPodAndFIFO(t *testing.T) {
 			b := a.breakers["p"]
 			b.mu.Lock()
 			defer b.mu.Unlock()
-			return len(b.waiters) == i+1
+			return b.sem.Waiting() == i+1
 		})
 	}
 	first()

@@ -58,7 +58,7 @@ func waitForWaiters(t *testing.T, m *Mailboxes, actor string, n int) {
 		s.mu.Lock()
 		got := 0
 		if b := s.boxes[actor]; b != nil {
-			got = len(b.waiters)
+			got = b.sem.Waiting()
 		}
 		s.mu.Unlock()
 		if got == n {
