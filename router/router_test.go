@@ -356,7 +356,7 @@ func TestMetricsAndStats(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if s := h.r.Stats().Snapshot("counter"); s.Requests != 1 || s.ActiveActors != 1 {
+	if s := h.r.Stats().EndWindow("counter"); s.Requests != 1 || s.ActiveActors != 1 {
 		t.Fatalf("stats snapshot %+v, want 1 request from 1 actor", s)
 	}
 }

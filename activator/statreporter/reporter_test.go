@@ -32,14 +32,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// signalingSource is a Recorder that signals each SnapshotAll.
+// signalingSource is a Recorder that signals each EndWindows.
 type signalingSource struct {
 	*stats.Recorder
 	snapshots chan struct{}
 }
 
-func (s *signalingSource) SnapshotAll() []stats.Snapshot {
-	out := s.Recorder.SnapshotAll()
+func (s *signalingSource) EndWindows() []stats.Snapshot {
+	out := s.Recorder.EndWindows()
 	select {
 	case s.snapshots <- struct{}{}:
 	default:
