@@ -49,8 +49,10 @@ func stripHopHeaders(h interface {
 	}
 }
 
-// podLoad counts the pass-through requests in flight per pod address, for the
-// least-loaded-of-two choice.
+// podLoad counts the calls in flight per pod address: every call Router.pick sends to a pod
+// (actor turns, WebSocket messages and effects as well as pass-through requests), from the pick
+// until its claim is done. Pass-through's least-loaded-of-two choice reads it, and Drain waits
+// for a pod's count to reach zero.
 type podLoad struct {
 	m sync.Map // addr → *atomic.Int64
 }
