@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/knactor/knactor/internal/fifo"
+	"github.com/valyala/fasthttp"
 )
 
 // mailboxShards spread actors over independent locks so turns of different actors rarely
@@ -52,7 +53,7 @@ type Turn struct {
 }
 
 // errQueueFull is returned by Acquire when the actor already has limit waiters.
-var errQueueFull = errorf(429, CodeActorBusy, "too many calls are waiting for this actor; retry later")
+var errQueueFull = errorf(fasthttp.StatusTooManyRequests, CodeActorBusy, "too many calls are waiting for this actor; retry later")
 
 // NewMailboxes returns mailboxes that let at most limit calls wait per actor.
 func NewMailboxes(limit int) *Mailboxes {
