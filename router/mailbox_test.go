@@ -3,11 +3,14 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func TestMailboxRunsTurnsOneAtATimeInArrivalOrder(t *testing.T) {
@@ -53,22 +56,12 @@ func TestMailboxRunsTurnsOneAtATimeInArrivalOrder(t *testing.T) {
 func waitForWaiters(t *testing.T, m *Mailboxes, actor string, n int) {
 	t.Helper()
 	s := m.shardOf(actor)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	proctest.Eventually(t, fmt.Sprintf("%d waiters for %q", n, actor), func() bool {
 		s.mu.Lock()
-		got := 0
-		if b := s.boxes[actor]; b != nil {
-			got = b.sem.Waiting()
-		}
-		s.mu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d waiters, want %d", got, n)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+		defer s.mu.Unlock()
+		b := s.boxes[actor]
+		return b != nil && b.sem.Waiting() == n || b == nil && n == 0
+	})
 }
 
 func TestMailboxDifferentActorsRunInParallel(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func TestActorCallsStateAndDelete(t *testing.T) {
@@ -178,12 +179,7 @@ func TestPodDownAndStoreDown(t *testing.T) {
 	pods := h.deploy(counterFn, newTestActor())
 	h.do("POST", "/v1/actors/counter/a/add", `{"by":1}`).want(t, 200, `{"value":1}`)
 	// A pod address nobody listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := proctest.ClosedAddr(t)
 	h.backends.Set(counterFn, placement.Pod{Name: dead, Addr: dead})
 	_ = pods
 	rp := h.do("POST", "/v1/actors/counter/a/add", `{"by":1}`)
@@ -290,7 +286,7 @@ func TestEffectsRunAfterCommit(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.deploy(counterFn, newTestActor())
 	h.do("POST", "/v1/actors/counter/a/send", `{"to":"b","by":5}`).want(t, 200, `{"value":1}`)
-	eventually(t, "the effect", func() bool {
+	proctest.Eventually(t, "the effect", func() bool {
 		return h.do("GET", "/v1/actors/counter/b", "").body == `{"value":5}`
 	})
 	// A failed turn runs no effect.
@@ -358,16 +354,5 @@ func TestMetricsAndStats(t *testing.T) {
 	}
 	if s := h.r.Stats().EndWindow("counter"); s.Requests != 1 || s.ActiveActors != 1 {
 		t.Fatalf("stats snapshot %+v, want 1 request from 1 actor", s)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func dialWS(t *testing.T, h *harness, path string, header http.Header) *websocket.Conn {
@@ -155,7 +156,7 @@ func TestShutdownFinishesTurnsAndClosesWebSockets(t *testing.T) {
 	var slow reply
 	wg.Add(1)
 	go func() { defer wg.Done(); slow = h.do("POST", "/v1/actors/counter/a/slow-add", `{"by":1,"ms":300}`) }()
-	eventually(t, "the slow call to start", func() bool { return h.r.mailboxes.Active() == 1 })
+	proctest.Eventually(t, "the slow call to start", func() bool { return h.r.mailboxes.Active() == 1 })
 	if err := h.shutdown(); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestShutdownDoesNotWaitForHalfSentRequests(t *testing.T) {
 	)
 	wg.Add(1)
 	go func() { defer wg.Done(); slow = h.do("POST", "/v1/actors/counter/a/slow-add", `{"by":1,"ms":2500}`) }()
-	eventually(t, "the slow call to start", func() bool { return h.r.mailboxes.Active() == 1 })
+	proctest.Eventually(t, "the slow call to start", func() bool { return h.r.mailboxes.Active() == 1 })
 	if err := h.shutdown(); err != nil { // its context allows 10 s, far less than ReadTimeout
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/knactor/knactor/test/proctest"
@@ -340,12 +339,7 @@ func fakeRouter(t *testing.T) *httptest.Server {
 func TestErrorsSayWhatToDoNext(t *testing.T) {
 	srv := fakeRouter(t)
 	good := map[string]string{envURL: srv.URL, envToken: "good-token-0123456789"}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
+	closed := "http://" + proctest.ClosedAddr(t)
 	notKnactor := httptest.NewServer(http.NotFoundHandler())
 	defer notKnactor.Close()
 	for _, tc := range []struct {
@@ -433,15 +427,10 @@ func TestLogs(t *testing.T) {
 	}
 }
 
+// waitFor waits until the output s holds want.
 func waitFor(t *testing.T, s interface{ String() string }, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(s.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output %q never held %q", s.String(), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.Eventually(t, fmt.Sprintf("the output to hold %q", want), func() bool { return strings.Contains(s.String(), want) })
 }
 
 // TestWSSessionMessages runs a session against a fake router's WebSocket: the messages sent,
