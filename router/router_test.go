@@ -289,10 +289,43 @@ func TestEffectsRunAfterCommit(t *testing.T) {
 	proctest.Eventually(t, "the effect", func() bool {
 		return h.do("GET", "/v1/actors/counter/b", "").body == `{"value":5}`
 	})
-	// A failed turn runs no effect.
-	h.deploy(counterFn, rawPod(422, `{"error":{"status":422,"code":"no"},"effects":[{"actor":"c","action":"add","payload":{"by":1}}]}`))
+	// A failed turn runs no effect. Its pod fails a's turn but asks for an effect on c anyway,
+	// and reports every call for another actor on calls: the event an effect that fired would
+	// cause. An immediate effect is dispatched before its turn is answered, on a goroutine that
+	// r.effects counts, so once the answer is in and r.effects is idle, an effect that fired
+	// has called the pod; one kept for later would be pending in a's record.
+	calls := make(chan string, 10)
+	h.deploy(counterFn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var env struct {
+			Actor  string `json:"actor"`
+			Action string `json:"action"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&env); err != nil {
+			t.Errorf("the pod got an envelope it cannot decode: %v", err)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if env.Actor != "a" {
+			calls <- env.Actor + "/" + env.Action
+			_, _ = io.WriteString(w, `{"state":{"value":1},"reply":{"value":1}}`)
+			return
+		}
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = io.WriteString(w, `{"error":{"status":422,"code":"no"},"effects":[{"actor":"c","action":"add","payload":{"by":1}}]}`)
+	}))
 	h.do("POST", "/v1/actors/counter/a/send", `{}`).want(t, 422, "")
-	h.deploy(counterFn, newTestActor())
+	h.r.effects.Wait()
+	select {
+	case call := <-calls:
+		t.Fatalf("the failed turn's effect ran: the pod got a call of %s", call)
+	default:
+	}
+	var rec struct {
+		Pending int `json:"pending_effects"`
+	}
+	rp := h.do("GET", "/v1/actors/counter/a?view=record", "")
+	if err := json.Unmarshal([]byte(rp.body), &rec); rp.status != 200 || err != nil || rec.Pending != 0 {
+		t.Fatalf("a's record after the failed turn: %d %s (%v), want no pending effect", rp.status, rp.body, err)
+	}
 	h.do("GET", "/v1/actors/counter/c", "").want(t, 404, "")
 }
 
