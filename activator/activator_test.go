@@ -110,7 +110,10 @@ func TestCapacityIsPerPodAndFIFO(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var order []int
-	first, _ := a.Acquire(context.Background(), pod, 1)
+	first, err := a.Acquire(context.Background(), pod, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 10 {
 		wg.Add(1)
 		go func() {
@@ -183,7 +186,10 @@ func TestCapacityIsPerPodAndFIFO(t *testing.T) {
 func TestCancelledCapacityWaiterLeaves(t *testing.T) {
 	a := New(Config{}, newFakePods(), &countingPoker{})
 	pod := placement.Pod{Name: "p"}
-	r, _ := a.Acquire(context.Background(), pod, 1)
+	r, err := a.Acquire(context.Background(), pod, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	if _, err := a.Acquire(ctx, pod, 1); !errors.Is(err, context.DeadlineExceeded) {

@@ -168,9 +168,9 @@ func TestShutdownFinishesTurnsAndClosesWebSockets(t *testing.T) {
 	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
 		t.Fatalf("websocket at shutdown: %v, want close 1001", err)
 	}
-	e, _ := h.store.Get(context.Background(), counterKey("a"))
-	if string(e.Value) != `{"value":1}` {
-		t.Fatalf("store after shutdown holds %s", e.Value)
+	e, err := h.store.Get(context.Background(), counterKey("a"))
+	if err != nil || string(e.Value) != `{"value":1}` {
+		t.Fatalf("store after shutdown holds %s (%v)", e.Value, err)
 	}
 }
 

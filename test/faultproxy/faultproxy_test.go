@@ -166,7 +166,10 @@ func TestFaultsUnit(t *testing.T) {
 			up := newRecordingUpstream(t)
 			p := faultproxy.Start(t, strings.TrimPrefix(up.URL, "http://"))
 			p.Set(tc.fault)
-			req, _ := http.NewRequest(tc.method, "http://"+p.Addr()+"/b/k", strings.NewReader("x"))
+			req, err := http.NewRequest(tc.method, "http://"+p.Addr()+"/b/k", strings.NewReader("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
 			start := time.Now()
 			resp, err := plainClient(5 * time.Second).Do(req)
 			took := time.Since(start)
@@ -202,7 +205,10 @@ func TestCountAndStats(t *testing.T) {
 	p.Set(faultproxy.Fault{Mode: faultproxy.Unavailable, Count: 2, Methods: []string{"PUT"}})
 	var statuses []int
 	for _, method := range []string{"PUT", "GET", "PUT", "PUT"} {
-		req, _ := http.NewRequest(method, "http://"+p.Addr()+"/b/k", nil)
+		req, err := http.NewRequest(method, "http://"+p.Addr()+"/b/k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp, err := plainClient(5 * time.Second).Do(req)
 		if err != nil {
 			t.Fatal(err)
