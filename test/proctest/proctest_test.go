@@ -196,12 +196,15 @@ func TestEventually(t *testing.T) {
 	eventuallyTimeout = 200 * time.Millisecond
 	tests := []struct {
 		name      string
-		holdAfter int // cond holds from its holdAfter-th call on; < 0: never
+		holdAfter int           // cond holds from its holdAfter-th call on; < 0: never
+		within    time.Duration // EventuallyWithin's bound; 0: Eventually
 		wantFail  bool
 	}{
 		{name: "holds at once", holdAfter: 0},
 		{name: "holds after a few polls", holdAfter: 5},
 		{name: "never holds", holdAfter: -1, wantFail: true},
+		{name: "within: holds after a few polls", holdAfter: 3, within: time.Second},
+		{name: "within: never holds", holdAfter: -1, within: 50 * time.Millisecond, wantFail: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,12 +212,19 @@ func TestEventually(t *testing.T) {
 			calls := 0
 			done := make(chan struct{})
 			start := time.Now()
+			cond := func() bool {
+				calls++
+				return tt.holdAfter >= 0 && calls > tt.holdAfter
+			}
+			bound := eventuallyTimeout
 			go func() {
 				defer close(done)
-				Eventually(rec, "the condition", func() bool {
-					calls++
-					return tt.holdAfter >= 0 && calls > tt.holdAfter
-				})
+				if tt.within > 0 {
+					bound = tt.within
+					EventuallyWithin(rec, tt.within, "the condition", cond)
+					return
+				}
+				Eventually(rec, "the condition", cond)
 			}()
 			select {
 			case <-done:
@@ -228,8 +238,8 @@ func TestEventually(t *testing.T) {
 				if !strings.Contains(rec.msg, "timed out waiting for the condition") {
 					t.Errorf("message %q does not say what it waited for", rec.msg)
 				}
-				if d := time.Since(start); d < eventuallyTimeout {
-					t.Errorf("gave up after %v, before its timeout of %v", d, eventuallyTimeout)
+				if d := time.Since(start); d < bound {
+					t.Errorf("gave up after %v, before its bound of %v", d, bound)
 				}
 				return
 			}
