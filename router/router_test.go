@@ -296,6 +296,10 @@ func TestEffectsRunAfterCommit(t *testing.T) {
 	// has called the pod; one kept for later would be pending in a's record.
 	calls := make(chan string, 10)
 	h.deploy(counterFn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/invoke" {
+			_, _ = io.WriteString(w, "ok") // not a call (a health check)
+			return
+		}
 		var env struct {
 			Actor  string `json:"actor"`
 			Action string `json:"action"`
