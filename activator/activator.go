@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"k8s.io/utils/clock"
 
+	"github.com/knactor/knactor/internal/fifo"
 	"github.com/knactor/knactor/router/placement"
 )
 
@@ -164,60 +165,45 @@ func (a *Activator) Forget(pod string) {
 	a.mu.Unlock()
 }
 
-// breaker is a FIFO semaphore: at most capacity holders, waiters served in arrival order.
+// breaker is a pod's capacity: a FIFO semaphore (internal/fifo) of capacity slots, whose
+// waiters are served in arrival order and may line up without bound (the call's deadline
+// bounds each wait). mu guards sem.
 type breaker struct {
 	capacity int
 	mu       sync.Mutex
-	inUse    int
-	waiters  []chan struct{}
+	sem      fifo.Sem
 }
 
-func newBreaker(capacity int) *breaker { return &breaker{capacity: capacity} }
+func newBreaker(capacity int) *breaker {
+	b := &breaker{capacity: capacity}
+	b.sem.Init(capacity, -1)
+	return b
+}
 
 func (b *breaker) acquire(ctx context.Context) (func(), error) {
 	b.mu.Lock()
-	if b.inUse < b.capacity && len(b.waiters) == 0 {
-		b.inUse++
+	if b.sem.TryAcquire() {
 		b.mu.Unlock()
 		return b.releaser(), nil
 	}
-	ready := make(chan struct{})
-	b.waiters = append(b.waiters, ready)
-	b.mu.Unlock()
 	span := startSpan(ctx, spanSlot, attribute.Int("knactor.activator.capacity", b.capacity))
-	select {
-	case <-ready:
-		endSpan(span, nil)
-		return b.releaser(), nil
-	case <-ctx.Done():
-	}
-	endSpan(span, ctx.Err())
-	b.mu.Lock()
-	for i, w := range b.waiters {
-		if w == ready {
-			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
-			b.mu.Unlock()
-			return nil, ctx.Err()
-		}
-	}
+	err := b.sem.Wait(ctx, &b.mu)
 	b.mu.Unlock()
-	b.releaser()() // handed a slot as ctx ended: give it back
-	return nil, ctx.Err()
+	endSpan(span, err)
+	if err != nil {
+		return nil, err
+	}
+	return b.releaser(), nil
 }
 
+// releaser returns the function that gives the slot back, once however often it is called.
 func (b *breaker) releaser() func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			b.mu.Lock()
 			defer b.mu.Unlock()
-			if len(b.waiters) > 0 {
-				next := b.waiters[0]
-				b.waiters = b.waiters[1:]
-				close(next) // the slot passes straight to the next waiter
-				return
-			}
-			b.inUse--
+			b.sem.Release() // the slot passes straight to the next waiter, if any
 		})
 	}
 }

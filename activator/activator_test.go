@@ -3,12 +3,14 @@ package activator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // fakePods is a ready set that tests change by hand.
@@ -46,17 +48,6 @@ type countingPoker struct{ n atomic.Int64 }
 
 func (p *countingPoker) Poke(string) { p.n.Add(1) }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestHeldCallsAreReleasedWhenAPodIsReady(t *testing.T) {
 	pods, poker := newFakePods(), &countingPoker{}
 	a := New(Config{}, pods, poker)
@@ -71,7 +62,7 @@ func TestHeldCallsAreReleasedWhenAPodIsReady(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, func() bool { return a.Waiting("fn") == 200 })
+	proctest.Eventually(t, "200 held calls", func() bool { return a.Waiting("fn") == 200 })
 	if poker.n.Load() == 0 {
 		t.Fatal("the autoscaler was not poked")
 	}
@@ -90,12 +81,12 @@ func TestQueueFullAndDeadline(t *testing.T) {
 	for range 2 {
 		go func() { _, _ = a.AwaitReady(ctx, "fn") }()
 	}
-	waitFor(t, func() bool { return a.Waiting("fn") == 2 })
+	proctest.Eventually(t, "2 held calls", func() bool { return a.Waiting("fn") == 2 })
 	if _, err := a.AwaitReady(context.Background(), "fn"); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("third call: %v, want ErrQueueFull", err)
 	}
 	cancel()
-	waitFor(t, func() bool { return a.Waiting("fn") == 0 })
+	proctest.Eventually(t, "no held calls", func() bool { return a.Waiting("fn") == 0 })
 	short, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel2()
 	if _, err := a.AwaitReady(short, "fn"); !errors.Is(err, ErrNoPod) {
@@ -119,7 +110,10 @@ func TestCapacityIsPerPodAndFIFO(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var order []int
-	first, _ := a.Acquire(context.Background(), pod, 1)
+	first, err := a.Acquire(context.Background(), pod, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 10 {
 		wg.Add(1)
 		go func() {
@@ -138,11 +132,11 @@ func TestCapacityIsPerPodAndFIFO(t *testing.T) {
 			running.Add(-1)
 			release()
 		}()
-		waitFor(t, func() bool {
+		proctest.Eventually(t, fmt.Sprintf("%d waiting for the slot", i+1), func() bool {
 			b := a.breakers["p"]
 			b.mu.Lock()
 			defer b.mu.Unlock()
-			return len(b.waiters) == i+1
+			return b.sem.Waiting() == i+1
 		})
 	}
 	first()
@@ -192,7 +186,10 @@ func TestCapacityIsPerPodAndFIFO(t *testing.T) {
 func TestCancelledCapacityWaiterLeaves(t *testing.T) {
 	a := New(Config{}, newFakePods(), &countingPoker{})
 	pod := placement.Pod{Name: "p"}
-	r, _ := a.Acquire(context.Background(), pod, 1)
+	r, err := a.Acquire(context.Background(), pod, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	if _, err := a.Acquire(ctx, pod, 1); !errors.Is(err, context.DeadlineExceeded) {

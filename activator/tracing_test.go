@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // A held call of a traced caller gets a hold span under the caller's span, from the caller's
@@ -23,7 +24,7 @@ func TestHoldSpan(t *testing.T) {
 	a := New(Config{}, pods, &countingPoker{})
 	done := make(chan error, 1)
 	go func() { _, err := a.AwaitReady(ctx, "fn"); done <- err }()
-	waitFor(t, func() bool { return a.Waiting("fn") == 1 })
+	proctest.Eventually(t, "the held call", func() bool { return a.Waiting("fn") == 1 })
 	pods.setPods(placement.Pod{Name: "p1", Addr: "127.0.0.1:1"})
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 )
 
 // StatsSource gives the statistics of a function since its previous snapshot: the router's
-// stats.Recorder. Each call ends the function's window, so the Autoscaler must be its only
+// stats.Recorder (its EndWindow). Each call ends the function's window, so the Autoscaler must be its only
 // reader.
 type StatsSource interface {
 	Snapshot(function string) stats.Snapshot

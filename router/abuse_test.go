@@ -34,6 +34,7 @@ import (
 
 	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // promptly is how long a normal caller's call may take while an attack runs.
@@ -200,18 +201,6 @@ func memInUse() (heap, stack uint64) {
 
 func memGrowth(before, after uint64) int64 { return int64(after) - int64(before) }
 
-// waitWithin polls cond every 5 ms until it holds; it fails after within.
-func waitWithin(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestAbuseSlowlorisHeaders: connections that trickle their request headers one byte every
 // 100 ms get 408 (the API's JSON error) once ReadTimeout has passed since the connection was
 // accepted, and are closed; meanwhile a normal caller's calls succeed promptly.
@@ -260,7 +249,7 @@ func TestAbuseSlowlorisHeaders(t *testing.T) {
 			answers <- readAnswer(c, start, readTimeout+10*time.Second)
 		}()
 	}
-	waitWithin(t, 5*time.Second, "the attackers' connections accepted", func() bool { return h.r.openConns() >= base+attackers })
+	proctest.EventuallyWithin(t, 5*time.Second, "the attackers' connections accepted", func() bool { return h.r.openConns() >= base+attackers })
 
 	// The attack holds 64 connections; the normal caller does not notice.
 	calls := 0
@@ -278,7 +267,7 @@ func TestAbuseSlowlorisHeaders(t *testing.T) {
 	if int(sentMost.Load()) >= len(header) {
 		t.Fatal("an attacker finished its headers: the test did not test slowloris")
 	}
-	waitWithin(t, 5*time.Second, "the router to forget the attackers' connections", func() bool { return h.r.openConns() <= base })
+	proctest.EventuallyWithin(t, 5*time.Second, "the router to forget the attackers' connections", func() bool { return h.r.openConns() <= base })
 	h.do("GET", "/v1/actors/counter/victim", "").want(t, 404, "") // no attacker's call ran
 
 	// Headers past fasthttp's 4 KiB read buffer are refused at once rather than buffered.
@@ -470,7 +459,7 @@ func TestAbuseClientThatNeverReadsAnswers(t *testing.T) {
 	if _, err := io.WriteString(c, strings.Repeat("GET /v1/functions/big/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 64)); err != nil {
 		t.Fatal(err)
 	}
-	waitWithin(t, 5*time.Second, "the connection accepted", func() bool { return h.r.openConns() == base+1 })
+	proctest.EventuallyWithin(t, 5*time.Second, "the connection accepted", func() bool { return h.r.openConns() == base+1 })
 	start := time.Now()
 	for h.r.openConns() > base {
 		if time.Since(start) > 10*time.Second {
@@ -684,7 +673,7 @@ func TestAbuseTenThousandIdleConnections(t *testing.T) {
 	if _, err := fmt.Sscanf(next(30*time.Second), "dialed %d failed %d", &dialed, &failed); err != nil || failed != 0 || dialed != want {
 		t.Fatalf("helper dialed %d, %d failed (%v), want %d", dialed, failed, err, want)
 	}
-	waitWithin(t, readTimeout/2, "the router to accept every connection", func() bool { return h.r.openConns() >= base+want })
+	proctest.EventuallyWithin(t, readTimeout/2, "the router to accept every connection", func() bool { return h.r.openConns() >= base+want })
 	heap1, stack1 := memInUse()
 	open := h.r.openConns() - base
 	heapPerConn := float64(memGrowth(heap0, heap1)) / float64(open)
@@ -705,7 +694,7 @@ func TestAbuseTenThousandIdleConnections(t *testing.T) {
 	if line != fmt.Sprintf("ended map[408:%d]", want) {
 		t.Fatalf("of %d idle connections: %s; want every one answered 408 and closed", want, line)
 	}
-	waitWithin(t, 5*time.Second, "the router to forget the idle connections", func() bool { return h.r.openConns() <= base })
+	proctest.EventuallyWithin(t, 5*time.Second, "the router to forget the idle connections", func() bool { return h.r.openConns() <= base })
 	normal.served("after the connections")
 	t.Logf("all %d answered 408 and closed by the router within %v of the first dial (ReadTimeout %v)", want, closedAfter, readTimeout)
 }
@@ -727,7 +716,7 @@ func TestAbuseIdleWebSocketSessions(t *testing.T) {
 	if _, err := fmt.Sscanf(next(30*time.Second), "dialed %d failed %d", &dialed, &failed); err != nil || failed != 0 || dialed != n {
 		t.Fatalf("helper opened %d sessions, %d failed (%v), want %d", dialed, failed, err, n)
 	}
-	waitWithin(t, 10*time.Second, "every session", func() bool { return h.r.hub.slots.n.Load() == int64(n) })
+	proctest.EventuallyWithin(t, 10*time.Second, "every session", func() bool { return h.r.hub.slots.n.Load() == int64(n) })
 	heap1, stack1 := memInUse()
 	heapPer, stackPer := float64(memGrowth(heap0, heap1))/float64(n), float64(memGrowth(stack0, stack1))/float64(n)
 	t.Logf("%d idle WebSocket sessions: %.0f B of heap and %.0f B of stack each (budgets %d and %d)",
@@ -771,7 +760,7 @@ func TestAbuseWebSocketClientThatNeverReads(t *testing.T) {
 		return len(h.r.hub.sessions)
 	}
 	slow := dialWS(t, h, "/v1/actors/board/room/ws?subscribe=1", nil) // never read
-	waitWithin(t, 5*time.Second, "the slow session", func() bool { return sessions() == 1 })
+	proctest.EventuallyWithin(t, 5*time.Second, "the slow session", func() bool { return sessions() == 1 })
 	var slowSession *wsSession
 	h.r.hub.mu.Lock()
 	for s := range h.r.hub.sessions {
@@ -793,7 +782,7 @@ func TestAbuseWebSocketClientThatNeverReads(t *testing.T) {
 			}
 		}
 	}()
-	waitWithin(t, 5*time.Second, "both sessions", func() bool { return sessions() == 2 })
+	proctest.EventuallyWithin(t, 5*time.Second, "both sessions", func() bool { return sessions() == 2 })
 
 	// A few changes first, which the slow client's socket still takes: what the router keeps
 	// beside the sessions (the state in the store, pooled buffers) is then in the baseline.
@@ -802,7 +791,7 @@ func TestAbuseWebSocketClientThatNeverReads(t *testing.T) {
 		h.do("POST", "/v1/actors/board/room/update", `{}`).want(t, 200, `{"ok":true}`)
 		updates++
 	}
-	waitWithin(t, 10*time.Second, "the first changes at the reading subscriber", func() bool { return received.Load() == int64(updates) })
+	proctest.EventuallyWithin(t, 10*time.Second, "the first changes at the reading subscriber", func() bool { return received.Load() == int64(updates) })
 	heap0, _ := memInUse()
 	var peak, peakQueued int64
 	start := time.Now()
@@ -833,7 +822,7 @@ func TestAbuseWebSocketClientThatNeverReads(t *testing.T) {
 	}
 
 	// The other subscriber got every change and still works.
-	waitWithin(t, 10*time.Second, "every change at the reading subscriber", func() bool { return received.Load() == int64(updates) })
+	proctest.EventuallyWithin(t, 10*time.Second, "every change at the reading subscriber", func() bool { return received.Load() == int64(updates) })
 	select {
 	case err := <-goodDone:
 		t.Fatalf("the reading subscriber was disconnected: %v", err)
@@ -961,7 +950,7 @@ func TestAbuseNewActorFlood(t *testing.T) {
 			t.Fatalf("flood: %d calls got %d (failures %v); want 200, or 429/503 with Retry-After", n, status, failures)
 		}
 	}
-	waitWithin(t, 5*time.Second, "every mailbox to go", func() bool { return h.r.mailboxes.Active() == 0 })
+	proctest.EventuallyWithin(t, 5*time.Second, "every mailbox to go", func() bool { return h.r.mailboxes.Active() == 0 })
 	heap1, _ := memInUse()
 	perActor := float64(memGrowth(heap0, heap1)-cacheMax) / actors
 	bound := int64(cacheMax + actors*floodActorBudget)
@@ -1018,7 +1007,7 @@ func TestAbuseConnectionCaps(t *testing.T) {
 		for range n {
 			cs = append(cs, dialRaw(t, h))
 		}
-		waitWithin(t, 5*time.Second, "the held connections accepted", func() bool { return h.r.openConns() == base+n })
+		proctest.EventuallyWithin(t, 5*time.Second, "the held connections accepted", func() bool { return h.r.openConns() == base+n })
 		return cs
 	}
 
@@ -1028,7 +1017,7 @@ func TestAbuseConnectionCaps(t *testing.T) {
 		c := dialRaw(t, h)
 		readAnswer(c, time.Now(), 5*time.Second).wantJSONError(t, "connection 9 of 8", 503, CodeTooManyConnections)
 		held[0].Close()
-		waitWithin(t, 5*time.Second, "a place to free", func() bool { return h.r.openConns() < 8 })
+		proctest.EventuallyWithin(t, 5*time.Second, "a place to free", func() bool { return h.r.openConns() < 8 })
 		newAbuseCaller(t, h, "").served("once a connection closed")
 	})
 
@@ -1039,7 +1028,7 @@ func TestAbuseConnectionCaps(t *testing.T) {
 		readAnswer(c, time.Now(), 5*time.Second).wantJSONError(t, "connection 5 of 4 from one address", 429, CodeTooManyConnections)
 		newAbuseCaller(t, h, "127.0.0.2").served("another address")
 		held[0].Close()
-		waitWithin(t, 5*time.Second, "a place to free", func() bool {
+		proctest.EventuallyWithin(t, 5*time.Second, "a place to free", func() bool {
 			h.r.limits.mu.Lock()
 			defer h.r.limits.mu.Unlock()
 			return h.r.limits.perClient[netip.MustParseAddr("127.0.0.1")] < 4
@@ -1078,7 +1067,7 @@ func TestAbuseConnectionCaps(t *testing.T) {
 		}
 		newAbuseCaller(t, h, "").served("with the sessions full")
 		first.Close()
-		waitWithin(t, 5*time.Second, "the closed session's place", func() bool { return h.r.hub.slots.n.Load() < 2 })
+		proctest.EventuallyWithin(t, 5*time.Second, "the closed session's place", func() bool { return h.r.hub.slots.n.Load() < 2 })
 		dialWS(t, h, "/v1/actors/counter/c/ws", nil)
 	})
 

@@ -95,7 +95,7 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 	var space [3][]byte // rest's segments, without a heap slice for them
 	parts, ok := splitSegments(rest, space[:0])
 	if !ok || len(parts) < 2 {
-		writeError(ctx, errorf(404, CodeNotFound, "want /v1/actors/{function}/{id}[/{action}]; escape '/' in ids as %%2F"))
+		writeError(ctx, errorf(fasthttp.StatusNotFound, CodeNotFound, "want /v1/actors/{function}/{id}[/{action}]; escape '/' in ids as %%2F"))
 		return
 	}
 	fnName, interned := r.names.of(parts[0])
@@ -105,16 +105,16 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 	}
 	key, err := actorKey(fnName, parts[1])
 	if err != nil {
-		writeError(ctx, errorf(400, CodeBadRequest, "actor id is not valid percent-encoding: %v", err))
+		writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "actor id is not valid percent-encoding: %v", err))
 		return
 	}
 	if err := key.Validate(); err != nil {
-		writeError(ctx, errorf(400, CodeBadRequest, "%v", err))
+		writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "%v", err))
 		return
 	}
 	fn, ok := r.backends.Function(fnName)
 	if !ok {
-		writeError(ctx, errorf(404, CodeUnknownFunction, "no function %q is deployed", fnName))
+		writeError(ctx, errorf(fasthttp.StatusNotFound, CodeUnknownFunction, "no function %q is deployed", fnName))
 		return
 	}
 	if !interned {
@@ -132,7 +132,7 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 			}
 			r.serveDelete(ctx, fn, key)
 		default:
-			writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s /v1/actors/{function}/{id}: use GET or DELETE", method))
+			writeError(ctx, errorf(fasthttp.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s /v1/actors/{function}/{id}: use GET or DELETE", method))
 		}
 		return
 	}
@@ -141,9 +141,9 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 	case method == fasthttp.MethodGet && action == wsAction:
 		r.serveWebSocket(ctx, a, fn, key, host)
 	case method != fasthttp.MethodPost:
-		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s on an action: use POST (or GET .../ws for a WebSocket)", method))
+		writeError(ctx, errorf(fasthttp.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s on an action: use POST (or GET .../ws for a WebSocket)", method))
 	case !validAction(action):
-		writeError(ctx, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", action, maxActionLen))
+		writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", action, maxActionLen))
 	case a.mayWrite() != nil:
 		writeError(ctx, a.mayWrite())
 	default:
@@ -223,7 +223,7 @@ func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, ke
 		ctx.Response.Header.SetContentTypeBytes(contentJSON)
 	}
 	ctx.SetBody(res.reply)
-	r.metrics.observe(fn.Name, kindActor, 200, start)
+	r.metrics.observe(fn.Name, kindActor, fasthttp.StatusOK, start)
 }
 
 // actorKey returns the key of the actor whose id is the percent-encoded path segment seg, with
@@ -290,16 +290,16 @@ func (r *Router) send(addr string, env *envelope, deadline time.Time, maxState i
 	}
 	switch {
 	case errors.Is(err, fasthttp.ErrTimeout):
-		return outcome{}, errorf(504, CodeFunctionTimeout, "function did not answer before the deadline")
+		return outcome{}, errorf(fasthttp.StatusGatewayTimeout, CodeFunctionTimeout, "function did not answer before the deadline")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return outcome{}, badReply("answer is over the limit of %d bytes", r.cfg.MaxReplyBytes)
 	case err != nil:
-		return outcome{}, &unreachableError{errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err), err}
+		return outcome{}, &unreachableError{errorf(fasthttp.StatusBadGateway, CodeFunctionFailed, "calling the function's pod: %v", err), err}
 	}
 	status := resp.StatusCode()
 	setStatusCode(span, status)
 	body := resp.Body()
-	if status < 200 || status > 299 {
+	if status < fasthttp.StatusOK || status >= fasthttp.StatusMultipleChoices {
 		// The error form may come with its own status; anything else is a failed function.
 		if out, perr := parseAnswer(body, env.function, maxState, r.cfg.MaxEffectsPerTurn, room); perr == nil && out.fnErr != nil && out.fnErr.status == status {
 			return out, nil
@@ -366,11 +366,11 @@ func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn Function, key statec
 	switch {
 	case err != nil:
 	case view != "" && view != "record":
-		err = errorf(400, CodeBadRequest, "view %q: the only view is \"record\"", view)
+		err = errorf(fasthttp.StatusBadRequest, CodeBadRequest, "view %q: the only view is \"record\"", view)
 	case view == "record" && rec.Empty():
-		err = errorf(404, CodeActorNotFound, "actor %q of function %q has no state, timers or pending effects", key.ID, key.Function)
+		err = errorf(fasthttp.StatusNotFound, CodeActorNotFound, "actor %q of function %q has no state, timers or pending effects", key.ID, key.Function)
 	case view == "" && !rec.HasState:
-		err = errorf(404, CodeActorNotFound, "actor %q of function %q has no state", key.ID, key.Function)
+		err = errorf(fasthttp.StatusNotFound, CodeActorNotFound, "actor %q of function %q has no state", key.ID, key.Function)
 	}
 	if err != nil {
 		r.metrics.observe(fn.Name, kindState, statusOf(err), start)
@@ -391,7 +391,7 @@ func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn Function, key statec
 		ctx.Response.Header.SetContentTypeBytes(contentTypeOf(rec.State))
 		ctx.SetBody(rec.State)
 	}
-	r.metrics.observe(fn.Name, kindState, 200, start)
+	r.metrics.observe(fn.Name, kindState, fasthttp.StatusOK, start)
 }
 
 // appendRecordView appends the JSON of GET ...?view=record (docs/api.md).
@@ -433,7 +433,7 @@ func (r *Router) serveDelete(ctx *fasthttp.RequestCtx, fn Function, key statecac
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
-	r.metrics.observe(fn.Name, kindState, 204, start)
+	r.metrics.observe(fn.Name, kindState, fasthttp.StatusNoContent, start)
 }
 
 // deleteActor deletes the actor's state as a turn: its state, timers, channels and idempotency

@@ -102,10 +102,10 @@ type access struct {
 }
 
 var (
-	errReadOnly      = errorf(403, CodeForbidden, "this token is read-only: it may read state but not run turns, delete or deploy")
-	errNotAllTokens  = errorf(403, CodeForbidden, "this token is limited to some functions: channels, metrics and the function list need a token for every function")
-	errBadPeerToken  = errorf(401, CodeUnauthorized, "invalid "+HeaderPeerToken)
-	errInternalRoute = errorf(403, CodeForbidden, "only the actor system's routers may push to a channel")
+	errReadOnly      = errorf(fasthttp.StatusForbidden, CodeForbidden, "this token is read-only: it may read state but not run turns, delete or deploy")
+	errNotAllTokens  = errorf(fasthttp.StatusForbidden, CodeForbidden, "this token is limited to some functions: channels, metrics and the function list need a token for every function")
+	errBadPeerToken  = errorf(fasthttp.StatusUnauthorized, CodeUnauthorized, "invalid "+HeaderPeerToken)
+	errInternalRoute = errorf(fasthttp.StatusForbidden, CodeForbidden, "only the actor system's routers may push to a channel")
 )
 
 // mayUse checks that the caller may reach function fn's actors or pass-through paths.
@@ -113,7 +113,7 @@ func (a access) mayUse(fn string) error {
 	if a.grant == nil || a.grant.functions == nil || slices.Contains(a.grant.functions, fn) {
 		return nil
 	}
-	return errorf(403, CodeForbidden, "this token may not call function %q (it is limited to %s)", fn, strings.Join(a.grant.functions, ", "))
+	return errorf(fasthttp.StatusForbidden, CodeForbidden, "this token may not call function %q (it is limited to %s)", fn, strings.Join(a.grant.functions, ", "))
 }
 
 // mayWrite checks that the caller may run turns, delete or deploy.
@@ -181,12 +181,12 @@ func (r *Router) setPeerAuth(req *fasthttp.Request) {
 func (r *Router) guardTokenless(ctx *fasthttp.RequestCtx) error {
 	host := ctx.Host()
 	if r.listensLoopback.Load() && !loopbackHost(host) && !r.routeHost(host) {
-		return errorf(403, CodeForbidden,
+		return errorf(fasthttp.StatusForbidden, CodeForbidden,
 			"host %q: a router without tokens on a loopback address answers only 127.0.0.1, localhost and [::1]; set KNACTOR_AUTH_TOKENS to serve other names",
 			truncate(string(host), 256))
 	}
 	if origin := ctx.Request.Header.Peek("Origin"); len(origin) > 0 && !r.originAllowed(origin, host) {
-		return errorf(403, CodeForbidden,
+		return errorf(fasthttp.StatusForbidden, CodeForbidden,
 			"origin %q may not call a router without tokens: only pages of the router itself may, or those listed with --allowed-origin",
 			truncate(string(origin), 256))
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
+	"github.com/valyala/fasthttp"
 )
 
 // Retries of an effect whose call failed for a reason that may pass (store or pods unavailable,
@@ -158,7 +159,7 @@ func (r *Router) deliver(ctx context.Context, src statecache.Key, entries []reco
 func (r *Router) dispatch(ctx context.Context, o record.Outgoing, requestID string) error {
 	fn, ok := r.backends.Function(o.Function)
 	if !ok {
-		return errorf(404, CodeUnknownFunction, "no function %q is deployed", o.Function)
+		return errorf(fasthttp.StatusNotFound, CodeUnknownFunction, "no function %q is deployed", o.Function)
 	}
 	call := &actorCall{
 		fn: fn, key: statecache.Key{Function: o.Function, ID: o.Actor}, action: o.Action,
@@ -176,7 +177,7 @@ func (r *Router) dispatch(ctx context.Context, o record.Outgoing, requestID stri
 // timeout, a pod that could not be reached.
 func retryable(err error) bool {
 	switch statusOf(err) {
-	case 429, 503, 504:
+	case fasthttp.StatusTooManyRequests, fasthttp.StatusServiceUnavailable, fasthttp.StatusGatewayTimeout:
 		return true
 	}
 	return errors.Is(err, errUnreachable)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
+	"github.com/valyala/fasthttp"
 )
 
 // Limits of the function contract (docs/protocol.md).
@@ -327,7 +328,7 @@ func parseFullAnswer(body []byte, self string, maxState, maxEffects int) (outcom
 	}
 	if a.Error != nil {
 		e := a.Error
-		if e.Status < 400 || e.Status > 499 || !errorCodeRE.MatchString(e.Code) {
+		if e.Status < fasthttp.StatusBadRequest || e.Status >= fasthttp.StatusInternalServerError || !errorCodeRE.MatchString(e.Code) {
 			return outcome{}, badReply("error form needs a status in 400..499 and a snake_case code, got status %d code %q", e.Status, e.Code)
 		}
 		msg := e.Message
@@ -453,7 +454,7 @@ func (o *outcome) parseWorkflow(a *answer, self string, maxEffects int) error {
 func isSet(m json.RawMessage) bool { return m != nil && string(m) != "null" }
 
 func badReply(format string, args ...any) *apiError {
-	return errorf(502, CodeBadFunctionReply, format, args...)
+	return errorf(fasthttp.StatusBadGateway, CodeBadFunctionReply, format, args...)
 }
 
 // functionFailed describes a pod that did not answer with the contract's forms.
@@ -467,5 +468,5 @@ func functionFailed(status int, body []byte) *apiError {
 	if json.Unmarshal(body, &a) == nil && a.Error != nil && a.Error.Message != "" {
 		detail = ": " + a.Error.Message
 	}
-	return errorf(502, CodeFunctionFailed, "function answered HTTP %s%s", strconv.Itoa(status), detail)
+	return errorf(fasthttp.StatusBadGateway, CodeFunctionFailed, "function answered HTTP %s%s", strconv.Itoa(status), detail)
 }

@@ -90,10 +90,10 @@ var manifestTypes = []string{"application/yaml", "application/x-yaml", "text/yam
 
 var (
 	pathFunctions   = []byte("/v1/functions")
-	errNoLister     = errorf(404, CodeNotFound, "this router does not list functions (only `knactor up` does); on a cluster, list the Knative Services with `kubectl get ksvc`")
-	errNoDeployer   = errorf(404, CodeNotFound, "this router does not deploy functions (only `knactor up` does); on a cluster, use `kubectl apply -f FILE`")
-	errBrowserOrig  = errorf(403, CodeForbidden, "deploying from a browser (a request with an Origin header) is refused")
-	errOpenDeployer = errorf(403, CodeForbidden, "deploying is refused on a router that listens beyond loopback without auth tokens: set auth tokens")
+	errNoLister     = errorf(fasthttp.StatusNotFound, CodeNotFound, "this router does not list functions (only `knactor up` does); on a cluster, list the Knative Services with `kubectl get ksvc`")
+	errNoDeployer   = errorf(fasthttp.StatusNotFound, CodeNotFound, "this router does not deploy functions (only `knactor up` does); on a cluster, use `kubectl apply -f FILE`")
+	errBrowserOrig  = errorf(fasthttp.StatusForbidden, CodeForbidden, "deploying from a browser (a request with an Origin header) is refused")
+	errOpenDeployer = errorf(fasthttp.StatusForbidden, CodeForbidden, "deploying is refused on a router that listens beyond loopback without auth tokens: set auth tokens")
 )
 
 // serveFunctions serves /v1/functions: GET lists the deployed functions, POST deploys a
@@ -113,7 +113,7 @@ func (r *Router) serveFunctions(ctx *fasthttp.RequestCtx, a access) {
 		}
 		r.serveDeploy(ctx)
 	default:
-		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s /v1/functions: use GET (list) or POST (deploy)", method))
+		writeError(ctx, errorf(fasthttp.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s /v1/functions: use GET (list) or POST (deploy)", method))
 	}
 }
 
@@ -150,12 +150,12 @@ func (r *Router) serveDeploy(ctx *fasthttp.RequestCtx) {
 	ct, _, err := mime.ParseMediaType(string(ctx.Request.Header.ContentType()))
 	if err != nil || !slices.Contains(manifestTypes, strings.ToLower(ct)) {
 		ctx.SetConnectionClose()
-		writeError(ctx, errorf(415, CodeBadRequest, "send the manifest as %s", strings.Join(manifestTypes, ", ")))
+		writeError(ctx, errorf(fasthttp.StatusUnsupportedMediaType, CodeBadRequest, "send the manifest as %s", strings.Join(manifestTypes, ", ")))
 		return
 	}
 	dir := string(ctx.Request.Header.Peek(HeaderManifestDir))
 	if dir != "" && !filepath.IsAbs(dir) {
-		writeError(ctx, errorf(400, CodeBadRequest, "%s must be an absolute path, got %q", HeaderManifestDir, dir))
+		writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "%s must be an absolute path, got %q", HeaderManifestDir, dir))
 		return
 	}
 	body, err := readLimited(ctx, min(MaxManifestBytes, r.cfg.MaxPayloadBytes))
@@ -168,13 +168,13 @@ func (r *Router) serveDeploy(ctx *fasthttp.RequestCtx) {
 	deployed, err := r.deployer.Deploy(c, body, dir)
 	switch {
 	case errors.Is(err, ErrBadManifest):
-		writeError(ctx, errorf(400, CodeBadRequest, "%v", err))
+		writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "%v", err))
 		return
 	case errors.Is(err, ErrDeployConflict):
-		writeError(ctx, errorf(409, CodeConflict, "%v", err))
+		writeError(ctx, errorf(fasthttp.StatusConflict, CodeConflict, "%v", err))
 		return
 	case err != nil:
-		writeError(ctx, errorf(500, CodeInternal, "deploying: %v", err))
+		writeError(ctx, errorf(fasthttp.StatusInternalServerError, CodeInternal, "deploying: %v", err))
 		return
 	}
 	for _, d := range deployed {
@@ -201,7 +201,7 @@ func readLimited(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 func readLimitedInto(ctx *fasthttp.RequestCtx, limit int, dst []byte) ([]byte, error) {
 	if n := ctx.Request.Header.ContentLength(); n > limit {
 		ctx.SetConnectionClose() // the unread body would otherwise be parsed as the next request
-		return nil, errorf(413, CodeTooLarge, "request body is %d bytes, the limit is %d", n, limit)
+		return nil, errorf(fasthttp.StatusRequestEntityTooLarge, CodeTooLarge, "request body is %d bytes, the limit is %d", n, limit)
 	}
 	if n := ctx.Request.Header.ContentLength(); n >= 0 {
 		// The length is known (and within the limit): read exactly that, in dst's room or in
@@ -225,7 +225,7 @@ func readLimitedInto(ctx *fasthttp.RequestCtx, limit int, dst []byte) ([]byte, e
 	}
 	if len(body) > limit {
 		ctx.SetConnectionClose()
-		return nil, errorf(413, CodeTooLarge, "request body is over the limit of %d bytes", limit)
+		return nil, errorf(fasthttp.StatusRequestEntityTooLarge, CodeTooLarge, "request body is over the limit of %d bytes", limit)
 	}
 	return body, nil
 }
@@ -234,7 +234,7 @@ func readLimitedInto(ctx *fasthttp.RequestCtx, limit int, dst []byte) ([]byte, e
 func writeJSON(ctx *fasthttp.RequestCtx, v any) {
 	var b bytes.Buffer
 	if err := json.NewEncoder(&b).Encode(v); err != nil {
-		writeError(ctx, errorf(500, CodeInternal, "encoding the answer: %v", err))
+		writeError(ctx, errorf(fasthttp.StatusInternalServerError, CodeInternal, "encoding the answer: %v", err))
 		return
 	}
 	ctx.SetContentTypeBytes(contentJSON)

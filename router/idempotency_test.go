@@ -12,6 +12,7 @@ import (
 
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func withKey(key string) []string { return []string{HeaderIdempotencyKey, key} }
@@ -287,7 +288,7 @@ func TestEffectsCarryIdempotencyKeys(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.deploy(counterFn, newTestActor())
 	h.do("POST", "/v1/actors/counter/src/send", `{"to":"dst","by":5}`).want(t, 200, `{"value":1}`)
-	eventually(t, "the effect", func() bool {
+	proctest.Eventually(t, "the effect", func() bool {
 		rp := h.do("GET", "/v1/actors/counter/dst", "")
 		return rp.body == `{"value":5}` && rp.header.Get(HeaderRememberedKeys) == "1"
 	})

@@ -97,11 +97,11 @@ func (r *Router) openConns() int {
 }
 
 var (
-	errTooManyConns = errorf(503, CodeTooManyConnections,
+	errTooManyConns = errorf(fasthttp.StatusServiceUnavailable, CodeTooManyConnections,
 		"the router serves as many connections as it may (--max-conns); retry later")
-	errTooManyConnsFromClient = errorf(429, CodeTooManyConnections,
+	errTooManyConnsFromClient = errorf(fasthttp.StatusTooManyRequests, CodeTooManyConnections,
 		"too many connections from your address (--max-conns-per-ip); reuse one or retry later")
-	errTooManySessions = errorf(503, CodeTooManyConnections,
+	errTooManySessions = errorf(fasthttp.StatusServiceUnavailable, CodeTooManyConnections,
 		"the router serves as many WebSocket sessions as it may (--max-websocket-sessions); retry later")
 )
 
@@ -297,9 +297,9 @@ func bodyReadError(ctx *fasthttp.RequestCtx, err error) *apiError {
 	ctx.SetConnectionClose()
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return errorf(408, CodeBadRequest, "timed out reading the request body")
+		return errorf(fasthttp.StatusRequestTimeout, CodeBadRequest, "timed out reading the request body")
 	}
-	return errorf(400, CodeBadRequest, "reading the request body: %v", err)
+	return errorf(fasthttp.StatusBadRequest, CodeBadRequest, "reading the request body: %v", err)
 }
 
 // refuseSession answers a WebSocket upgrade over MaxWebSocketSessions, before upgrading.

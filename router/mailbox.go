@@ -2,8 +2,12 @@ package router
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"sync"
+
+	"github.com/knactor/knactor/internal/fifo"
+	"github.com/valyala/fasthttp"
 )
 
 // mailboxShards spread actors over independent locks so turns of different actors rarely
@@ -14,8 +18,9 @@ const mailboxShards = 64
 // different actors run in parallel. An actor has a mailbox only while a call for it runs or
 // waits, so a million distinct actors cost nothing once they are idle.
 //
-// Concurrency: each shard's mutex guards its map and every mailbox in it. The goroutine that
-// holds an actor's turn hands it to the first waiter directly (FIFO), never through a race.
+// Concurrency: each shard's mutex guards its map and every mailbox in it, the mailbox's FIFO
+// semaphore (internal/fifo) included. The goroutine that holds an actor's turn hands it to the
+// first waiter directly (FIFO), never through a race.
 type Mailboxes struct {
 	seed   maphash.Seed
 	limit  int
@@ -27,9 +32,10 @@ type mailboxShard struct {
 	boxes map[string]*mailbox
 }
 
-// mailbox is the queue of one actor: the turn is held by someone, and waiters line up behind.
+// mailbox is the queue of one actor: a FIFO semaphore of one slot (the turn) and a line of
+// waiters behind it, guarded by its shard's mutex.
 type mailbox struct {
-	waiters []chan struct{} // closed to hand the turn to that waiter
+	sem fifo.Sem
 	// turn counts the hand-overs: a Turn is the holder's only while it matches.
 	turn uint64
 }
@@ -47,7 +53,7 @@ type Turn struct {
 }
 
 // errQueueFull is returned by Acquire when the actor already has limit waiters.
-var errQueueFull = errorf(429, CodeActorBusy, "too many calls are waiting for this actor; retry later")
+var errQueueFull = errorf(fasthttp.StatusTooManyRequests, CodeActorBusy, "too many calls are waiting for this actor; retry later")
 
 // NewMailboxes returns mailboxes that let at most limit calls wait per actor.
 func NewMailboxes(limit int) *Mailboxes {
@@ -67,43 +73,26 @@ func (m *Mailboxes) Acquire(ctx context.Context, actor string) (Turn, error) {
 	box, busy := s.boxes[actor]
 	if !busy {
 		box = boxes.Get().(*mailbox)
+		box.sem.Init(1, max(m.limit, 0)) // a negative limit lets no call wait, as 0 does
 		s.boxes[actor] = box
+	}
+	if box.sem.TryAcquire() {
 		turn := box.turn
 		s.mu.Unlock()
 		return Turn{s: s, box: box, actor: actor, turn: turn}, nil
 	}
-	if len(box.waiters) >= m.limit {
+	if err := box.sem.Wait(ctx, &s.mu); err != nil {
+		// A turn handed over just as ctx ended went on to the next waiter, or freed the actor.
+		s.dropIfIdle(actor, box)
 		s.mu.Unlock()
-		return Turn{}, errQueueFull
-	}
-	ready := make(chan struct{})
-	box.waiters = append(box.waiters, ready)
-	s.mu.Unlock()
-
-	select {
-	case <-ready:
-		return m.handedTo(s, box, actor), nil
-	case <-ctx.Done():
-	}
-	s.mu.Lock()
-	for i, w := range box.waiters {
-		if w == ready {
-			box.waiters = append(box.waiters[:i], box.waiters[i+1:]...)
-			s.mu.Unlock()
-			return Turn{}, ctx.Err()
+		if errors.Is(err, fifo.ErrFull) {
+			return Turn{}, errQueueFull
 		}
+		return Turn{}, err
 	}
+	turn := box.turn
 	s.mu.Unlock()
-	// The turn was handed over just as ctx ended: pass it on rather than leak it.
-	m.handedTo(s, box, actor).Release()
-	return Turn{}, ctx.Err()
-}
-
-// handedTo is the turn a waiter of box was handed.
-func (m *Mailboxes) handedTo(s *mailboxShard, box *mailbox, actor string) Turn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return Turn{s: s, box: box, actor: actor, turn: box.turn}
+	return Turn{s: s, box: box, actor: actor, turn: turn}, nil
 }
 
 // Release ends the turn: the first waiter gets it, or the actor's mailbox goes. Releasing a
@@ -119,16 +108,18 @@ func (t Turn) Release() {
 		return // released already
 	}
 	box.turn++
-	if len(box.waiters) == 0 {
-		delete(t.s.boxes, t.actor)
-		box.waiters = box.waiters[:0]
-		boxes.Put(box) // its turn count goes on rising, so no Turn of its past matches again
+	box.sem.Release()
+	t.s.dropIfIdle(t.actor, box)
+}
+
+// dropIfIdle removes actor's mailbox, box, once no turn is held or waited for, and recycles it.
+// Hold s.mu.
+func (s *mailboxShard) dropIfIdle(actor string, box *mailbox) {
+	if !box.sem.Idle() {
 		return
 	}
-	next := box.waiters[0]
-	box.waiters[0] = nil
-	box.waiters = box.waiters[1:]
-	close(next)
+	delete(s.boxes, actor)
+	boxes.Put(box) // its turn count goes on rising, so no Turn of its past matches again
 }
 
 func (m *Mailboxes) shardOf(actor string) *mailboxShard {

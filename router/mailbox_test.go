@@ -3,11 +3,14 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func TestMailboxRunsTurnsOneAtATimeInArrivalOrder(t *testing.T) {
@@ -49,45 +52,89 @@ func TestMailboxRunsTurnsOneAtATimeInArrivalOrder(t *testing.T) {
 	}
 }
 
+// mustAcquire takes actor's turn, failing the test if it cannot: a setup step of the tests.
+func mustAcquire(t *testing.T, m *Mailboxes, actor string) Turn {
+	t.Helper()
+	turn, err := m.Acquire(context.Background(), actor)
+	if err != nil {
+		t.Fatalf("Acquire(%q): %v", actor, err)
+	}
+	return turn
+}
+
 // waitForWaiters waits until actor has n calls queued behind the running turn.
 func waitForWaiters(t *testing.T, m *Mailboxes, actor string, n int) {
 	t.Helper()
 	s := m.shardOf(actor)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	proctest.Eventually(t, fmt.Sprintf("%d waiters for %q", n, actor), func() bool {
 		s.mu.Lock()
-		got := 0
-		if b := s.boxes[actor]; b != nil {
-			got = len(b.waiters)
-		}
-		s.mu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d waiters, want %d", got, n)
-		}
-		time.Sleep(100 * time.Microsecond)
+		defer s.mu.Unlock()
+		b := s.boxes[actor]
+		return b != nil && b.sem.Waiting() == n || b == nil && n == 0
+	})
+}
+
+// Different actors run in parallel: each takes its turn at once while the others hold theirs,
+// with no room to wait, and also when they share a shard. Each Acquire has a deadline, so a
+// mailbox that made one actor wait for another fails the test in bounded time, not by a hang.
+func TestMailboxDifferentActorsRunInParallel(t *testing.T) {
+	const waitTimeout = 5 * time.Second
+	tests := []struct {
+		name   string
+		limit  int
+		actors func(m *Mailboxes) []string
+	}{
+		{name: "two actors", limit: 1, actors: func(*Mailboxes) []string { return []string{"a", "b"} }},
+		{name: "no room to wait", limit: 0, actors: func(*Mailboxes) []string { return []string{"a", "b", "c"} }},
+		{name: "one shard", limit: 1, actors: sameShard},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMailboxes(tt.limit)
+			var held []string
+			for _, actor := range tt.actors(m) {
+				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				got := make(chan error, 1)
+				var turn Turn
+				go func() {
+					var err error
+					turn, err = m.Acquire(ctx, actor)
+					got <- err
+				}()
+				select {
+				case err := <-got:
+					cancel()
+					if err != nil {
+						t.Fatalf("Acquire(%q) while %v hold their turns: %v, want the turn at once", actor, held, err)
+					}
+				case <-time.After(waitTimeout + time.Second):
+					cancel()
+					t.Fatalf("Acquire(%q) still waits after %v while %v hold their turns", actor, waitTimeout, held)
+				}
+				defer turn.Release()
+				held = append(held, actor)
+			}
+			if n := m.Active(); n != len(held) {
+				t.Fatalf("%d mailboxes for %d busy actors", n, len(held))
+			}
+		})
 	}
 }
 
-func TestMailboxDifferentActorsRunInParallel(t *testing.T) {
-	m := NewMailboxes(1)
-	a, err := m.Acquire(context.Background(), "a")
-	if err != nil {
-		t.Fatal(err)
+// sameShard returns three actors whose mailboxes share a shard of m.
+func sameShard(m *Mailboxes) []string {
+	actors := []string{"a"}
+	for i := 0; len(actors) < 3; i++ {
+		if id := "actor-" + strconv.Itoa(i); m.shardOf(id) == m.shardOf("a") {
+			actors = append(actors, id)
+		}
 	}
-	defer a.Release()
-	b, err := m.Acquire(context.Background(), "b") // must not wait for a
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Release()
+	return actors
 }
 
 func TestMailboxQueueIsBounded(t *testing.T) {
 	m := NewMailboxes(2)
-	release, _ := m.Acquire(context.Background(), "a")
+	release := mustAcquire(t, m, "a")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for range 2 {
@@ -105,7 +152,7 @@ func TestMailboxQueueIsBounded(t *testing.T) {
 
 func TestMailboxCancelledWaiterLeavesTheQueue(t *testing.T) {
 	m := NewMailboxes(10)
-	release, _ := m.Acquire(context.Background(), "a")
+	release := mustAcquire(t, m, "a")
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error)
 	go func() { _, err := m.Acquire(ctx, "a"); errc <- err }()
@@ -129,7 +176,7 @@ func TestMailboxCancelledWaiterLeavesTheQueue(t *testing.T) {
 
 func TestMailboxReleaseIsIdempotent(t *testing.T) {
 	m := NewMailboxes(10)
-	r1, _ := m.Acquire(context.Background(), "a")
+	r1 := mustAcquire(t, m, "a")
 	done := make(chan Turn)
 	go func() { r, _ := m.Acquire(context.Background(), "a"); done <- r }()
 	waitForWaiters(t, m, "a", 1)
@@ -188,7 +235,7 @@ func BenchmarkMailboxUncontended(b *testing.B) {
 func TestMailboxStaleTurnOfARecycledMailboxDoesNothing(t *testing.T) {
 	m := NewMailboxes(10)
 	for _, next := range []string{"a", "b"} {
-		old, _ := m.Acquire(context.Background(), "a")
+		old := mustAcquire(t, m, "a")
 		old.Release() // its mailbox goes back to the pool
 		cur, err := m.Acquire(context.Background(), next)
 		if err != nil {
@@ -197,11 +244,13 @@ func TestMailboxStaleTurnOfARecycledMailboxDoesNothing(t *testing.T) {
 		old.Release() // stale: must not free cur's actor
 		waiter := make(chan Turn)
 		go func() { w, _ := m.Acquire(context.Background(), next); waiter <- w }()
+		// The waiter is in line, so cur's actor is still held: a stale Release that had freed
+		// it would have let the waiter take the turn at once instead.
 		waitForWaiters(t, m, next, 1)
 		select {
 		case <-waiter:
 			t.Fatalf("a stale Release handed %q's turn to a waiter", next)
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
 		cur.Release()
 		(<-waiter).Release()

@@ -49,8 +49,10 @@ func stripHopHeaders(h interface {
 	}
 }
 
-// podLoad counts the pass-through requests in flight per pod address, for the
-// least-loaded-of-two choice.
+// podLoad counts the calls in flight per pod address: every call Router.pick sends to a pod
+// (actor turns, WebSocket messages and effects as well as pass-through requests), from the pick
+// until its claim is done. Pass-through's least-loaded-of-two choice reads it, and Drain waits
+// for a pod's count to reach zero.
 type podLoad struct {
 	m sync.Map // addr → *atomic.Int64
 }
@@ -121,12 +123,12 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	}
 	fn, ok := r.backends.Function(fnName)
 	if !ok {
-		writeError(ctx, errorf(404, CodeUnknownFunction, "no function %q is deployed", fnName))
+		writeError(ctx, errorf(fasthttp.StatusNotFound, CodeUnknownFunction, "no function %q is deployed", fnName))
 		return
 	}
 	if contractPath(path) {
-		r.metrics.observe(fn.Name, kindPassThrough, 400, start)
-		writeError(ctx, errorf(400, CodeBadRequest, "/%s is the function contract's endpoint; call actors through /v1/actors", path))
+		r.metrics.observe(fn.Name, kindPassThrough, fasthttp.StatusBadRequest, start)
+		writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "/%s is the function contract's endpoint; call actors through /v1/actors", path))
 		return
 	}
 	var split *Split
@@ -194,9 +196,9 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	req.ResetBody() // the request is sent (or failed): body is ours again
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
-		ae := errorf(502, CodeFunctionFailed, "calling the function's pod: %v", err)
+		ae := errorf(fasthttp.StatusBadGateway, CodeFunctionFailed, "calling the function's pod: %v", err)
 		if err == fasthttp.ErrTimeout {
-			ae = errorf(504, CodeFunctionTimeout, "function did not answer within %v", timeout)
+			ae = errorf(fasthttp.StatusGatewayTimeout, CodeFunctionTimeout, "function did not answer within %v", timeout)
 		}
 		if body.err != nil {
 			ae = bodyReadError(ctx, body.err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // countingPod serves handler as the only pod of function fn and counts the connections the
@@ -165,7 +166,7 @@ func TestPassThroughAbandonedStreamClosesThePodConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close() // with most of the body still to come
-	eventually(t, "the router to close the pod's connection", func() bool { return closed.Load() == 1 })
+	proctest.Eventually(t, "the router to close the pod's connection", func() bool { return closed.Load() == 1 })
 	for range 2 {
 		resp, err := http.Get(h.url + "/v1/functions/big/file")
 		if err != nil {

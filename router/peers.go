@@ -109,9 +109,9 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 			return nil, false, nil
 		}
 		if errors.Is(err, fasthttp.ErrTimeout) || ctx.Err() != nil {
-			return nil, true, errorf(504, CodeFunctionTimeout, "the actor's owner router %s did not answer in time; the call may or may not have run", addr)
+			return nil, true, errorf(fasthttp.StatusGatewayTimeout, CodeFunctionTimeout, "the actor's owner router %s did not answer in time; the call may or may not have run", addr)
 		}
-		return nil, true, errorf(502, CodeFunctionFailed, "forwarding to the actor's owner router %s failed; the call may or may not have run: %v", addr, err)
+		return nil, true, errorf(fasthttp.StatusBadGateway, CodeFunctionFailed, "forwarding to the actor's owner router %s failed; the call may or may not have run: %v", addr, err)
 	}
 	setStatusCode(span, resp.StatusCode())
 	if resp.StatusCode() != fasthttp.StatusOK {
@@ -119,7 +119,7 @@ func (r *Router) forward(ctx context.Context, addr string, call *actorCall, dead
 			Error struct{ Code, Message string } `json:"error"`
 		}
 		if json.Unmarshal(resp.Body(), &body) != nil || body.Error.Code == "" {
-			return nil, true, errorf(502, CodeFunctionFailed, "the actor's owner router %s answered %d", addr, resp.StatusCode())
+			return nil, true, errorf(fasthttp.StatusBadGateway, CodeFunctionFailed, "the actor's owner router %s answered %d", addr, resp.StatusCode())
 		}
 		return nil, true, errorf(resp.StatusCode(), body.Error.Code, "%s", body.Error.Message)
 	}

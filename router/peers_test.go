@@ -2,13 +2,14 @@ package router
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // peersFunc is a Peers whose owner is decided by a function.
@@ -68,12 +69,7 @@ func TestForwardToOwnerRouter(t *testing.T) {
 // An owner that cannot be reached before anything is sent (connection refused) is not fatal:
 // the turn runs on the router that has the call, and conditional writes keep it safe.
 func TestForwardFallsBackWhenOwnerRefuses(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := proctest.ClosedAddr(t)
 	store := localStore(t)
 	h := newHarnessOn(t, peerConfig, store, func(o *Options) {
 		o.Peers = peersFunc(func(string) (string, bool) { return dead, true })

@@ -347,11 +347,11 @@ func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, p
 		set := r.backends.Ready(fn.backend())
 		if set.Len() == 0 {
 			if r.activator == nil {
-				return placement.Pod{}, podClaim{}, errorf(503, CodeNoCapacity, "function %q has no ready pod%s", fn.Name, fn.targetNote())
+				return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q has no ready pod%s", fn.Name, fn.targetNote())
 			}
 			var err error
 			if set, err = r.activator.AwaitReady(waitCtx(), fn.backend()); err != nil {
-				return placement.Pod{}, podClaim{}, errorf(503, CodeNoCapacity, "function %q%s: %v", fn.Name, fn.targetNote(), err)
+				return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q%s: %v", fn.Name, fn.targetNote(), err)
 			}
 		}
 		pod, ok := pickFrom(set)
@@ -370,7 +370,7 @@ func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, p
 		release, err := r.activator.Acquire(waitCtx(), pod, fn.ContainerConcurrency)
 		if err != nil {
 			inflight.Add(-1)
-			return placement.Pod{}, podClaim{}, errorf(504, CodeFunctionTimeout, "timed out waiting for a free slot on pod %s (containerConcurrency %d)", pod.Name, fn.ContainerConcurrency)
+			return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusGatewayTimeout, CodeFunctionTimeout, "timed out waiting for a free slot on pod %s (containerConcurrency %d)", pod.Name, fn.ContainerConcurrency)
 		}
 		return pod, podClaim{inflight: inflight, release: release}, nil
 	}
@@ -421,9 +421,9 @@ var (
 	prefixChans  = []byte("/v1/channels/")
 	bearerPrefix = []byte("Bearer ")
 	okBody       = []byte("ok\n")
-	errNotFound  = errorf(404, CodeNotFound, "no such endpoint; see /v1/actors/{function}/{id}/{action} and /v1/functions/{function}/...")
-	errBadAuth   = errorf(401, CodeUnauthorized, "missing or invalid bearer token")
-	errClosing   = errorf(503, CodeShuttingDown, "the router is shutting down")
+	errNotFound  = errorf(fasthttp.StatusNotFound, CodeNotFound, "no such endpoint; see /v1/actors/{function}/{id}/{action} and /v1/functions/{function}/...")
+	errBadAuth   = errorf(fasthttp.StatusUnauthorized, CodeUnauthorized, "missing or invalid bearer token")
+	errClosing   = errorf(fasthttp.StatusServiceUnavailable, CodeShuttingDown, "the router is shutting down")
 )
 
 func (r *Router) handle(ctx *fasthttp.RequestCtx) {
@@ -526,15 +526,15 @@ func serverError(ctx *fasthttp.RequestCtx, err error) {
 	var ae *apiError
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		ae = errorf(413, CodeTooLarge, "request body is over the limit")
+		ae = errorf(fasthttp.StatusRequestEntityTooLarge, CodeTooLarge, "request body is over the limit")
 	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
-		ae = errorf(431, CodeBadRequest, "request headers are too large")
+		ae = errorf(fasthttp.StatusRequestHeaderFieldsTooLarge, CodeBadRequest, "request headers are too large")
 	default:
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
-			ae = errorf(408, CodeBadRequest, "timed out reading the request")
+			ae = errorf(fasthttp.StatusRequestTimeout, CodeBadRequest, "timed out reading the request")
 		} else {
-			ae = errorf(400, CodeBadRequest, "malformed HTTP request")
+			ae = errorf(fasthttp.StatusBadRequest, CodeBadRequest, "malformed HTTP request")
 		}
 	}
 	ctx.SetConnectionClose()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func TestActorCallsStateAndDelete(t *testing.T) {
@@ -178,12 +179,7 @@ func TestPodDownAndStoreDown(t *testing.T) {
 	pods := h.deploy(counterFn, newTestActor())
 	h.do("POST", "/v1/actors/counter/a/add", `{"by":1}`).want(t, 200, `{"value":1}`)
 	// A pod address nobody listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := proctest.ClosedAddr(t)
 	h.backends.Set(counterFn, placement.Pod{Name: dead, Addr: dead})
 	_ = pods
 	rp := h.do("POST", "/v1/actors/counter/a/add", `{"by":1}`)
@@ -290,13 +286,50 @@ func TestEffectsRunAfterCommit(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.deploy(counterFn, newTestActor())
 	h.do("POST", "/v1/actors/counter/a/send", `{"to":"b","by":5}`).want(t, 200, `{"value":1}`)
-	eventually(t, "the effect", func() bool {
+	proctest.Eventually(t, "the effect", func() bool {
 		return h.do("GET", "/v1/actors/counter/b", "").body == `{"value":5}`
 	})
-	// A failed turn runs no effect.
-	h.deploy(counterFn, rawPod(422, `{"error":{"status":422,"code":"no"},"effects":[{"actor":"c","action":"add","payload":{"by":1}}]}`))
+	// A failed turn runs no effect. Its pod fails a's turn but asks for an effect on c anyway,
+	// and reports every call for another actor on calls: the event an effect that fired would
+	// cause. An immediate effect is dispatched before its turn is answered, on a goroutine that
+	// r.effects counts, so once the answer is in and r.effects is idle, an effect that fired
+	// has called the pod; one kept for later would be pending in a's record.
+	calls := make(chan string, 10)
+	h.deploy(counterFn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/invoke" {
+			_, _ = io.WriteString(w, "ok") // not a call (a health check)
+			return
+		}
+		var env struct {
+			Actor  string `json:"actor"`
+			Action string `json:"action"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&env); err != nil {
+			t.Errorf("the pod got an envelope it cannot decode: %v", err)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if env.Actor != "a" {
+			calls <- env.Actor + "/" + env.Action
+			_, _ = io.WriteString(w, `{"state":{"value":1},"reply":{"value":1}}`)
+			return
+		}
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = io.WriteString(w, `{"error":{"status":422,"code":"no"},"effects":[{"actor":"c","action":"add","payload":{"by":1}}]}`)
+	}))
 	h.do("POST", "/v1/actors/counter/a/send", `{}`).want(t, 422, "")
-	h.deploy(counterFn, newTestActor())
+	h.r.effects.Wait()
+	select {
+	case call := <-calls:
+		t.Fatalf("the failed turn's effect ran: the pod got a call of %s", call)
+	default:
+	}
+	var rec struct {
+		Pending int `json:"pending_effects"`
+	}
+	rp := h.do("GET", "/v1/actors/counter/a?view=record", "")
+	if err := json.Unmarshal([]byte(rp.body), &rec); rp.status != 200 || err != nil || rec.Pending != 0 {
+		t.Fatalf("a's record after the failed turn: %d %s (%v), want no pending effect", rp.status, rp.body, err)
+	}
 	h.do("GET", "/v1/actors/counter/c", "").want(t, 404, "")
 }
 
@@ -356,18 +389,7 @@ func TestMetricsAndStats(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if s := h.r.Stats().Snapshot("counter"); s.Requests != 1 || s.ActiveActors != 1 {
+	if s := h.r.Stats().EndWindow("counter"); s.Requests != 1 || s.ActiveActors != 1 {
 		t.Fatalf("stats snapshot %+v, want 1 request from 1 actor", s)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

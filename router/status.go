@@ -302,7 +302,7 @@ func (r *Router) noteError(ctx *fasthttp.RequestCtx) {
 // (a caller's mistakes, and load shedding, would flood the log).
 func (r *Router) logFailedCall(e statusError, path []byte) {
 	level := slog.LevelDebug
-	if e.Status >= 500 && e.Status != fasthttp.StatusServiceUnavailable {
+	if e.Status >= fasthttp.StatusInternalServerError && e.Status != fasthttp.StatusServiceUnavailable {
 		level = slog.LevelWarn
 	}
 	if !r.log.Enabled(context.Background(), level) {
@@ -351,7 +351,7 @@ func truncate(s string, n int) string {
 // functions, their hot actors and their errors.
 func (r *Router) serveStatus(ctx *fasthttp.RequestCtx, a access) {
 	if m := string(ctx.Method()); m != fasthttp.MethodGet && m != fasthttp.MethodHead {
-		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s /v1/status: use GET", m))
+		writeError(ctx, errorf(fasthttp.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s /v1/status: use GET", m))
 		return
 	}
 	list, source, err := r.statusFunctions()
@@ -412,7 +412,7 @@ func durationMs(d time.Duration) float64 { return float64(d.Microseconds()) / 10
 // asks for one when /v1/status answers 401).
 func (r *Router) serveUI(ctx *fasthttp.RequestCtx, path []byte) {
 	if m := string(ctx.Method()); m != fasthttp.MethodGet && m != fasthttp.MethodHead {
-		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s %s: use GET", m, path))
+		writeError(ctx, errorf(fasthttp.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s %s: use GET", m, path))
 		return
 	}
 	if bytes.Equal(path, pathUI) {
@@ -421,7 +421,7 @@ func (r *Router) serveUI(ctx *fasthttp.RequestCtx, path []byte) {
 	}
 	asset, ok := ui.Lookup(string(path[len(prefixUI):]))
 	if !ok {
-		writeError(ctx, errorf(404, CodeNotFound, "no such file of the status page"))
+		writeError(ctx, errorf(fasthttp.StatusNotFound, CodeNotFound, "no such file of the status page"))
 		return
 	}
 	h := &ctx.Response.Header
@@ -436,4 +436,4 @@ func (r *Router) serveUI(ctx *fasthttp.RequestCtx, path []byte) {
 }
 
 // errorNoted reports whether the status page keeps a request's answer as an error.
-func errorNoted(status int) bool { return status >= 400 }
+func errorNoted(status int) bool { return status >= fasthttp.StatusBadRequest }

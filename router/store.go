@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/knactor/knactor/statecache"
+	"github.com/valyala/fasthttp"
 )
 
 // Back-off between tries of a state read or write that found the store unavailable: quick
@@ -155,9 +156,9 @@ func (r *Router) acquireTurn(ctx context.Context, key string, timeout time.Durat
 	case err == nil:
 		return turn, nil
 	case ctx.Err() == nil && wctx.Err() != nil:
-		return Turn{}, errorf(503, CodeStoreUnavailable, "state store unavailable: waited %v for the actor's turn behind calls waiting on the store", r.cfg.StoreTimeout)
+		return Turn{}, errorf(fasthttp.StatusServiceUnavailable, CodeStoreUnavailable, "state store unavailable: waited %v for the actor's turn behind calls waiting on the store", r.cfg.StoreTimeout)
 	case errors.Is(err, context.DeadlineExceeded):
-		return Turn{}, errorf(504, CodeFunctionTimeout, "timed out after %v waiting for the actor's turn", timeout)
+		return Turn{}, errorf(fasthttp.StatusGatewayTimeout, CodeFunctionTimeout, "timed out after %v waiting for the actor's turn", timeout)
 	}
 	return Turn{}, err
 }
@@ -172,13 +173,13 @@ func storeError(err error, waited time.Duration) error {
 	case errors.As(err, &ae):
 		return err
 	case errors.Is(err, statecache.ErrUnavailable):
-		return errorf(503, CodeStoreUnavailable, "state store unavailable (waited up to %v): %v", waited, err)
+		return errorf(fasthttp.StatusServiceUnavailable, CodeStoreUnavailable, "state store unavailable (waited up to %v): %v", waited, err)
 	case errors.Is(err, statecache.ErrKeyMissing):
-		return errorf(503, CodeEncryptionKeyMissing, "%v", err)
+		return errorf(fasthttp.StatusServiceUnavailable, CodeEncryptionKeyMissing, "%v", err)
 	case errors.Is(err, statecache.ErrSealBroken):
-		return errorf(503, CodeStateUnreadable, "%v", err)
+		return errorf(fasthttp.StatusServiceUnavailable, CodeStateUnreadable, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return errorf(504, CodeFunctionTimeout, "timed out reading or writing the actor's state")
+		return errorf(fasthttp.StatusGatewayTimeout, CodeFunctionTimeout, "timed out reading or writing the actor's state")
 	}
 	return err
 }

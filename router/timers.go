@@ -8,6 +8,7 @@ import (
 
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
+	"github.com/valyala/fasthttp"
 )
 
 // timerKeyPrefix starts the idempotency key a timer's turn carries in its metadata
@@ -155,14 +156,14 @@ func (r *Router) fireTimer(key statecache.Key, name string, tries *timerTries) (
 	case err == nil:
 		r.metrics.timer(key.Function, "fired")
 		return time.Time{}
-	case errors.As(err, &ae) && ae.status >= 400 && ae.status < 500 && ae.status != 429:
+	case errors.As(err, &ae) && ae.status >= fasthttp.StatusBadRequest && ae.status < fasthttp.StatusInternalServerError && ae.status != fasthttp.StatusTooManyRequests:
 		// The function's own error answer: the firing was consumed with it.
 		r.log.Info("timer's turn answered an error", call.logArgs("timer", name, "err", err)...)
 		r.metrics.timer(key.Function, "refused")
 		return time.Time{}
 	}
 	tries.tries++
-	if ae != nil && (ae.status == 502 || ae.code == CodeFunctionTimeout) {
+	if ae != nil && (ae.status == fasthttp.StatusBadGateway || ae.code == CodeFunctionTimeout) {
 		tries.failures++
 	}
 	backoff := min(timerRetryBackoff<<min(tries.tries-1, 16), timerRetryBackoffMax)

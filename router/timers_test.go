@@ -14,6 +14,7 @@ import (
 
 	"github.com/knactor/knactor/sdk"
 	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // alarmState counts the firings an alarm actor saw.
@@ -84,7 +85,7 @@ func settle(t *testing.T, h *harness, clk *clocktesting.FakeClock, d time.Durati
 	s := h.r.sched
 	clk.Step(d)
 	now := clk.Now().UnixNano()
-	eventually(t, "the scheduler settles", func() bool {
+	proctest.Eventually(t, "the scheduler settles", func() bool {
 		if s.scanned.Load() < now {
 			s.wake() // a timer made just as the clock stepped waits for the step after: wake the loop
 			return false
@@ -185,7 +186,7 @@ func TestCancelWinsOverADueTimer(t *testing.T) {
 	}()
 	<-a.held
 	clk.Step(2 * time.Second) // the timer is due while the cancelling turn holds the actor
-	eventually(t, "the firing waits for the actor's turn", func() bool {
+	proctest.Eventually(t, "the firing waits for the actor's turn", func() bool {
 		h.r.sched.mu.Lock()
 		defer h.r.sched.mu.Unlock()
 		return h.r.sched.queue.Active() == 1 // the firing waits for the actor's turn

@@ -242,11 +242,11 @@ func endServer(ctx *fasthttp.RequestCtx, span trace.Span, err error) {
 		case err != nil:
 			ae := asAPIError(err)
 			span.SetAttributes(attrErrorType.String(ae.code))
-			if status >= 500 {
+			if status >= fasthttp.StatusInternalServerError {
 				span.RecordError(err)
 				span.SetStatus(codes.Error, ae.message)
 			}
-		case status >= 500:
+		case status >= fasthttp.StatusInternalServerError:
 			span.SetAttributes(attrErrorType.String(strconv.Itoa(status)))
 			span.SetStatus(codes.Error, "HTTP "+strconv.Itoa(status))
 		}
@@ -330,7 +330,7 @@ func endErr(span trace.Span, err error) {
 		return
 	}
 	span.SetAttributes(attrErrorType.String(ae.code))
-	if ae.status >= 500 {
+	if ae.status >= fasthttp.StatusInternalServerError {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, ae.message)
 	}

@@ -138,7 +138,7 @@ func (r *Router) serveHost(ctx *fasthttp.RequestCtx, a access, rt *Route, path [
 	host := string(ctx.Host())
 	if rest, ok := bytes.CutPrefix(path, prefixActors); ok {
 		if fn, _, _ := bytes.Cut(rest, []byte("/")); string(fn) != rt.Function {
-			writeError(ctx, errorf(404, CodeUnknownFunction, "%s serves function %q: call /v1/actors/%s/{id}/{action}", host, rt.Function, rt.Function))
+			writeError(ctx, errorf(fasthttp.StatusNotFound, CodeUnknownFunction, "%s serves function %q: call /v1/actors/%s/{id}/{action}", host, rt.Function, rt.Function))
 			return
 		}
 		r.serveActor(ctx, a, rest, host)

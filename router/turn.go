@@ -13,6 +13,7 @@ import (
 	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
+	"github.com/valyala/fasthttp"
 )
 
 // Headers of idempotent calls (docs/api.md, "Idempotency keys").
@@ -35,13 +36,13 @@ func checkIdempotencyKey(key string, forwarded bool) error {
 	case key == "":
 		return nil
 	case !record.ValidKey(key):
-		return errorf(400, CodeBadRequest, "%s must be 1-%d printable ASCII characters", HeaderIdempotencyKey, record.MaxKeyLen)
+		return errorf(fasthttp.StatusBadRequest, CodeBadRequest, "%s must be 1-%d printable ASCII characters", HeaderIdempotencyKey, record.MaxKeyLen)
 	case !forwarded && strings.HasPrefix(key, effectKeyPrefix):
-		return errorf(400, CodeBadRequest, "%s %q: keys starting with %q are the router's own (effects)", HeaderIdempotencyKey, key, effectKeyPrefix)
+		return errorf(fasthttp.StatusBadRequest, CodeBadRequest, "%s %q: keys starting with %q are the router's own (effects)", HeaderIdempotencyKey, key, effectKeyPrefix)
 	case !forwarded && strings.HasPrefix(key, flowKeyPrefix):
-		return errorf(400, CodeBadRequest, "%s %q: keys starting with %q are the router's own (forwards and pipes)", HeaderIdempotencyKey, key, flowKeyPrefix)
+		return errorf(fasthttp.StatusBadRequest, CodeBadRequest, "%s %q: keys starting with %q are the router's own (forwards and pipes)", HeaderIdempotencyKey, key, flowKeyPrefix)
 	case strings.HasPrefix(key, timerKeyPrefix):
-		return errorf(400, CodeBadRequest, "%s %q: keys starting with %q are the router's own (timers)", HeaderIdempotencyKey, key, timerKeyPrefix)
+		return errorf(fasthttp.StatusBadRequest, CodeBadRequest, "%s %q: keys starting with %q are the router's own (timers)", HeaderIdempotencyKey, key, timerKeyPrefix)
 	}
 	return nil
 }
@@ -174,7 +175,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 			conflictEvent(ctx, attempt)
 			r.metrics.conflict(call.fn.Name)
 			if attempt > r.cfg.ConflictRetries {
-				return nil, errorf(409, CodeVersionConflict, "actor state kept changing under %d attempts; retry", attempt)
+				return nil, errorf(fasthttp.StatusConflict, CodeVersionConflict, "actor state kept changing under %d attempts; retry", attempt)
 			}
 			continue
 		}
@@ -248,7 +249,7 @@ func (r *Router) loadRecord(ctx context.Context, key statecache.Key) (statecache
 	}
 	rec, err := record.Decode(cur.Value, cur.Exists)
 	if err != nil {
-		return cur, rec, errorf(500, CodeInternal, "actor %q of function %q: stored state is unreadable: %v", key.ID, key.Function, err)
+		return cur, rec, errorf(fasthttp.StatusInternalServerError, CodeInternal, "actor %q of function %q: stored state is unreadable: %v", key.ID, key.Function, err)
 	}
 	return cur, rec, nil
 }
@@ -275,13 +276,13 @@ func (r *Router) replay(call *actorCall, rec *record.Record, digest record.Diges
 		// The call was handed on: follow it, and the next actor answers from its own record.
 		h, err := decodeHop(e.Reply)
 		if err != nil {
-			return nil, errorf(500, CodeInternal, "actor %q: remembered hop is unreadable: %v", call.key.ID, err)
+			return nil, errorf(fasthttp.StatusInternalServerError, CodeInternal, "actor %q: remembered hop is unreadable: %v", call.key.ID, err)
 		}
 		r.metrics.replay(call.fn.Name)
 		return &turnResult{hop: h, version: version, replayed: true}, nil
 	}
 	if e.Digest != digest {
-		return nil, errorf(422, CodeIdempotencyKeyReused,
+		return nil, errorf(fasthttp.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
 			"idempotency key %q was already used for a different call of actor %q (another action or payload); use a new key for a new call",
 			call.idemKey, call.key.ID)
 	}
@@ -369,7 +370,7 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 		return cur.Version, false, nil, nil
 	}
 	if call.idemKey != "" {
-		e := record.Entry{Key: call.idemKey, Digest: digest, At: now, Status: 200, Reply: out.reply, RawReply: out.replyIsRaw}
+		e := record.Entry{Key: call.idemKey, Digest: digest, At: now, Status: fasthttp.StatusOK, Reply: out.reply, RawReply: out.replyIsRaw}
 		if out.hop != nil {
 			e.Reply, e.RawReply, e.Hop = out.hop.encode(), false, true
 		}
@@ -383,7 +384,7 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 		// now hides it. Re-running could apply the call twice; only the caller can settle it.
 		// (With a key, the re-run settles it: the reloaded record holds the key if it landed;
 		// a timer's firing is settled by the reloaded timer.)
-		return version, changed, nil, errorf(503, CodeStoreUnavailable,
+		return version, changed, nil, errorf(fasthttp.StatusServiceUnavailable, CodeStoreUnavailable,
 			"the outcome of the state write is unknown: a try got no answer and the actor has changed since, so the call may or may not have taken effect; send an %s to retry safely", HeaderIdempotencyKey)
 	}
 	return version, changed, immediate, err
@@ -467,7 +468,7 @@ func (r *Router) updateRecord(parent context.Context, key statecache.Key, change
 			continue
 		}
 		if errors.Is(err, statecache.ErrConflict) {
-			return errorf(409, CodeVersionConflict, "actor state kept changing; retry")
+			return errorf(fasthttp.StatusConflict, CodeVersionConflict, "actor state kept changing; retry")
 		}
 		if err == nil && rec.HasState && !next.HasState {
 			r.hub.publish(key.String(), v, nil, true)

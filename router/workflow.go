@@ -9,6 +9,7 @@ import (
 
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
+	"github.com/valyala/fasthttp"
 )
 
 // Workflows (docs/protocol.md, "Workflows"): a turn may hand its call on to another actor
@@ -96,13 +97,13 @@ func (r *Router) run(ctx context.Context, call *actorCall) (*turnResult, error) 
 		name := chainName(next)
 		switch {
 		case len(chain) > MaxHops:
-			return nil, errorf(508, CodeWorkflowTooLong, "the chain of forwards and pipes is longer than %d hops (%s)", MaxHops, strings.Join(chain, " → "))
+			return nil, errorf(fasthttp.StatusLoopDetected, CodeWorkflowTooLong, "the chain of forwards and pipes is longer than %d hops (%s)", MaxHops, strings.Join(chain, " → "))
 		case slices.Contains(chain, name):
-			return nil, errorf(508, CodeWorkflowCycle, "forward/pipe cycle: %s → %s", strings.Join(chain, " → "), name)
+			return nil, errorf(fasthttp.StatusLoopDetected, CodeWorkflowCycle, "forward/pipe cycle: %s → %s", strings.Join(chain, " → "), name)
 		}
 		fn, ok := r.backends.Function(next.Function)
 		if !ok {
-			return nil, errorf(404, CodeUnknownFunction, "%s to function %q: no such function is deployed", hopKind(h), next.Function)
+			return nil, errorf(fasthttp.StatusNotFound, CodeUnknownFunction, "%s to function %q: no such function is deployed", hopKind(h), next.Function)
 		}
 		c := &actorCall{fn: fn, key: next, action: h.target.Action, payload: h.payload, requestID: call.requestID,
 			idemKey: h.key, metadata: []metaPair{{"caused_by", call.requestID}}, chain: chain, trace: call.trace}
@@ -189,7 +190,7 @@ func subscriptions(prev, next *record.Record, out *outcome) (joined, left []stri
 
 // errNotSubscribed reports a broadcast turn for an actor that is not (any more) subscribed to
 // the channel: nothing runs.
-var errNotSubscribed = errorf(409, CodeNotSubscribed, "the actor is not subscribed to the channel")
+var errNotSubscribed = errorf(fasthttp.StatusConflict, CodeNotSubscribed, "the actor is not subscribed to the channel")
 
 // broadcast delivers a broadcast outbox entry: its action runs as a turn of every member of its
 // channel (at most broadcastConcurrency at once), each with the entry's idempotency key, so a

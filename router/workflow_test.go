@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/knactor/knactor/sdk"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // member is a test function for workflows: hops along a route, subscribes, shouts to a channel
@@ -119,8 +120,8 @@ func TestBroadcastRunsOnceOnEverySubscriber(t *testing.T) {
 	if msg["event"] != "broadcast" || msg["channel"] != "room" || msg["action"] != "hear" {
 		t.Fatalf("pushed %v", msg)
 	}
-	eventually(t, "every subscriber heard it", func() bool { return m.heard.Load() >= n-1 })
-	eventually(t, "the outbox is empty", func() bool {
+	proctest.Eventually(t, "every subscriber heard it", func() bool { return m.heard.Load() >= n-1 })
+	proctest.Eventually(t, "the outbox is empty", func() bool {
 		rp := h.do("GET", "/v1/actors/m1/boss?view=record", "")
 		return rp.status == 404 // no state, nothing pending: nothing left of it
 	})

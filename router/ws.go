@@ -306,14 +306,14 @@ func (r *Router) serveChannel(ctx *fasthttp.RequestCtx, a access, rest []byte) {
 		writeError(ctx, a.mayUseAll())
 		return
 	case string(op) != wsAction:
-		writeError(ctx, errorf(404, CodeNotFound, "want GET /v1/channels/{channel}/ws"))
+		writeError(ctx, errorf(fasthttp.StatusNotFound, CodeNotFound, "want GET /v1/channels/{channel}/ws"))
 		return
 	case !ctx.IsGet():
-		writeError(ctx, errorf(405, CodeMethodNotAllowed, "%s on a channel: use GET .../ws", ctx.Method()))
+		writeError(ctx, errorf(fasthttp.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s on a channel: use GET .../ws", ctx.Method()))
 		return
 	}
 	if err := statecache.ValidateChannel(string(channel)); err != nil {
-		writeError(ctx, errorf(400, CodeBadRequest, "%v", err))
+		writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "%v", err))
 		return
 	}
 	if string(op) == "push" {
@@ -323,7 +323,7 @@ func (r *Router) serveChannel(ctx *fasthttp.RequestCtx, a access, rest []byte) {
 			return
 		}
 		if !json.Valid(body) {
-			writeError(ctx, errorf(400, CodeBadRequest, "a channel push is one JSON message"))
+			writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "a channel push is one JSON message"))
 			return
 		}
 		r.hub.pushLocal(string(channel), bytes.Clone(body))
@@ -455,16 +455,16 @@ func (s *wsSession) invoke(data []byte) []byte {
 	start := time.Now()
 	var m wsRequest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return wsError(nil, errorf(400, CodeBadRequest, `message must be {"id","action","payload"}: %v`, err))
+		return wsError(nil, errorf(fasthttp.StatusBadRequest, CodeBadRequest, `message must be {"id","action","payload"}: %v`, err))
 	}
 	if s.target.channel != "" {
-		return wsError(m.ID, errorf(400, CodeBadRequest, "a channel's WebSocket only receives broadcasts; call actors on /v1/actors/{function}/{id}/ws"))
+		return wsError(m.ID, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "a channel's WebSocket only receives broadcasts; call actors on /v1/actors/{function}/{id}/ws"))
 	}
 	if s.target.readOnly {
 		return wsError(m.ID, errReadOnly)
 	}
 	if !validAction(m.Action) {
-		return wsError(m.ID, errorf(400, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", m.Action, maxActionLen))
+		return wsError(m.ID, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "action %q must be 1-%d characters of [A-Za-z0-9_.-]", m.Action, maxActionLen))
 	}
 	if err := checkIdempotencyKey(m.IdempotencyKey, false); err != nil {
 		return wsError(m.ID, err)
@@ -482,7 +482,7 @@ func (s *wsSession) invoke(data []byte) []byte {
 		r.metrics.observe(s.target.fn.Name, kindWebSocket, statusOf(err), start)
 		return wsError(m.ID, err)
 	}
-	r.metrics.observe(s.target.fn.Name, kindWebSocket, 200, start)
+	r.metrics.observe(s.target.fn.Name, kindWebSocket, fasthttp.StatusOK, start)
 	msg := make([]byte, 0, 48+len(m.ID)+len(res.reply))
 	msg = appendID(msg, m.ID)
 	msg = append(msg, `,"version":`...)

@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/knactor/knactor/statecache"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func dialWS(t *testing.T, h *harness, path string, header http.Header) *websocket.Conn {
@@ -155,7 +156,7 @@ func TestShutdownFinishesTurnsAndClosesWebSockets(t *testing.T) {
 	var slow reply
 	wg.Add(1)
 	go func() { defer wg.Done(); slow = h.do("POST", "/v1/actors/counter/a/slow-add", `{"by":1,"ms":300}`) }()
-	eventually(t, "the slow call to start", func() bool { return h.r.mailboxes.Active() == 1 })
+	proctest.Eventually(t, "the slow call to start", func() bool { return h.r.mailboxes.Active() == 1 })
 	if err := h.shutdown(); err != nil {
 		t.Fatal(err)
 	}
@@ -167,9 +168,9 @@ func TestShutdownFinishesTurnsAndClosesWebSockets(t *testing.T) {
 	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
 		t.Fatalf("websocket at shutdown: %v, want close 1001", err)
 	}
-	e, _ := h.store.Get(context.Background(), counterKey("a"))
-	if string(e.Value) != `{"value":1}` {
-		t.Fatalf("store after shutdown holds %s", e.Value)
+	e, err := h.store.Get(context.Background(), counterKey("a"))
+	if err != nil || string(e.Value) != `{"value":1}` {
+		t.Fatalf("store after shutdown holds %s (%v)", e.Value, err)
 	}
 }
 
@@ -197,7 +198,7 @@ func TestShutdownDoesNotWaitForHalfSentRequests(t *testing.T) {
 	)
 	wg.Add(1)
 	go func() { defer wg.Done(); slow = h.do("POST", "/v1/actors/counter/a/slow-add", `{"by":1,"ms":2500}`) }()
-	eventually(t, "the slow call to start", func() bool { return h.r.mailboxes.Active() == 1 })
+	proctest.Eventually(t, "the slow call to start", func() bool { return h.r.mailboxes.Active() == 1 })
 	if err := h.shutdown(); err != nil { // its context allows 10 s, far less than ReadTimeout
 		t.Fatal(err)
 	}

@@ -36,5 +36,5 @@ func (e *Error) Unwrap() error { return e.err }
 
 // valid reports whether e follows the contract's rules for the error form.
 func (e *Error) valid() bool {
-	return e.Status >= http.StatusBadRequest && e.Status <= 499 && validCode(e.Code)
+	return e.Status >= http.StatusBadRequest && e.Status < http.StatusInternalServerError && validCode(e.Code)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/knactor/knactor/statecache"
 	"github.com/knactor/knactor/statecache/storetest"
 	"github.com/knactor/knactor/test/miniotest"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 // spyStore counts the calls that reach a Store and can fail the next puts on demand.
@@ -142,18 +143,6 @@ func storeValue(t *testing.T, s statecache.Store, k statecache.Key) string {
 		return "<absent>"
 	}
 	return string(e.Value)
-}
-
-// eventually waits for an effect of the cache's goroutine that a fake-clock step triggered.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 var alice = statecache.Key{Function: "counter", ID: "alice"}
@@ -328,9 +317,9 @@ func testCoalesce(t *testing.T, spy *spyStore, store statecache.Store) {
 	if e := mustGet(t, c, alice); string(e.Value) != "100" || e.Version != v {
 		t.Fatalf("cache serves %+v, want 100 at %q", e, v)
 	}
-	eventually(t, "the flush ticker", clk.HasWaiters)
+	proctest.Eventually(t, "the flush ticker", clk.HasWaiters)
 	clk.Step(time.Second)
-	eventually(t, "the flush", func() bool { return c.Stats().Dirty == 0 })
+	proctest.Eventually(t, "the flush", func() bool { return c.Stats().Dirty == 0 })
 	if got := storeValue(t, spy, alice); got != "100" {
 		t.Fatalf("store holds %q after flush, want 100", got)
 	}

@@ -145,8 +145,13 @@ func TestPebbleStoreRefusesALockedDirectory(t *testing.T) {
 func TestPebbleStoreRefusesADamagedDatabase(t *testing.T) {
 	dir := t.TempDir()
 	s := openPebbleAt(t, dir)
-	s.Close()
-	manifests, _ := filepath.Glob(filepath.Join(dir, "store.pebble", "MANIFEST-*"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	manifests, err := filepath.Glob(filepath.Join(dir, "store.pebble", "MANIFEST-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(manifests) == 0 {
 		t.Fatal("no MANIFEST file")
 	}
@@ -155,7 +160,7 @@ func TestPebbleStoreRefusesADamagedDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err := statecache.OpenPebbleStore(dir, statecache.PebbleOptions{})
+	_, err = statecache.OpenPebbleStore(dir, statecache.PebbleOptions{})
 	if err == nil || !strings.Contains(err.Error(), "restore the directory from a backup") {
 		t.Fatalf("open of a damaged database: %v, want a clear error", err)
 	}
@@ -322,11 +327,16 @@ func TestPebbleStoreMigratesADirStore(t *testing.T) {
 		}
 	}
 	gone := statecache.Key{Function: "counter", ID: "deleted"}
-	v, _ := old.Put(ctx, gone, []byte("x"), statecache.NoVersion, "")
+	v, err := old.Put(ctx, gone, []byte("x"), statecache.NoVersion, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := old.Delete(ctx, gone, v, ""); err != nil {
 		t.Fatal(err)
 	}
-	old.Close()
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	s := openPebbleAt(t, dir)
 	for _, a := range actors {
@@ -349,11 +359,16 @@ func TestPebbleStoreMigratesADirStore(t *testing.T) {
 	// A later write, then the files of one function back in place, as if the migration had
 	// stopped before moving them: opening again keeps the later write.
 	first := actors[0]
-	cur, _ := s.Get(ctx, first.key)
+	cur, err := s.Get(ctx, first.key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Put(ctx, first.key, []byte("later"), cur.Version, "later"); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Rename(filepath.Join(dir, "migrated.dirstore", first.key.Function), filepath.Join(dir, first.key.Function)); err != nil {
 		t.Fatal(err)
 	}

@@ -406,7 +406,7 @@ func isConflict(err error) bool {
 // saying it is busy or broken. Client errors (credentials, missing bucket, conflicts) are final.
 func isTransient(err error) bool {
 	if r := minio.ToErrorResponse(err); r.Code != "" || r.StatusCode != 0 {
-		return r.StatusCode >= 500 || r.StatusCode == http.StatusTooManyRequests ||
+		return r.StatusCode >= http.StatusInternalServerError || r.StatusCode == http.StatusTooManyRequests ||
 			r.Code == "SlowDown" || r.Code == "RequestTimeout" || r.Code == "InternalError"
 	}
 	var netErr net.Error

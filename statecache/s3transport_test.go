@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func roundTrip(t *testing.T, tr *fastTransport, method, url string, body io.Reader) (*http.Response, error) {
@@ -101,12 +103,7 @@ func TestFastTransportNeverResendsAndSaysWhatMayHaveLanded(t *testing.T) {
 		t.Fatalf("the server got the PUT %d times, want once", n)
 	}
 
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := closed.Addr().String()
-	closed.Close()
+	addr := proctest.ClosedAddr(t)
 	_, err = roundTrip(t, tr, http.MethodPut, "http://"+addr+"/b/k", strings.NewReader("v"))
 	if !neverSent(err) || !isTransient(err) {
 		t.Fatalf("a PUT to a closed port: %v; want a transient error that was never sent", err)

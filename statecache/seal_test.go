@@ -41,7 +41,10 @@ func keyring(t testing.TB, ids ...string) *statecache.Keyring {
 
 func TestParseKeyring(t *testing.T) {
 	k1, k2 := testKey("k1"), testKey("k2")
-	raw, _ := base64.StdEncoding.DecodeString(k1)
+	raw, err := base64.StdEncoding.DecodeString(k1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	short := base64.StdEncoding.EncodeToString(raw[:16])
 	tests := []struct {
 		name    string
@@ -249,9 +252,11 @@ func sealStores(t *testing.T) []sealStore {
 			}
 			return u
 		}},
-		{"minio", func(sub *testing.T) *storeUnderTest {
+		{"minio", func(st *testing.T) *storeUnderTest {
 			if testing.Short() {
-				sub.Skip("needs a real MinIO server; run without -short") // the subtest's, not the parent's
+				// Skip the subtest itself: miniotest.Start skipping the parent from here would
+				// end the subtest's goroutine with the parent's FailNow.
+				st.Skip("needs a real MinIO server; run without -short")
 			}
 			if srv == nil {
 				srv = miniotest.Start(t) // the parent's: it outlives each subtest

@@ -328,7 +328,9 @@ func TestDirStoreOneProcessPerDirectory(t *testing.T) {
 	if _, err := statecache.OpenDirStore(dir); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second open: err = %v, want 'in use'", err)
 	}
-	s.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	s2, err := statecache.OpenDirStore(dir)
 	if err != nil {
 		t.Fatalf("open after close: %v", err)
@@ -347,7 +349,9 @@ func TestDirStoreSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	s, err = statecache.OpenDirStore(dir)
 	if err != nil {
 		t.Fatal(err)

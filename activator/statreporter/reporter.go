@@ -5,8 +5,8 @@
 // autoscaler/statserver.Server adds the routers up, and notices a router that disconnects or
 // goes silent. The wire format is documented in package statserver.
 //
-// The Reporter is the Recorder's only reader of snapshots: every Interval it takes
-// SnapshotAll and sends it. A snapshot that cannot be sent (not connected, or the write
+// The Reporter is the only one to end the Recorder's windows: every Interval it calls
+// EndWindows and sends what it returns. A snapshot that cannot be sent (not connected, or the write
 // failed) is not lost: it is merged into the next message. Pokes (the activator's Poker) are
 // sent as soon as the connection allows, coalesced per function.
 package statreporter
@@ -66,7 +66,7 @@ const (
 
 // Source is where the statistics come from: a *stats.Recorder.
 type Source interface {
-	SnapshotAll() []stats.Snapshot
+	EndWindows() []stats.Snapshot
 }
 
 // Config configures a Reporter.
@@ -184,8 +184,8 @@ func (r *Reporter) Poke(function string) {
 // Connected reports whether the Reporter has a connection to the autoscaler.
 func (r *Reporter) Connected() bool { return r.connected.Load() }
 
-// Run connects to the autoscaler and sends, every Interval, one message with the Source's
-// SnapshotAll (merged with any that could not be sent), and every poke as it comes. When the
+// Run connects to the autoscaler and sends, every Interval, one message with what the Source's
+// EndWindows returns (merged with any that could not be sent), and every poke as it comes. When the
 // connection fails it reconnects with capped exponential backoff, keeping the statistics it
 // could not send. When ctx ends it sends a last message and a close frame, waits briefly for
 // the answer, and returns nil. It may run only once at a time.
@@ -265,7 +265,7 @@ func (r *Reporter) wait(ctx context.Context, delay time.Duration, ticker clock.T
 		case <-ctx.Done():
 			return false
 		case <-ticker.C():
-			p.add(r.src.SnapshotAll())
+			p.add(r.src.EndWindows())
 		case <-timer.C():
 			return true
 		}
@@ -296,7 +296,7 @@ func (r *Reporter) stream(ctx context.Context, ws *websocket.Conn, ticker clock.
 	if err := r.sendPokes(ws); err != nil {
 		return fail(err)
 	}
-	p.add(r.src.SnapshotAll())
+	p.add(r.src.EndWindows())
 	if err := r.sendStats(ws, p); err != nil {
 		return fail(err)
 	}
@@ -306,7 +306,7 @@ func (r *Reporter) stream(ctx context.Context, ws *websocket.Conn, ticker clock.
 			r.close(ws, p, readDone)
 			return nil
 		case <-ticker.C():
-			p.add(r.src.SnapshotAll())
+			p.add(r.src.EndWindows())
 			if err := r.sendStats(ws, p); err != nil {
 				return fail(err)
 			}
@@ -328,7 +328,7 @@ func (r *Reporter) stream(ctx context.Context, ws *websocket.Conn, ticker clock.
 // close ends the connection when Run's context ends: a last message with what the Source has
 // since the previous one, a close frame, and the autoscaler's answer (at most closeWait).
 func (r *Reporter) close(ws *websocket.Conn, p pending, readDone <-chan error) {
-	p.add(r.src.SnapshotAll())
+	p.add(r.src.EndWindows())
 	if err := r.sendStats(ws, p); err != nil {
 		r.log.Warn("statreporter: last statistics not sent", "error", err)
 	}

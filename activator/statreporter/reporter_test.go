@@ -14,6 +14,7 @@ import (
 
 	"github.com/knactor/knactor/autoscaler/statserver"
 	"github.com/knactor/knactor/router/stats"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -21,25 +22,14 @@ var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 // waitFor is how long a test waits for something to happen over the loopback network.
 const waitFor = 10 * time.Second
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// signalingSource is a Recorder that signals each SnapshotAll.
+// signalingSource is a Recorder that signals each EndWindows.
 type signalingSource struct {
 	*stats.Recorder
 	snapshots chan struct{}
 }
 
-func (s *signalingSource) SnapshotAll() []stats.Snapshot {
-	out := s.Recorder.SnapshotAll()
+func (s *signalingSource) EndWindows() []stats.Snapshot {
+	out := s.Recorder.EndWindows()
 	select {
 	case s.snapshots <- struct{}{}:
 	default:
@@ -130,7 +120,7 @@ func TestReconnectsAndDeliversWhatItCouldNotSend(t *testing.T) {
 	}
 	complete(src.Recorder, "f", 3)
 	run(t, rep)
-	eventually(t, "the first message", func() bool { return messages(first, "r") >= 1 })
+	proctest.Eventually(t, "the first message", func() bool { return messages(first, "r") >= 1 })
 	if got := first.Snapshot("f").Requests; got != 3 {
 		t.Fatalf("first autoscaler counted %d requests, want 3", got)
 	}
@@ -138,7 +128,7 @@ func TestReconnectsAndDeliversWhatItCouldNotSend(t *testing.T) {
 	// The autoscaler goes away; the router notices.
 	sw.set(nil)
 	_ = first.Close()
-	eventually(t, "the reporter to notice", func() bool { return !rep.Connected() })
+	proctest.Eventually(t, "the reporter to notice", func() bool { return !rep.Connected() })
 
 	// A snapshot taken while disconnected: it cannot be sent, so it waits to be merged.
 	complete(src.Recorder, "f", 5)
@@ -161,7 +151,7 @@ func TestReconnectsAndDeliversWhatItCouldNotSend(t *testing.T) {
 	second := statserver.New(statserver.Config{Clock: clocktesting.NewFakePassiveClock(t0)})
 	defer second.Close()
 	sw.set(second)
-	eventually(t, "the reporter to reconnect", func() bool {
+	proctest.Eventually(t, "the reporter to reconnect", func() bool {
 		if rep.Connected() {
 			return true
 		}
@@ -169,7 +159,7 @@ func TestReconnectsAndDeliversWhatItCouldNotSend(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // let the dial run before the next step
 		return rep.Connected()
 	})
-	eventually(t, "a message to the second autoscaler", func() bool { return messages(second, "r") >= 1 })
+	proctest.Eventually(t, "a message to the second autoscaler", func() bool { return messages(second, "r") >= 1 })
 	if got := second.Snapshot("f").Requests; got != 7 {
 		t.Errorf("second autoscaler counted %d requests, want 7 (5 while disconnected + 2): requests were lost", got)
 	}
@@ -193,7 +183,7 @@ func TestRunEndsWhileRetrying(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := run(t, rep)
-	eventually(t, "a backoff timer", clk.HasWaiters)
+	proctest.Eventually(t, "a backoff timer", clk.HasWaiters)
 	if err := rep.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("second Run: %v, want already running", err)
 	}

@@ -93,18 +93,6 @@ func (e *env) lastConn(t *testing.T) net.Conn {
 	return e.hijack[len(e.hijack)-1]
 }
 
-// eventually waits, up to waitFor, for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // router returns the status of the named router, if connected.
 func (e *env) router(name string) (statserver.RouterStatus, bool) {
 	for _, r := range e.srv.Routers() {
@@ -118,7 +106,7 @@ func (e *env) router(name string) (statserver.RouterStatus, bool) {
 // waitMessages waits until the named router has sent n messages.
 func (e *env) waitMessages(t *testing.T, name string, n uint64) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d messages from %s", n, name), func() bool {
+	proctest.Eventually(t, fmt.Sprintf("%d messages from %s", n, name), func() bool {
 		r, ok := e.router(name)
 		return ok && r.Messages >= n
 	})
@@ -126,7 +114,7 @@ func (e *env) waitMessages(t *testing.T, name string, n uint64) {
 
 func (e *env) waitGone(t *testing.T, name string) {
 	t.Helper()
-	eventually(t, name+" to be gone", func() bool { _, ok := e.router(name); return !ok })
+	proctest.Eventually(t, name+" to be gone", func() bool { _, ok := e.router(name); return !ok })
 }
 
 // metric returns the value of the series name{labels} ("" for none) from the Collector.

@@ -142,7 +142,7 @@ func (s *Server) drop(c *conn, reason string, now time.Time) bool {
 // routers (see the package documentation), and starts a new window. Time is now on the
 // server's clock; Window is the time since the previous Snapshot of the function or, for the
 // first one, the longest window a router's report covers. A function no router reports has a
-// window of no length with nothing in it. Like stats.Recorder's, each call ends the window,
+// window of no length with nothing in it. Like stats.Recorder.EndWindow, each call ends the window,
 // so the autoscaler must be its only caller.
 func (s *Server) Snapshot(function string) stats.Snapshot {
 	now := s.cfg.Clock.Now()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/knactor/knactor/autoscaler/statserver"
 	"github.com/knactor/knactor/router/stats"
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func TestRoutersAddUp(t *testing.T) {
@@ -125,7 +126,7 @@ func TestDisconnectStopsContributing(t *testing.T) {
 
 			tc.disconnect(t, e, r)
 			e.waitGone(t, "r")
-			eventually(t, "the reporter to notice", func() bool { return !r.rep.Connected() })
+			proctest.Eventually(t, "the reporter to notice", func() bool { return !r.rep.Connected() })
 
 			// What the router reported before leaving counts once; its in-flight requests
 			// no longer count.
@@ -144,7 +145,7 @@ func TestDisconnectStopsContributing(t *testing.T) {
 			if got := e.metric(t, "knactor_autoscaler_routers", ""); got != 0 {
 				t.Errorf("routers gauge = %v, want 0", got)
 			}
-			eventually(t, "the disconnect to be logged with reason="+tc.reason, func() bool {
+			proctest.Eventually(t, "the disconnect to be logged with reason="+tc.reason, func() bool {
 				logs := e.logs.String()
 				return strings.Contains(logs, "router disconnected") && strings.Contains(logs, "reason="+tc.reason)
 			})

@@ -5,15 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/knactor/knactor/test/proctest"
@@ -75,8 +75,8 @@ func TestToken(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "token")
 	empty := filepath.Join(dir, "empty")
-	os.WriteFile(file, []byte("from-file-0123456789\n"), 0o600)
-	os.WriteFile(empty, []byte(" \n"), 0o600)
+	writeFile(t, file, "from-file-0123456789\n", 0o600)
+	writeFile(t, empty, " \n", 0o600)
 	for _, tc := range []struct {
 		name, env, file, want, from, err string
 	}{
@@ -107,7 +107,7 @@ func TestToken(t *testing.T) {
 
 func TestInvokePayload(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "p.json")
-	os.WriteFile(file, []byte(`{"by":3}`), 0o600)
+	writeFile(t, file, `{"by":3}`, 0o600)
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -340,12 +340,7 @@ func fakeRouter(t *testing.T) *httptest.Server {
 func TestErrorsSayWhatToDoNext(t *testing.T) {
 	srv := fakeRouter(t)
 	good := map[string]string{envURL: srv.URL, envToken: "good-token-0123456789"}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
+	closed := "http://" + proctest.ClosedAddr(t)
 	notKnactor := httptest.NewServer(http.NotFoundHandler())
 	defer notKnactor.Close()
 	for _, tc := range []struct {
@@ -396,14 +391,14 @@ func TestExplainedErrorsWrap(t *testing.T) {
 func TestLogs(t *testing.T) {
 	dir := t.TempDir()
 	fn := filepath.Join(dir, "counter")
-	os.MkdirAll(fn, 0o755)
-	os.WriteFile(filepath.Join(fn, "counter-00001.log"), []byte("one\ntwo"), 0o644)
+	mkdirAll(t, fn)
+	writeFile(t, filepath.Join(fn, "counter-00001.log"), "one\ntwo", 0o644)
 	stdout, stderr, code := run(t, nil, "", "logs", "counter", "--log-dir", dir)
 	if code != 0 || stdout != "one\ntwo\n" {
 		t.Fatalf("one pod: exit %d, %q %q", code, stdout, stderr)
 	}
-	os.WriteFile(filepath.Join(fn, "counter-00002.log"), []byte("three\n"), 0o644)
-	os.WriteFile(filepath.Join(fn, "notes.txt"), []byte("not a log\n"), 0o644)
+	writeFile(t, filepath.Join(fn, "counter-00002.log"), "three\n", 0o644)
+	writeFile(t, filepath.Join(fn, "notes.txt"), "not a log\n", 0o644)
 	stdout, _, _ = run(t, nil, "", "logs", "counter", "--log-dir", dir)
 	if want := "[counter-00001] one\n[counter-00001] two\n[counter-00002] three\n"; stdout != want {
 		t.Fatalf("two pods: %q, want %q", stdout, want)
@@ -419,13 +414,11 @@ func TestLogs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.follow(ctx) }()
-	os.MkdirAll(filepath.Join(dir, "hello"), 0o755)
+	mkdirAll(t, filepath.Join(dir, "hello"))
 	log := filepath.Join(dir, "hello", "hello-00001.log")
-	os.WriteFile(log, []byte("sdk: serving\npart"), 0o644)
+	writeFile(t, log, "sdk: serving\npart", 0o644)
 	waitFor(t, &out, "[hello-00001] sdk: serving\n")
-	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString("ial line\n")
-	f.Close()
+	appendFile(t, log, "ial line\n")
 	waitFor(t, &out, "[hello-00001] partial line\n")
 	cancel()
 	if err := <-done; err != nil {
@@ -433,15 +426,42 @@ func TestLogs(t *testing.T) {
 	}
 }
 
+// writeFile writes a test's input file, failing the test if it cannot.
+func writeFile(t *testing.T, path, data string, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// appendFile appends data to the file at path, failing the test if it cannot.
+func appendFile(t *testing.T, path, data string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mkdirAll makes a test's directory, failing the test if it cannot.
+func mkdirAll(t *testing.T, path string) {
+	t.Helper()
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor waits until the output s holds want.
 func waitFor(t *testing.T, s interface{ String() string }, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(s.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output %q never held %q", s.String(), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.Eventually(t, fmt.Sprintf("the output to hold %q", want), func() bool { return strings.Contains(s.String(), want) })
 }
 
 // TestWSSessionMessages runs a session against a fake router's WebSocket: the messages sent,
@@ -509,4 +529,4 @@ func TestWSSessionMessages(t *testing.T) {
 	<-closed
 }
 
-func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -127,7 +127,7 @@ func (c *client) do(ctx context.Context, method, path string, body io.Reader, he
 	if err != nil {
 		return nil, fmt.Errorf("reading the answer of %s: %w", c.base, err)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	if resp.StatusCode < http.StatusOK || resp.StatusCode >= http.StatusMultipleChoices {
 		return nil, parseAPIError(resp.StatusCode, b)
 	}
 	return &answer{status: resp.StatusCode, header: resp.Header, body: b}, nil

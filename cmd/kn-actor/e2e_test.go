@@ -181,7 +181,7 @@ func TestCLIAgainstKnactorUp(t *testing.T) {
 		t.Fatalf("list:\n%s", table)
 	}
 	tokenFile := filepath.Join(dir, "token")
-	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+	writeFile(t, tokenFile, token+"\n", 0o600)
 	var list functionList
 	if err := json.Unmarshal([]byte(kn.with("KNACTOR_TOKEN=").ok("", "list", "-o", "json", "--token-file", tokenFile)), &list); err != nil {
 		t.Fatal(err)

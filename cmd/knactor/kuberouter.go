@@ -60,11 +60,11 @@ func (k *kubeRouterFlags) register(fs *pflag.FlagSet) {
 // router does (and the router needs the reporter first, as its activator's poker).
 type recorderSource struct{ r *router.Router }
 
-func (s *recorderSource) SnapshotAll() []stats.Snapshot {
+func (s *recorderSource) EndWindows() []stats.Snapshot {
 	if s.r == nil {
 		return nil
 	}
-	return s.r.Stats().SnapshotAll()
+	return s.r.Stats().EndWindows()
 }
 
 func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf *kubeRouterFlags) error {

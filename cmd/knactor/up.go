@@ -121,7 +121,9 @@ func loadManifests(files []string, opts manifest.Options) ([]manifest.Function, 
 // autoscaler (whose Poke the activator needs).
 type routerStats struct{ r *router.Router }
 
-func (s *routerStats) Snapshot(function string) stats.Snapshot { return s.r.Stats().Snapshot(function) }
+func (s *routerStats) Snapshot(function string) stats.Snapshot {
+	return s.r.Stats().EndWindow(function)
+}
 
 func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)

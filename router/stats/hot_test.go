@@ -21,7 +21,7 @@ func TestTotalsDoNotEndTheWindow(t *testing.T) {
 	}
 	end()
 	// The autoscaler's window still covers everything.
-	if s := r.Snapshot("fn"); s.Requests != 2 || s.Window != 2*time.Second {
+	if s := r.EndWindow("fn"); s.Requests != 2 || s.Window != 2*time.Second {
 		t.Fatalf("snapshot after Totals: %+v", s)
 	}
 	// Totals survive the snapshot.

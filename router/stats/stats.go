@@ -2,8 +2,8 @@
 // Knative's activator and queue-proxy report to the KPA, plus the number of active actors.
 //
 // A Recorder is told when each request enters and leaves the router. It integrates the number
-// of requests in flight over time, so that a snapshot reports the time-weighted average
-// concurrency of the window since the previous snapshot of the same function, the way Knative's
+// of requests in flight over time, so that ending a function's window (EndWindow) reports the
+// time-weighted average concurrency of the window since the previous one ended, the way Knative's
 // queue-proxy computes it: at every change, area += in-flight × elapsed; at the end of the window,
 // average = area / window length.
 package stats
@@ -17,17 +17,17 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// forgetAfterEmptySnapshots is how many consecutive empty snapshots (no request began, none was
+// forgetAfterEmptySnapshots is how many consecutive empty windows (no request began, none was
 // in flight at any moment of the window) make a Recorder forget a function. At the autoscaler's
-// one snapshot per second that is ten minutes of idleness: far longer than Knative's default
+// one window per second that is ten minutes of idleness: far longer than Knative's default
 // stable window (60 s) and scale-to-zero grace period (30 s), so the autoscaler has long seen the
 // zeros it needs. A forgotten function reports exactly what an idle one would, except that
-// SnapshotAll leaves it out; its next request starts it afresh.
+// EndWindows leaves it out; its next request starts it afresh.
 const forgetAfterEmptySnapshots = 600
 
 // maxTrackedActors bounds the actors a window remembers by id. Past it, the actors no longer in
-// flight are counted instead of remembered, so a flood of distinct actors between two snapshots
-// costs a counter, not memory — also in a router whose statistics nobody snapshots (`knactor
+// flight are counted instead of remembered, so a flood of distinct actors in one window costs a
+// counter, not memory — also in a router whose windows nobody ends (`knactor
 // router` without an autoscaler), where the window never ends. An actor counted that way and
 // called again in the same window counts twice: a window with more than maxTrackedActors actors
 // may report more ActiveActors than it had, never fewer.
@@ -57,8 +57,9 @@ type Snapshot struct {
 // Recorder keeps the request statistics of every function it has seen. It is safe for
 // concurrent use.
 //
-// Each Snapshot of a function ends that function's window and starts the next one, so a
-// Recorder has one reader of snapshots: the autoscaler's scraper.
+// EndWindow (or EndWindows) ends a function's window and starts the next one, so a Recorder has
+// one reader of its windows: the autoscaler's scraper. InFlight, Functions, Totals and
+// HotActors end no window.
 type Recorder struct {
 	clk clock.PassiveClock
 	// functions maps a function's name to its *funcStats.
@@ -97,14 +98,14 @@ type funcStats struct {
 	// pruneAt is the size of actors that makes Begin prune it: the Recorder's trackActors, or
 	// twice what a prune left (all in flight), so pruning stays amortized O(1) per request.
 	pruneAt int
-	// emptySnapshots counts the consecutive snapshots that found nothing in the window.
+	// emptySnapshots counts the consecutive windows that ended with nothing in them.
 	emptySnapshots int
 	// forgotten is set when the function is removed from its Recorder; a request that finds it
 	// set looks the function up again.
 	forgotten bool
 
 	// totalRequests and totalArea are requests and area since the function was first seen,
-	// never reset by a snapshot: the status page reads them (Totals) without ending the
+	// never reset when a window ends: the status page reads them (Totals) without ending the
 	// autoscaler's window.
 	totalRequests uint64
 	totalArea     time.Duration
@@ -146,7 +147,7 @@ func (r *Recorder) Enter(function, actor string) Call {
 		f := r.lookup(function)
 		f.mu.Lock()
 		if f.forgotten {
-			// A snapshot forgot f after the lookup; the next lookup makes a new one.
+			// An EndWindow forgot f after the lookup; the next lookup makes a new one.
 			f.mu.Unlock()
 			continue
 		}
@@ -193,20 +194,20 @@ func (r *Recorder) lookup(function string) *funcStats {
 	return v.(*funcStats)
 }
 
-// Snapshot returns the statistics of function for the window since its previous snapshot (or
-// since its first request) and starts a new window. A function the Recorder has not seen, or
+// EndWindow ends function's window: it returns the statistics of the window since the previous
+// one ended (or since the function's first request) and starts a new window. A function the Recorder has not seen, or
 // has forgotten, reports a window of no length with nothing in it.
-func (r *Recorder) Snapshot(function string) Snapshot {
+func (r *Recorder) EndWindow(function string) Snapshot {
 	v, ok := r.functions.Load(function)
 	if !ok {
 		return Snapshot{Function: function, Time: r.clk.Now()}
 	}
-	return r.snapshot(v.(*funcStats))
+	return r.endWindow(v.(*funcStats))
 }
 
-// SnapshotAll returns a Snapshot of every function the Recorder knows, sorted by name, and
-// starts a new window for each.
-func (r *Recorder) SnapshotAll() []Snapshot {
+// EndWindows ends the window of every function the Recorder knows, as EndWindow does, and returns
+// their Snapshots sorted by name.
+func (r *Recorder) EndWindows() []Snapshot {
 	var functions []*funcStats
 	r.functions.Range(func(_, f any) bool {
 		functions = append(functions, f.(*funcStats))
@@ -215,14 +216,14 @@ func (r *Recorder) SnapshotAll() []Snapshot {
 	slices.SortFunc(functions, func(a, b *funcStats) int { return cmp.Compare(a.name, b.name) })
 	snapshots := make([]Snapshot, len(functions))
 	for i, f := range functions {
-		snapshots[i] = r.snapshot(f)
+		snapshots[i] = r.endWindow(f)
 	}
 	return snapshots
 }
 
-// snapshot ends f's window, starts the next one, and forgets f after enough empty windows. A
+// endWindow ends f's window, starts the next one, and forgets f after enough empty windows. A
 // function that was forgotten since the caller found it reports as one never seen.
-func (r *Recorder) snapshot(f *funcStats) Snapshot {
+func (r *Recorder) endWindow(f *funcStats) Snapshot {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := r.clk.Now()
@@ -314,7 +315,7 @@ func (r *Recorder) Functions() []string {
 
 // Totals returns function's requests and the integral of its requests in flight (in
 // request-nanoseconds) since the Recorder first saw it, and its requests in flight now. Unlike
-// Snapshot it ends no window: the difference of two Totals is the rate and the average
+// EndWindow it ends no window: the difference of two Totals is the rate and the average
 // concurrency between them. A function forgotten and seen again starts from zero.
 func (r *Recorder) Totals(function string) (requests uint64, area time.Duration, inFlight int) {
 	v, ok := r.functions.Load(function)

@@ -18,10 +18,10 @@ var t0 = time.Unix(1_700_000_000, 0)
 // prime makes the Recorder know fn and starts its window now, with nothing recorded in it.
 func prime(r *Recorder) {
 	r.Begin(fn, "")()
-	r.Snapshot(fn)
+	r.EndWindow(fn)
 }
 
-func TestSnapshot(t *testing.T) {
+func TestEndWindow(t *testing.T) {
 	tests := []struct {
 		name string
 		// run records requests for fn and leaves the clock at the end of the window.
@@ -85,7 +85,7 @@ func TestSnapshot(t *testing.T) {
 		run: func(r *Recorder, clk *clocktesting.FakeClock) {
 			r.Begin(fn, "a")
 			clk.Step(time.Second)
-			r.Snapshot(fn)
+			r.EndWindow(fn)
 			clk.Step(2 * time.Second)
 		},
 		want: Snapshot{Window: 2 * time.Second, InFlight: 1, AverageConcurrency: 1, ActiveActors: 1},
@@ -94,7 +94,7 @@ func TestSnapshot(t *testing.T) {
 		run: func(r *Recorder, clk *clocktesting.FakeClock) {
 			end := r.Begin(fn, "a")
 			clk.Step(time.Second)
-			r.Snapshot(fn)
+			r.EndWindow(fn)
 			clk.Step(time.Second)
 			end()
 			clk.Step(time.Second)
@@ -106,7 +106,7 @@ func TestSnapshot(t *testing.T) {
 			end := r.Begin(fn, "a")
 			clk.Step(time.Second)
 			end()
-			r.Snapshot(fn)
+			r.EndWindow(fn)
 			clk.Step(time.Second)
 		},
 		want: Snapshot{Window: time.Second},
@@ -138,7 +138,7 @@ func TestSnapshot(t *testing.T) {
 			r.Begin(fn, "gone")()
 			r.Begin(fn, "stays")
 			end := r.Begin(fn, "ends")
-			r.Snapshot(fn)
+			r.EndWindow(fn)
 			clk.Step(time.Second)
 			end()
 			r.Begin(fn, "new")()
@@ -161,8 +161,8 @@ func TestSnapshot(t *testing.T) {
 			tt.run(r, clk)
 			want := tt.want
 			want.Function, want.Time = fn, clk.Now()
-			if got := r.Snapshot(fn); got != want {
-				t.Errorf("Snapshot() =\n%+v, want\n%+v", got, want)
+			if got := r.EndWindow(fn); got != want {
+				t.Errorf("EndWindow() =\n%+v, want\n%+v", got, want)
 			}
 		})
 	}
@@ -175,21 +175,21 @@ func TestSnapshotStartsNewWindow(t *testing.T) {
 	r.Begin(fn, "b")()
 	clk.Step(time.Second)
 
-	first := r.Snapshot(fn)
+	first := r.EndWindow(fn)
 	if want := (Snapshot{Function: fn, Time: t0.Add(time.Second), Window: time.Second, InFlight: 1, AverageConcurrency: 1, Requests: 2, ActiveActors: 2}); first != want {
-		t.Errorf("first Snapshot() =\n%+v, want\n%+v", first, want)
+		t.Errorf("first EndWindow() =\n%+v, want\n%+v", first, want)
 	}
-	second := r.Snapshot(fn)
+	second := r.EndWindow(fn)
 	if want := (Snapshot{Function: fn, Time: t0.Add(time.Second), InFlight: 1, AverageConcurrency: 1, ActiveActors: 1}); second != want {
-		t.Errorf("second Snapshot() at once =\n%+v, want\n%+v", second, want)
+		t.Errorf("second EndWindow() at once =\n%+v, want\n%+v", second, want)
 	}
 }
 
-func TestSnapshotAll(t *testing.T) {
+func TestEndWindows(t *testing.T) {
 	clk := clocktesting.NewFakeClock(t0)
 	r := NewRecorder(clk)
-	if got := r.SnapshotAll(); len(got) != 0 {
-		t.Errorf("SnapshotAll() of a new Recorder = %+v, want none", got)
+	if got := r.EndWindows(); len(got) != 0 {
+		t.Errorf("EndWindows() of a new Recorder = %+v, want none", got)
 	}
 	r.Begin("b", "")
 	r.Begin("c", "x")()
@@ -203,8 +203,8 @@ func TestSnapshotAll(t *testing.T) {
 		{Function: "b", Time: now, Window: 2 * time.Second, InFlight: 1, AverageConcurrency: 1, Requests: 1},
 		{Function: "c", Time: now, Window: 2 * time.Second, Requests: 1, ActiveActors: 1},
 	}
-	if got := r.SnapshotAll(); !slices.Equal(got, want) {
-		t.Errorf("SnapshotAll() =\n%+v, want\n%+v", got, want)
+	if got := r.EndWindows(); !slices.Equal(got, want) {
+		t.Errorf("EndWindows() =\n%+v, want\n%+v", got, want)
 	}
 
 	clk.Step(time.Second)
@@ -214,8 +214,8 @@ func TestSnapshotAll(t *testing.T) {
 		{Function: "b", Time: now, Window: time.Second, InFlight: 1, AverageConcurrency: 1},
 		{Function: "c", Time: now, Window: time.Second},
 	}
-	if got := r.SnapshotAll(); !slices.Equal(got, want) {
-		t.Errorf("SnapshotAll() in the next window =\n%+v, want\n%+v", got, want)
+	if got := r.EndWindows(); !slices.Equal(got, want) {
+		t.Errorf("EndWindows() in the next window =\n%+v, want\n%+v", got, want)
 	}
 }
 
@@ -223,11 +223,11 @@ func TestSnapshotUnknownFunction(t *testing.T) {
 	clk := clocktesting.NewFakeClock(t0)
 	r := NewRecorder(clk)
 	r.Begin(fn, "")
-	if got, want := r.Snapshot("other"), (Snapshot{Function: "other", Time: t0}); got != want {
+	if got, want := r.EndWindow("other"), (Snapshot{Function: "other", Time: t0}); got != want {
 		t.Errorf("Snapshot(%q) = %+v, want %+v", "other", got, want)
 	}
-	if got := r.SnapshotAll(); len(got) != 1 || got[0].Function != fn {
-		t.Errorf("SnapshotAll() = %+v, want only %s: asking about a function must not record it", got, fn)
+	if got := r.EndWindows(); len(got) != 1 || got[0].Function != fn {
+		t.Errorf("EndWindows() = %+v, want only %s: asking about a function must not record it", got, fn)
 	}
 }
 
@@ -242,7 +242,7 @@ func TestInFlight(t *testing.T) {
 		{name: "unknown function", do: func() {}, want: 0},
 		{name: "two begin", do: func() { r.Begin(fn, ""); r.Begin(fn, "a") }, want: 2},
 		{name: "one more begins and ends", do: func() { r.Begin(fn, "")() }, want: 2},
-		{name: "after a snapshot", do: func() { r.Snapshot(fn) }, want: 2},
+		{name: "after a snapshot", do: func() { r.EndWindow(fn) }, want: 2},
 	}
 	for _, s := range steps {
 		s.do()
@@ -251,8 +251,8 @@ func TestInFlight(t *testing.T) {
 		}
 	}
 	clk.Step(time.Second)
-	if got := r.Snapshot(fn); got.Requests != 0 || got.Window != time.Second {
-		t.Errorf("Snapshot() after InFlight = %+v, want a window of 1s with no requests: InFlight must not end the window", got)
+	if got := r.EndWindow(fn); got.Requests != 0 || got.Window != time.Second {
+		t.Errorf("EndWindow() after InFlight = %+v, want a window of 1s with no requests: InFlight must not end the window", got)
 	}
 }
 
@@ -263,37 +263,37 @@ func TestForgetIdleFunction(t *testing.T) {
 	clk.Step(time.Second)
 	// Requests in flight keep a function however many snapshots find no new request.
 	for range 2 * forgetAfterEmptySnapshots {
-		if got := r.SnapshotAll(); len(got) != 1 || got[0].InFlight != 1 {
-			t.Fatalf("SnapshotAll() with a request in flight = %+v, want it reported", got)
+		if got := r.EndWindows(); len(got) != 1 || got[0].InFlight != 1 {
+			t.Fatalf("EndWindows() with a request in flight = %+v, want it reported", got)
 		}
 		clk.Step(time.Second)
 	}
 	end()
 
 	// The window in which the last request ended is not empty.
-	if got := r.Snapshot(fn); got.AverageConcurrency != 1 || got.ActiveActors != 1 {
-		t.Errorf("Snapshot() of the window the request ended in = %+v, want concurrency 1 and 1 actor", got)
+	if got := r.EndWindow(fn); got.AverageConcurrency != 1 || got.ActiveActors != 1 {
+		t.Errorf("EndWindow() of the window the request ended in = %+v, want concurrency 1 and 1 actor", got)
 	}
 	for i := range forgetAfterEmptySnapshots {
 		clk.Step(time.Second)
 		want := []Snapshot{{Function: fn, Time: clk.Now(), Window: time.Second}}
-		if got := r.SnapshotAll(); !slices.Equal(got, want) {
-			t.Fatalf("empty SnapshotAll() %d = %+v, want %+v", i+1, got, want)
+		if got := r.EndWindows(); !slices.Equal(got, want) {
+			t.Fatalf("empty EndWindows() %d = %+v, want %+v", i+1, got, want)
 		}
 	}
-	if got := r.SnapshotAll(); len(got) != 0 {
-		t.Errorf("SnapshotAll() after %d empty snapshots = %+v, want the function forgotten", forgetAfterEmptySnapshots, got)
+	if got := r.EndWindows(); len(got) != 0 {
+		t.Errorf("EndWindows() after %d empty snapshots = %+v, want the function forgotten", forgetAfterEmptySnapshots, got)
 	}
-	if got, want := r.Snapshot(fn), (Snapshot{Function: fn, Time: clk.Now()}); got != want {
-		t.Errorf("Snapshot() of a forgotten function = %+v, want %+v", got, want)
+	if got, want := r.EndWindow(fn), (Snapshot{Function: fn, Time: clk.Now()}); got != want {
+		t.Errorf("EndWindow() of a forgotten function = %+v, want %+v", got, want)
 	}
 
 	// A new request starts the function afresh.
 	r.Begin(fn, "b")
 	clk.Step(time.Second)
 	want := Snapshot{Function: fn, Time: clk.Now(), Window: time.Second, InFlight: 1, AverageConcurrency: 1, Requests: 1, ActiveActors: 1}
-	if got := r.Snapshot(fn); got != want {
-		t.Errorf("Snapshot() after a new request = %+v, want %+v", got, want)
+	if got := r.EndWindow(fn); got != want {
+		t.Errorf("EndWindow() after a new request = %+v, want %+v", got, want)
 	}
 }
 
@@ -326,8 +326,8 @@ func TestConcurrentRequests(t *testing.T) {
 		Function: fn, Time: clk.Now(), Window: time.Second, InFlight: 1, AverageConcurrency: 1,
 		Requests: goroutines*requests + 1, ActiveActors: actors + 1,
 	}
-	if got := r.Snapshot(fn); got != want {
-		t.Errorf("Snapshot() =\n%+v, want\n%+v", got, want)
+	if got := r.EndWindow(fn); got != want {
+		t.Errorf("EndWindow() =\n%+v, want\n%+v", got, want)
 	}
 	held()
 	if got := r.InFlight(fn); got != 0 {
@@ -366,8 +366,8 @@ func TestConcurrentSnapshots(t *testing.T) {
 			clk.Step(time.Millisecond)
 		}
 	}
-	readers.Go(func() { read(&countedAll, r.SnapshotAll) })
-	readers.Go(func() { read(&counted, func() []Snapshot { return []Snapshot{r.Snapshot(fn)} }) })
+	readers.Go(func() { read(&countedAll, r.EndWindows) })
+	readers.Go(func() { read(&counted, func() []Snapshot { return []Snapshot{r.EndWindow(fn)} }) })
 
 	var workers sync.WaitGroup
 	for range goroutines {
@@ -380,7 +380,7 @@ func TestConcurrentSnapshots(t *testing.T) {
 	workers.Wait()
 	close(done)
 	readers.Wait()
-	if got := counted + countedAll + r.Snapshot(fn).Requests; got != goroutines*requests {
+	if got := counted + countedAll + r.EndWindow(fn).Requests; got != goroutines*requests {
 		t.Errorf("snapshots counted %d requests, want %d", got, goroutines*requests)
 	}
 }
@@ -442,8 +442,8 @@ func TestActorFloodStaysBounded(t *testing.T) {
 		t.Fatalf("%d actors remembered by id at once, want at most %d", most, r.trackActors)
 	}
 	held()
-	if got := r.Snapshot(fn); got.ActiveActors != n+1 || got.Requests != n+1 {
-		t.Fatalf("Snapshot() = %+v, want %d actors and requests", got, n+1)
+	if got := r.EndWindow(fn); got.ActiveActors != n+1 || got.Requests != n+1 {
+		t.Fatalf("EndWindow() = %+v, want %d actors and requests", got, n+1)
 	}
 	if got := tracked(); got != 0 {
 		t.Fatalf("%d actors remembered after the snapshot, want none", got)
@@ -460,7 +460,7 @@ func TestActorFloodStaysBounded(t *testing.T) {
 	for _, end := range ends {
 		end()
 	}
-	if got := r.Snapshot(fn); got.ActiveActors != 3*r.trackActors || got.InFlight != 0 {
-		t.Fatalf("Snapshot() = %+v, want %d actors and none in flight", got, 3*r.trackActors)
+	if got := r.EndWindow(fn); got.ActiveActors != 3*r.trackActors || got.InFlight != 0 {
+		t.Fatalf("EndWindow() = %+v, want %d actors and none in flight", got, 3*r.trackActors)
 	}
 }

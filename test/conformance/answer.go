@@ -112,7 +112,7 @@ type Effect struct {
 
 // parseAnswer checks an HTTP answer against the contract's schema and decodes it.
 func parseAnswer(status int, header http.Header, body []byte) (*Answer, error) {
-	if status >= 500 {
+	if status >= http.StatusInternalServerError {
 		return nil, fmt.Errorf("function failure: HTTP %d: %s", status, clip(body))
 	}
 	if len(body) > maxAnswerBytes {
@@ -278,7 +278,7 @@ func parseErrorForm(raw json.RawMessage) (*ErrorForm, error) {
 	switch {
 	case e.Status == nil:
 		return nil, errors.New("status is missing")
-	case *e.Status < 400 || *e.Status > 499:
+	case *e.Status < http.StatusBadRequest || *e.Status >= http.StatusInternalServerError:
 		return nil, fmt.Errorf("status %d is outside 400..499", *e.Status)
 	case e.Code == nil || !codeRE.MatchString(*e.Code):
 		return nil, fmt.Errorf("code must be 1 to 64 characters of [a-z0-9_] starting with a letter, got %s", clip(raw))

@@ -22,7 +22,9 @@ func TestUpMigratesADirectoryStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	old.Close()
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	u := startUp(t, nil, "--state-dir", dir, "-f", proctest.CounterManifest(t, "counter"))
 	r := routerProc{Process: u.Process, url: u.url}

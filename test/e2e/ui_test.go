@@ -160,7 +160,10 @@ func TestStatusPageInABrowserFollowsScaleFromZeroAndBack(t *testing.T) {
 	start := time.Now()
 
 	// An error answer, which the page lists with its request id.
-	req, _ := http.NewRequest("POST", u.url+"/v1/actors/nope/x/add", strings.NewReader(`{}`))
+	req, err := http.NewRequest("POST", u.url+"/v1/actors/nope/x/add", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("X-Request-Id", "ui-test-error-1")
 	if resp, err := client.Do(req); err != nil || resp.StatusCode != 404 {
 		t.Fatalf("call to an unknown function: %v %v", resp, err)

@@ -18,25 +18,11 @@ import (
 
 	"github.com/knactor/knactor/test/faultproxy"
 	"github.com/knactor/knactor/test/miniotest"
+	"github.com/knactor/knactor/test/proctest"
 )
 
-// pollInterval and pollTimeout bound every wait for something to happen.
-const (
-	pollInterval = 10 * time.Millisecond
-	pollTimeout  = 10 * time.Second
-)
-
-// eventually polls cond until it holds, failing the test after pollTimeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(pollTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, pollTimeout)
-		}
-		time.Sleep(pollInterval)
-	}
-}
+// pollTimeout bounds a client's wait for an answer (proctest.Eventually bounds the others).
+const pollTimeout = 10 * time.Second
 
 // recorded is one request as the upstream saw it.
 type recorded struct {
@@ -180,7 +166,10 @@ func TestFaultsUnit(t *testing.T) {
 			up := newRecordingUpstream(t)
 			p := faultproxy.Start(t, strings.TrimPrefix(up.URL, "http://"))
 			p.Set(tc.fault)
-			req, _ := http.NewRequest(tc.method, "http://"+p.Addr()+"/b/k", strings.NewReader("x"))
+			req, err := http.NewRequest(tc.method, "http://"+p.Addr()+"/b/k", strings.NewReader("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
 			start := time.Now()
 			resp, err := plainClient(5 * time.Second).Do(req)
 			took := time.Since(start)
@@ -216,7 +205,10 @@ func TestCountAndStats(t *testing.T) {
 	p.Set(faultproxy.Fault{Mode: faultproxy.Unavailable, Count: 2, Methods: []string{"PUT"}})
 	var statuses []int
 	for _, method := range []string{"PUT", "GET", "PUT", "PUT"} {
-		req, _ := http.NewRequest(method, "http://"+p.Addr()+"/b/k", nil)
+		req, err := http.NewRequest(method, "http://"+p.Addr()+"/b/k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp, err := plainClient(5 * time.Second).Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -260,7 +252,7 @@ func TestFreezeUnit(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		done <- result{status: resp.StatusCode, body: string(b)}
 	}()
-	eventually(t, "two requests frozen", func() bool { return p.Stats().Frozen == 2 })
+	proctest.Eventually(t, "two requests frozen", func() bool { return p.Stats().Frozen == 2 })
 	p.Set(faultproxy.Fault{Mode: faultproxy.Freeze, Methods: []string{"GET"}}) // another Freeze keeps them held
 	if n := len(up.requests()); n != 0 {
 		t.Fatalf("upstream got %d requests during the freeze, want none", n)
@@ -270,7 +262,7 @@ func TestFreezeUnit(t *testing.T) {
 	if r.err != nil || r.status != http.StatusCreated || r.body != "echo:patient" {
 		t.Errorf("waiting client got %+v, want the upstream's 201 echo:patient", r)
 	}
-	eventually(t, "both frozen requests forwarded", func() bool { return len(up.requests()) == 2 })
+	proctest.Eventually(t, "both frozen requests forwarded", func() bool { return len(up.requests()) == 2 })
 	if s := p.Stats(); s.Frozen != 0 || s.Faulted[faultproxy.Freeze] != 2 || s.Forwarded != 2 {
 		t.Errorf("Stats = %+v, want 2 Freeze faults, both forwarded, none frozen now", s)
 	}
@@ -294,7 +286,7 @@ func TestCloseAnswersFrozen(t *testing.T) {
 		resp.Body.Close()
 		status <- resp.StatusCode
 	}()
-	eventually(t, "request frozen", func() bool { return p.Stats().Frozen == 1 })
+	proctest.Eventually(t, "request frozen", func() bool { return p.Stats().Frozen == 1 })
 	if err := p.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
@@ -467,11 +459,11 @@ func TestWithMinIO(t *testing.T) {
 			t.Errorf("Stats().Frozen = %d, want 1", n)
 		}
 		p.Clear()
-		eventually(t, "the frozen PUT lands after Clear", func() bool {
+		proctest.Eventually(t, "the frozen PUT lands after Clear", func() bool {
 			v, ok := s.landed(t, key)
 			return ok && v == value
 		})
-		eventually(t, "no request frozen", func() bool { return p.Stats().Frozen == 0 })
+		proctest.Eventually(t, "no request frozen", func() bool { return p.Stats().Frozen == 0 })
 	})
 
 	t.Run("count", func(t *testing.T) {
@@ -537,7 +529,7 @@ func TestCloseWithStalledClient(t *testing.T) {
 	if _, err := io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: s3.test\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "request forwarded", func() bool { return p.Stats().Forwarded == 1 })
+	proctest.Eventually(t, "request forwarded", func() bool { return p.Stats().Forwarded == 1 })
 	time.Sleep(200 * time.Millisecond) // let the response fill the socket buffers, blocking the handler's write
 	start := time.Now()
 	closed := make(chan error, 1)

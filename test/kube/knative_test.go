@@ -123,7 +123,10 @@ func TestKnativeIntegration(t *testing.T) {
 		}
 		// A request for the URL's host reaches the function's pod through the router (the
 		// counter serves only the function contract, so its answer to GET / is its own 404).
-		req, _ := http.NewRequest(http.MethodGet, e.routers[0]+"/", nil)
+		req, err := http.NewRequest(http.MethodGet, e.routers[0]+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		req.Host = host
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)

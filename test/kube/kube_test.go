@@ -337,7 +337,10 @@ func TestKubernetesMode(t *testing.T) {
 			{"/v1/actors/counter/forged/add", map[string]string{"Authorization": "Bearer " + teamToken}, 403},
 			{"/v1/actors/auction/team-lot/status", map[string]string{"Authorization": "Bearer " + teamToken}, 200},
 		} {
-			req, _ := http.NewRequest(http.MethodPost, e.routers[0]+tc.path, strings.NewReader(`{}`))
+			req, err := http.NewRequest(http.MethodPost, e.routers[0]+tc.path, strings.NewReader(`{}`))
+			if err != nil {
+				t.Fatal(err)
+			}
 			for k, v := range tc.header {
 				req.Header.Set(k, v)
 			}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/knactor/knactor/test/proctest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -130,7 +131,7 @@ func (c *Cluster) StartKnative(t testing.TB, opts KnativeOptions) *Knative {
 	// the webhook gets free ports for its admission and profiling servers. (Both would bind :9090
 	// for metrics, but config-observability's default metrics-protocol is none; the webhook's
 	// main disables its :8080 health probes.)
-	ports, err := freePorts(2)
+	ports, err := proctest.FreePorts(2)
 	if err != nil {
 		t.Fatalf("kubetest: %v", err)
 	}

@@ -40,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/knactor/knactor/test/proctest"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -219,7 +220,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		return fmt.Errorf("certificates: %w", err)
 	}
 	c.pki = p
-	ports, err := freePorts(6)
+	ports, err := proctest.FreePorts(6)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -134,19 +133,4 @@ func waitHTTP(ctx context.Context, p *process, url string, caPEM []byte, token s
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1. Inside the test's private network
-// namespace only the test binary itself competes for them.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

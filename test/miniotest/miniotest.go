@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/knactor/knactor/test/proctest"
 )
 
 const (
@@ -146,7 +147,7 @@ func (s *Server) Restart() error {
 }
 
 func (s *Server) startLocked() error {
-	ports, err := freePorts(2)
+	ports, err := proctest.FreePorts(2)
 	if err != nil {
 		return err
 	}
@@ -348,19 +349,6 @@ func iamReady(client *http.Client, endpoint string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode != http.StatusServiceUnavailable
-}
-
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func tail(path string) string {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -114,12 +115,34 @@ func (p *Process) Log() string {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports[0]
+}
+
+// FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a moment ago: all n are
+// held open until the last is found, so none repeats. It is for setup code that reports errors
+// rather than failing a test (miniotest, kubetest).
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// ClosedAddr returns a loopback host:port that nobody listens on (a port that was free a moment
+// ago): dialling it is refused, for tests of a peer or pod that is gone.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
 }
 
 // WaitHealthy polls url until it answers 200. It fails t if p exits first or url does not answer

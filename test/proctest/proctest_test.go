@@ -176,3 +176,118 @@ func fatalOf(t *testing.T, fn func(testing.TB)) string {
 	<-done
 	return tb.msg
 }
+
+// fatalRecorder is a testing.TB whose Fatalf records the message and ends the goroutine, as
+// t.Fatalf does, so a test can watch a helper fail.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalRecorder) Helper() {}
+
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestEventually(t *testing.T) {
+	defer func(d time.Duration) { eventuallyTimeout = d }(eventuallyTimeout)
+	eventuallyTimeout = 200 * time.Millisecond
+	tests := []struct {
+		name      string
+		holdAfter int           // cond holds from its holdAfter-th call on; < 0: never
+		within    time.Duration // EventuallyWithin's bound; 0: Eventually
+		wantFail  bool
+	}{
+		{name: "holds at once", holdAfter: 0},
+		{name: "holds after a few polls", holdAfter: 5},
+		{name: "never holds", holdAfter: -1, wantFail: true},
+		{name: "within: holds after a few polls", holdAfter: 3, within: time.Second},
+		{name: "within: never holds", holdAfter: -1, within: 50 * time.Millisecond, wantFail: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &fatalRecorder{TB: t}
+			calls := 0
+			done := make(chan struct{})
+			start := time.Now()
+			cond := func() bool {
+				calls++
+				return tt.holdAfter >= 0 && calls > tt.holdAfter
+			}
+			bound := eventuallyTimeout
+			go func() {
+				defer close(done)
+				if tt.within > 0 {
+					bound = tt.within
+					EventuallyWithin(rec, tt.within, "the condition", cond)
+					return
+				}
+				Eventually(rec, "the condition", cond)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Eventually did not return")
+			}
+			if failed := rec.msg != ""; failed != tt.wantFail {
+				t.Fatalf("failed = %v (%q), want %v", failed, rec.msg, tt.wantFail)
+			}
+			if tt.wantFail {
+				if !strings.Contains(rec.msg, "timed out waiting for the condition") {
+					t.Errorf("message %q does not say what it waited for", rec.msg)
+				}
+				if d := time.Since(start); d < bound {
+					t.Errorf("gave up after %v, before its bound of %v", d, bound)
+				}
+				return
+			}
+			if calls != tt.holdAfter+1 {
+				t.Errorf("cond called %d times, want %d", calls, tt.holdAfter+1)
+			}
+		})
+	}
+}
+
+func TestFreePortsAreDistinctAndFree(t *testing.T) {
+	tests := []struct {
+		name string
+		n    int
+	}{
+		{name: "one", n: 1},
+		{name: "six", n: 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ports, err := FreePorts(tt.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[int]bool{}
+			for _, p := range ports {
+				if seen[p] {
+					t.Fatalf("port %d given twice in %v", p, ports)
+				}
+				seen[p] = true
+				l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+				if err != nil {
+					t.Fatalf("listen on the free port %d: %v", p, err)
+				}
+				l.Close()
+			}
+			if len(ports) != tt.n {
+				t.Fatalf("%d ports, want %d", len(ports), tt.n)
+			}
+		})
+	}
+}
+
+func TestClosedAddrRefusesConnections(t *testing.T) {
+	addr := ClosedAddr(t)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err == nil {
+		c.Close()
+		t.Fatalf("dialling %s succeeded, want it refused", addr)
+	}
+}
