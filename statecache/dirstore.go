@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -39,13 +40,37 @@ type DirStore struct {
 
 var _ Store = (*DirStore)(nil)
 
-// OpenDirStore opens (creating if needed) a store rooted at dir.
+// OpenDirStore opens (creating if needed) a store rooted at dir. It removes the temporary files
+// of writes that a crash interrupted: holding the directory's lock, no write of another process
+// can be under way.
 func OpenDirStore(dir string) (*DirStore, error) {
 	f, err := lockDir(dir, "dir store")
 	if err != nil {
 		return nil, err
 	}
+	if err := removeTempFiles(dir); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("dir store %s: removing temporary files of interrupted writes: %w", dir, err)
+	}
 	return &DirStore{dir: dir, lockFile: f, seed: maphash.MakeSeed()}, nil
+}
+
+// tempPrefix starts the names of writeFileAtomic's temporary files. Escaped ids never start with
+// '.', so they cannot collide with a key's file.
+const tempPrefix = ".tmp-"
+
+// removeTempFiles removes the temporary files under dir that writeFileAtomic left when the
+// process died between creating and renaming one.
+func removeTempFiles(dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasPrefix(d.Name(), tempPrefix) {
+			return os.Remove(path)
+		}
+		return nil
+	})
 }
 
 // Close releases the directory's lock. The store must not be used afterwards.
@@ -185,8 +210,7 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	var suffix [8]byte
 	_, _ = rand.Read(suffix[:])
-	// Escaped ids never start with '.', so temporary names cannot collide with a key's file.
-	tmp := filepath.Join(dir, ".tmp-"+hex.EncodeToString(suffix[:]))
+	tmp := filepath.Join(dir, tempPrefix+hex.EncodeToString(suffix[:]))
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err

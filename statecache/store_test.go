@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -360,6 +361,43 @@ func TestDirStoreSurvivesReopen(t *testing.T) {
 	e, err := s.Get(context.Background(), k)
 	if err != nil || string(e.Value) != "42" || e.Version != v {
 		t.Fatalf("after reopen: %+v, %v; want 42 at version %q", e, err, v)
+	}
+}
+
+// A write interrupted by a crash leaves its temporary file beside the key's; the next open removes
+// it (the directory lock says no other process writes) and keeps every value.
+func TestDirStoreRemovesTempFilesOfInterruptedWrites(t *testing.T) {
+	dir := t.TempDir()
+	k := statecache.Key{Function: "counter", ID: "a"}
+	s, err := statecache.OpenDirStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(context.Background(), k, []byte("42"), "", statecache.NoCommit); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// What a writer killed between creating its temporary file and renaming it leaves.
+	left := []string{filepath.Join(dir, "counter", ".tmp-0123456789abcdef"), filepath.Join(dir, "counter", ".tmp-fedcba9876543210")}
+	for _, p := range left {
+		if err := os.WriteFile(p, []byte("half a wri"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err = statecache.OpenDirStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range left {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s survived the reopen (%v)", p, err)
+		}
+	}
+	if e, err := s.Get(context.Background(), k); err != nil || string(e.Value) != "42" {
+		t.Fatalf("after reopen: %+v, %v; want 42", e, err)
 	}
 }
 
