@@ -60,6 +60,10 @@ type Config struct {
 	// FlushBatch bounds the writes of one batch when the store is a BatchWriter: a flush then
 	// writes its changes in batches instead of concurrent requests. Default DefaultFlushBatch.
 	FlushBatch int
+	// JournalDir, with WriteBehind, is where Close keeps the changes its final flush could not
+	// make durable, and where NewCache takes them back (journal.go); one process per directory.
+	// Empty: no journal, and such changes are lost with the process.
+	JournalDir string
 	// IdleAfter passivates actors not read or written for this long: their entries leave memory
 	// once durable. Zero disables passivation. Cache.SetIdleAfter sets it per function.
 	IdleAfter time.Duration
@@ -135,6 +139,9 @@ func (c *Config) validate() error {
 	if c.Mode != WriteThrough && c.Mode != WriteBehind {
 		errs = append(errs, fmt.Errorf("unknown write mode %d", c.Mode))
 	}
+	if c.JournalDir != "" && c.Mode != WriteBehind {
+		errs = append(errs, errors.New("a write-behind journal needs the write-behind mode"))
+	}
 	if c.FlushInterval < 0 || c.IdleAfter < 0 {
 		errs = append(errs, errors.New("flush interval and idle time must not be negative"))
 	}
@@ -163,6 +170,8 @@ type Stats struct {
 	PlaintextReads uint64
 	Dirty          int // write-behind writes not yet durable
 	DirtyBytes     int // their values' bytes
+	// Journaled are the Dirty writes taken back from the write-behind journal at open.
+	Journaled int
 	// FlushFailingFor is how long flushes have been failing (0 while they succeed).
 	FlushFailingFor time.Duration
 }
@@ -196,6 +205,8 @@ type Cache struct {
 	flushMu sync.Mutex
 
 	access [accessShards]accessShard // last read or write of each cached key, for passivation
+	// journal is the write-behind journal (Config.JournalDir); nil without one.
+	journal *journal
 	// idle holds the functions' own idle times (SetIdleAfter); tracking is set while any idle
 	// time, the Config's or a function's, passivates: only then is each use recorded in access.
 	idle     functionIdle
@@ -254,6 +265,13 @@ func NewCache(store Store, cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c.mem = mem
+	if cfg.JournalDir != "" {
+		if err := c.openJournal(cfg.JournalDir); err != nil {
+			c.closeJournal()
+			mem.Close()
+			return nil, err
+		}
+	}
 	go c.loop() // a function may be given an idle time later (SetIdleAfter)
 	return c, nil
 }
@@ -405,7 +423,12 @@ func (c *Cache) load(ctx context.Context, key Key, id string) (cached, error) {
 // Stats returns the cache's counters.
 func (c *Cache) Stats() Stats {
 	c.dirtyMu.Lock()
-	dirty, dirtyBytes := len(c.dirty), c.dirtyBytes
+	dirty, dirtyBytes, journaled := len(c.dirty), c.dirtyBytes, 0
+	for _, d := range c.dirty {
+		if d.journaled {
+			journaled++
+		}
+	}
 	var failing time.Duration
 	if !c.failingSince.IsZero() {
 		failing = c.cfg.Clock.Since(c.failingSince)
@@ -415,7 +438,7 @@ func (c *Cache) Stats() Stats {
 		DirtyBytes: dirtyBytes, FlushFailingFor: failing,
 		Hits: c.hits.Load(), Misses: c.misses.Load(), Revalidated: c.revalidated.Load(), Flushed: c.flushed.Load(),
 		FlushErrors: c.flushErrors.Load(), LostConflicts: c.lostConflicts.Load(),
-		Passivated: c.passivated.Load(), PlaintextReads: c.plaintextReads.Load(), Dirty: dirty,
+		Passivated: c.passivated.Load(), PlaintextReads: c.plaintextReads.Load(), Dirty: dirty, Journaled: journaled,
 	}
 }
 
@@ -449,6 +472,17 @@ func (c *Cache) Close(ctx context.Context) error {
 		if c.cfg.Mode == WriteBehind {
 			err = c.Flush(ctx)
 		}
+		if err != nil && c.journal != nil {
+			c.flushMu.Lock()
+			name, n, jerr := c.writeJournal()
+			c.flushMu.Unlock()
+			if jerr != nil {
+				err = fmt.Errorf("%w; and the write-behind journal could not keep them: %w", err, jerr)
+			} else if n > 0 {
+				err = fmt.Errorf("%w; %d changes kept in the write-behind journal %s: the next start takes them back", err, n, name)
+			}
+		}
+		c.closeJournal()
 		c.mem.Close()
 	})
 	return err

@@ -26,8 +26,8 @@ import (
 type spyStore struct {
 	statecache.Store
 	gets, puts, deletes atomic.Int64
-	failPuts            atomic.Int64 // the next n puts fail with ErrUnavailable
-	losePuts            atomic.Int64 // the next n puts land, then report ErrUnavailable (a lost answer)
+	failPuts            atomic.Int64 // the next n writes (puts and deletes) fail with ErrUnavailable
+	losePuts            atomic.Int64 // the next n writes land, then report ErrUnavailable (a lost answer)
 	// beforeWrite, when set, runs as a put or a batch begins: a test holds a flush there.
 	beforeWrite func()
 }
@@ -59,8 +59,18 @@ func (s *spyStore) Put(ctx context.Context, k statecache.Key, v []byte, expect s
 }
 
 func (s *spyStore) Delete(ctx context.Context, k statecache.Key, expect statecache.Version, commit statecache.Commit) (statecache.Version, error) {
+	s.writing()
 	s.deletes.Add(1)
-	return s.Store.Delete(ctx, k, expect, commit)
+	if s.failPuts.Add(-1) >= 0 {
+		return "", fmt.Errorf("spy: %w", statecache.ErrUnavailable)
+	}
+	s.failPuts.Store(0)
+	ver, err := s.Store.Delete(ctx, k, expect, commit)
+	if err == nil && s.losePuts.Add(-1) >= 0 {
+		return "", fmt.Errorf("spy: answer lost: %w", statecache.ErrUnavailable)
+	}
+	s.losePuts.Store(0)
+	return ver, err
 }
 
 // batchSpy is a spyStore over a BatchWriter: a flush writes through WriteBatch, and the spy's

@@ -45,6 +45,9 @@ type dirtyWrite struct {
 	// new dirtyWrite. A change not in flight is updated in place (no allocation per write of a
 	// hot actor between flushes).
 	inFlight bool
+	// journaled marks a change taken back from the write-behind journal: the journal's files
+	// stay until no such change waits (see settleJournal).
+	journaled bool
 }
 
 // appendMaybe adds commit to maybe, up to maxMaybeLanded commits (the oldest are kept).
@@ -140,10 +143,12 @@ func (c *Cache) isDirty(id string) bool {
 }
 
 // Flush writes every buffered write-behind change to the store and returns the errors of those
-// that failed (they stay buffered, except conflicts). Only one flush runs at a time.
-func (c *Cache) Flush(ctx context.Context) error {
+// that failed (they stay buffered, except conflicts). Only one flush runs at a time. Journal
+// files whose changes are all durable now are removed.
+func (c *Cache) Flush(ctx context.Context) (err error) {
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
+	defer func() { err = errors.Join(err, c.settleJournal()) }()
 	c.dirtyMu.Lock()
 	ids := make([]string, 0, len(c.dirty))
 	for id := range c.dirty {

@@ -41,6 +41,9 @@ type stateFlags struct {
 	// maxDirtyMB and maxDirtyAge bound what write-behind acknowledges before it is durable.
 	maxDirtyMB  int
 	maxDirtyAge time.Duration
+	// journalDir keeps the write-behind changes a failed final flush could not make durable;
+	// empty: beside the state directory (journalDirOf).
+	journalDir string
 	// revalidate confirms every cached read with the store (Kubernetes mode: several routers
 	// write the same actors). Write-through caches only.
 	revalidate bool
@@ -64,7 +67,23 @@ func (f *stateFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.idleAfter, "passivate-after", 10*time.Minute, "drop an actor's state from memory after this long unused (0: never)")
 	fs.DurationVar(&f.flushEvery, "flush-interval", statecache.DefaultFlushInterval, "write-behind flush interval")
 	fs.IntVar(&f.maxDirtyMB, "max-dirty-mb", statecache.DefaultMaxDirtyBytes>>20, "write-behind: MiB of acknowledged changes that may wait for the store; past it calls get 503 store_unavailable")
+	fs.StringVar(&f.journalDir, "journal-dir", "", "write-behind: directory that keeps the changes the final flush at shutdown could not write, taken back at the next start (default: --state-dir with \"-journal\" appended)")
 	fs.DurationVar(&f.maxDirtyAge, "max-dirty-age", statecache.DefaultMaxDirtyAge, "write-behind: how long changes are acknowledged while flushes fail; past it calls get 503 store_unavailable until the store takes writes")
+}
+
+// journalDirOf is the write-behind journal's directory: --journal-dir, else beside the state
+// directory, which is this process's own (the local store locks it).
+func (f *stateFlags) journalDirOf() string {
+	if f.journalDir != "" {
+		return f.journalDir
+	}
+	return filepath.Clean(f.dir) + "-journal"
+}
+
+// journalWaiting reports whether the write-behind journal holds changes from a previous run.
+func (f *stateFlags) journalWaiting() bool {
+	files, _ := filepath.Glob(filepath.Join(f.journalDirOf(), "changes-*.jsonl"))
+	return len(files) > 0
 }
 
 func defaultStateDir() string {
@@ -130,6 +149,18 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 	if _, err := st.cache(mode); err != nil {
 		_ = st.closeStore()
 		return nil, err
+	}
+	if mode != statecache.WriteBehind && f.journalWaiting() {
+		// A previous run's write-behind changes wait in the journal: the write-behind cache
+		// takes them back now and flushes them, whichever mode the functions use today.
+		c, err := st.cache(statecache.WriteBehind)
+		if err != nil {
+			_ = st.Close(ctx)
+			return nil, err
+		}
+		slog.Info("write-behind journal taken back", "changes", c.Stats().Journaled, "dir", f.journalDirOf())
+	} else if c := st.caches[mode]; mode == statecache.WriteBehind && c.Stats().Journaled > 0 {
+		slog.Info("write-behind journal taken back", "changes", c.Stats().Journaled, "dir", f.journalDirOf())
 	}
 	st.describe += " (" + mode.String() + ")"
 	st.collectors = append(st.collectors, statecache.StatsCollector(st.stats))
@@ -236,8 +267,12 @@ func (s *state) cache(mode statecache.WriteMode) (*statecache.Cache, error) {
 		return c, nil
 	}
 	f := s.flags
+	var journal string
+	if mode == statecache.WriteBehind {
+		journal = f.journalDirOf()
+	}
 	c, err := statecache.NewCache(s.store, statecache.Config{
-		MaxBytes: f.cacheMB << 20, Mode: mode, FlushInterval: f.flushEvery, IdleAfter: f.idleAfter,
+		MaxBytes: f.cacheMB << 20, Mode: mode, FlushInterval: f.flushEvery, IdleAfter: f.idleAfter, JournalDir: journal,
 		MaxDirtyBytes: f.maxDirtyMB << 20, MaxDirtyAge: f.maxDirtyAge,
 		Revalidate: f.revalidate && mode == statecache.WriteThrough,
 		Keys:       s.keys,
