@@ -13,19 +13,19 @@ import (
 	"github.com/knactor/knactor/router/stats"
 )
 
-// StatsSource gives the statistics of a function since its previous snapshot: the router's
-// stats.Recorder (its EndWindow). Each call ends the function's window, so the Autoscaler must be its only
-// reader.
+// StatsSource gives the statistics of a target (a function, or one of its revisions) since its
+// previous snapshot: the router's stats.Recorder (its EndWindow). Each call ends the target's
+// window, so the Autoscaler must be its only reader.
 type StatsSource interface {
-	Snapshot(function string) stats.Snapshot
+	Snapshot(target string) stats.Snapshot
 }
 
 // Scaler carries out decisions: the local-pod runtime or the Kubernetes scale subresource.
 type Scaler interface {
-	// Scale makes the function run desired pods. It should not wait for them to become ready.
-	Scale(ctx context.Context, function string, desired int32) error
-	// ReadyPods returns how many of the function's pods are ready.
-	ReadyPods(function string) int
+	// Scale makes the target run desired pods. It should not wait for them to become ready.
+	Scale(ctx context.Context, target string, desired int32) error
+	// ReadyPods returns how many of the target's pods are ready.
+	ReadyPods(target string) int
 }
 
 // Config is the Autoscaler's own settings; the per-function ones are in Spec.

@@ -5,6 +5,10 @@
 // more pods than concurrency alone. Decisions are pure functions of the statistics and an
 // injected clock; a Scaler interface carries them out (local processes or the Kubernetes API).
 //
+// The "function" it scales is a target in the sense of router/routing: a function's one set of
+// pods in local mode, one Knative revision of it in Kubernetes mode, which Knative scales on
+// its own. Its interfaces take the target's name.
+//
 // # Pieces
 //
 //   - Spec: one function's settings, with Knative's defaults (DefaultSpec) and bounds

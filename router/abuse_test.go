@@ -33,6 +33,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 	"github.com/knactor/knactor/test/proctest"
 )
@@ -57,7 +58,7 @@ const (
 	floodActorBudget = 32
 )
 
-var abuseEchoFn = Function{Name: "echo"}
+var abuseEchoFn = routing.Function{Name: "echo"}
 
 // newAbuseHarness runs a router with the counter actor and a pass-through echo function.
 func newAbuseHarness(t *testing.T, cfg Config, store statecache.Store, options ...func(*Options)) *harness {
@@ -450,7 +451,7 @@ func TestAbuseClientThatNeverReadsAnswers(t *testing.T) {
 	const writeTimeout = 500 * time.Millisecond
 	h := newAbuseHarness(t, Config{WriteTimeout: writeTimeout}, nil)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
-	h.deploy(Function{Name: "big"}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(big) }))
+	h.deploy(routing.Function{Name: "big"}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(big) }))
 	normal := newAbuseCaller(t, h, "")
 	normal.served("before")
 	base := h.r.openConns()
@@ -749,7 +750,7 @@ func TestAbuseWebSocketClientThatNeverReads(t *testing.T) {
 	t.Cleanup(func() { _ = cache.Close(context.Background()) })
 	h := newAbuseHarness(t, Config{}, store, func(o *Options) { o.State = cache })
 	const stateBytes = 256 << 10
-	board := Function{Name: "board"}
+	board := routing.Function{Name: "board"}
 	h.deploy(board, rawPod(200, `{"state":"`+strings.Repeat("x", stateBytes)+`","reply":{"ok":true}}`))
 	normal := newAbuseCaller(t, h, "")
 	normal.served("before the attack")
@@ -884,7 +885,7 @@ func TestAbuseNewActorFlood(t *testing.T) {
 	podDone := make(chan error, 1)
 	go func() { podDone <- pod.Serve(podLn) }()
 	t.Cleanup(func() { _ = pod.Shutdown(); <-podDone })
-	h.backends.Set(Function{Name: "flood"}, placement.Pod{Name: podLn.Addr().String(), Addr: podLn.Addr().String()})
+	h.backends.Set(routing.Function{Name: "flood"}, placement.Pod{Name: podLn.Addr().String(), Addr: podLn.Addr().String()})
 	normal := newAbuseCaller(t, h, "")
 	normal.served("before the flood")
 	h.do("POST", "/v1/actors/flood/warm-up/add", `{}`).want(t, 200, `{"ok":true}`)

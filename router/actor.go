@@ -16,6 +16,7 @@ import (
 
 	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/router/record"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -42,7 +43,7 @@ var (
 
 // actorCall is one call of an actor's action, from HTTP, WebSocket or an effect.
 type actorCall struct {
-	fn        Function
+	fn        routing.Function
 	key       statecache.Key
 	action    string
 	payload   []byte
@@ -151,7 +152,7 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 	}
 }
 
-func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn Function, key statecache.Key, action, host string) {
+func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn routing.Function, key statecache.Key, action, host string) {
 	start := time.Now()
 	// Not ctx: a RequestCtx is cancelled when shutdown begins, and in-flight turns must finish.
 	tctx := context.Background()
@@ -357,7 +358,7 @@ func (r *Router) awaitPodGone(ctx context.Context, function string, pod placemen
 
 // serveGetState answers the actor's current state without calling the function; with
 // ?view=record, the whole record as JSON: state, version, timers, outbox and channels.
-func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key) {
+func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn routing.Function, key statecache.Key) {
 	start := time.Now()
 	c, cancel := context.WithTimeout(context.Background(), r.cfg.CallTimeout)
 	defer cancel()
@@ -424,7 +425,7 @@ func contentTypeOf(v []byte) []byte {
 }
 
 // serveDelete deletes the actor's state as a turn, so it never interleaves with a call.
-func (r *Router) serveDelete(ctx *fasthttp.RequestCtx, fn Function, key statecache.Key) {
+func (r *Router) serveDelete(ctx *fasthttp.RequestCtx, fn routing.Function, key statecache.Key) {
 	start := time.Now()
 	err := r.deleteActor(context.Background(), key)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -66,11 +67,11 @@ func TestScopedTokens(t *testing.T) {
 	)
 	h := newHarness(t, Config{AuthTokens: []string{admin, team + ":functions=counter", viewer + ":read-only", teamRO + ":functions=counter;read-only"}})
 	h.deploy(counterFn, newTestActor())
-	h.deploy(Function{Name: "other"}, newTestActor())
+	h.deploy(routing.Function{Name: "other"}, newTestActor())
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "auth="+r.Header.Get("Authorization")+" peer="+r.Header.Get(HeaderPeerToken))
 	})
-	h.deploy(Function{Name: "echo"}, echo)
+	h.deploy(routing.Function{Name: "echo"}, echo)
 	h.do("POST", "/v1/actors/counter/a/add", `{"by":1}`, "Authorization", "Bearer "+admin).want(t, 200, `{"value":1}`)
 	h.do("POST", "/v1/actors/other/a/add", `{"by":1}`, "Authorization", "Bearer "+admin).want(t, 200, `{"value":1}`)
 
@@ -154,7 +155,7 @@ func TestPeersNeedASharedSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(Config{}, Options{Backends: NewStatic(), State: cache, Peers: peersFunc(func(string) (string, bool) { return "", false })})
+	_, err = New(Config{}, Options{Backends: routing.NewStatic(), State: cache, Peers: peersFunc(func(string) (string, bool) { return "", false })})
 	if err == nil || !strings.Contains(err.Error(), "PeerToken") {
 		t.Fatalf("New with Peers and no secret = %v, want an error naming PeerToken", err)
 	}

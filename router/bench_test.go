@@ -24,6 +24,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/router/stats"
 	"github.com/knactor/knactor/statecache"
 )
@@ -49,15 +50,15 @@ type benchRig struct {
 // does for "add".
 func newBenchRig(b testing.TB, st StateCache, options ...func(*Options)) *benchRig {
 	b.Helper()
-	backends := NewStatic()
+	backends := routing.NewStatic()
 	rig := &benchRig{ln: fasthttputil.NewInmemoryListener(), pods: make(map[string]*fasthttputil.InmemoryListener)}
 	hello := []byte(`{"hello":"world"}`)
 	answer := []byte(`{"state":{"value":2},"reply":{"value":2}}`)
-	backends.Set(Function{Name: "hello"}, rig.pod("hello:1", func(ctx *fasthttp.RequestCtx) {
+	backends.Set(routing.Function{Name: "hello"}, rig.pod("hello:1", func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(hello)
 	}))
-	backends.Set(Function{Name: "counter"}, rig.pod("counter:1", func(ctx *fasthttp.RequestCtx) {
+	backends.Set(routing.Function{Name: "counter"}, rig.pod("counter:1", func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(answer)
 	}))
@@ -264,7 +265,7 @@ func BenchmarkStats(b *testing.B) {
 
 // BenchmarkMetricsObserve measures recording one request in the Prometheus metrics.
 func BenchmarkMetricsObserve(b *testing.B) {
-	r, err := New(Config{}, Options{Backends: NewStatic(), State: &statecache.MemStore{}})
+	r, err := New(Config{}, Options{Backends: routing.NewStatic(), State: &statecache.MemStore{}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,4 +10,8 @@
 // of actors. It also serves WebSocket sessions pinned to an actor or a channel, stateless
 // pass-through to a function's pods, and the per-function concurrency statistics the autoscaler
 // reads.
+//
+// What it shares with the runtimes, the Knative ingress class and cmd/knactor (functions and
+// their targets, Backends, traffic routes, peers, the calls in flight per pod) is in
+// router/routing, which imports none of the router.
 package router

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/sdk"
 	"github.com/knactor/knactor/statecache"
 )
@@ -26,7 +27,7 @@ type harness struct {
 	t        *testing.T
 	r        *Router
 	url      string
-	backends *Static
+	backends *routing.Static
 	store    statecache.Store
 	cache    *statecache.Cache
 	served   chan error
@@ -54,7 +55,7 @@ func newHarnessOn(t *testing.T, cfg Config, store statecache.Store, options ...f
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, backends: NewStatic(), store: store, cache: cache, served: make(chan error, 1)}
+	h := &harness{t: t, backends: routing.NewStatic(), store: store, cache: cache, served: make(chan error, 1)}
 	opts := Options{Backends: h.backends, State: cache}
 	for _, o := range options {
 		o(&opts)
@@ -97,7 +98,7 @@ func (h *harness) pod(handler http.Handler) placement.Pod {
 }
 
 // deploy registers fn with one pod per handler.
-func (h *harness) deploy(fn Function, handlers ...http.Handler) []placement.Pod {
+func (h *harness) deploy(fn routing.Function, handlers ...http.Handler) []placement.Pod {
 	var pods []placement.Pod
 	for _, hd := range handlers {
 		pods = append(pods, h.pod(hd))
@@ -220,7 +221,7 @@ func rawPod(status int, body string) http.Handler {
 	})
 }
 
-var counterFn = Function{Name: "counter"}
+var counterFn = routing.Function{Name: "counter"}
 
 // logCapture is a slog handler that keeps each line as "message key=value ...".
 type logCapture struct {

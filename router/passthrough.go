@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 )
 
 // hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1).
@@ -49,21 +50,14 @@ func stripHopHeaders(h interface {
 	}
 }
 
-// podLoad counts the calls in flight per pod address: every call Router.pick sends to a pod
-// (actor turns, WebSocket messages and effects as well as pass-through requests), from the pick
-// until its claim is done. Pass-through's least-loaded-of-two choice reads it, and Drain waits
-// for a pod's count to reach zero.
+// podLoad is the router's view of its Options.InFlight: the calls in flight per pod address,
+// counted by Router.pick from the pick until the call's claim is done. Pass-through's
+// least-loaded-of-two choice reads it.
 type podLoad struct {
-	m sync.Map // addr → *atomic.Int64
+	inFlight *routing.InFlight
 }
 
-func (l *podLoad) counter(addr string) *atomic.Int64 {
-	if c, ok := l.m.Load(addr); ok {
-		return c.(*atomic.Int64)
-	}
-	c, _ := l.m.LoadOrStore(addr, new(atomic.Int64))
-	return c.(*atomic.Int64)
-}
+func (l *podLoad) counter(addr string) *atomic.Int64 { return l.inFlight.Counter(addr) }
 
 // pick returns the less loaded of two pods drawn at random (the "power of two choices":
 // near-best balance without a global view).
@@ -131,9 +125,9 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 		writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "/%s is the function contract's endpoint; call actors through /v1/actors", path))
 		return
 	}
-	var split *Split
-	fn = r.target(fn, host, func(rt *Route) *Split { split = rt.Random(); return split })
-	inStats := r.stats.Enter(fn.backend(), "")
+	var split *routing.Split
+	fn = r.target(fn, host, func(rt *routing.Route) *routing.Split { split = rt.Random(); return split })
+	inStats := r.stats.Enter(fn.Target(), "")
 	defer inStats.End()
 	timeout := fn.Timeout
 	if timeout <= 0 {

@@ -20,12 +20,13 @@ import (
 	"time"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/test/proctest"
 )
 
 // countingPod serves handler as the only pod of function fn and counts the connections the
 // router opens to it.
-func (h *harness) countingPod(fn Function, handler http.Handler) *atomic.Int64 {
+func (h *harness) countingPod(fn routing.Function, handler http.Handler) *atomic.Int64 {
 	h.t.Helper()
 	var conns atomic.Int64
 	srv := httptest.NewUnstartedServer(handler)
@@ -87,7 +88,7 @@ func TestPassThroughAnswerBodies(t *testing.T) {
 	}
 	for i, c := range cases {
 		name := "answers-" + strconv.Itoa(i)
-		conns := h.countingPod(Function{Name: name}, c.pod)
+		conns := h.countingPod(routing.Function{Name: name}, c.pod)
 		for range 3 {
 			rp := h.do(c.method, "/v1/functions/"+name+"/x", "")
 			if rp.status != c.status || rp.body != c.body {
@@ -105,7 +106,7 @@ func TestPassThroughAnswerBodies(t *testing.T) {
 func TestPassThroughStreamsAnswersAsTheyCome(t *testing.T) {
 	h := newHarness(t, Config{})
 	rest := make(chan struct{})
-	h.deploy(Function{Name: "events"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.deploy(routing.Function{Name: "events"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = io.WriteString(w, "data: one\n\n")
 		w.(http.Flusher).Flush()
@@ -155,7 +156,7 @@ func TestPassThroughAbandonedStreamClosesThePodConnection(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	h.backends.Set(Function{Name: "big"}, placement.Pod{Name: addr, Addr: addr})
+	h.backends.Set(routing.Function{Name: "big"}, placement.Pod{Name: addr, Addr: addr})
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Get(h.url + "/v1/functions/big/file")
@@ -184,7 +185,7 @@ func TestPassThroughAbandonedStreamClosesThePodConnection(t *testing.T) {
 // not a 200 whose body breaks off.
 func TestPassThroughStalledAnswerTimesOut(t *testing.T) {
 	h := newHarness(t, Config{})
-	h.deploy(Function{Name: "stall", Timeout: 300 * time.Millisecond}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.deploy(routing.Function{Name: "stall", Timeout: 300 * time.Millisecond}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "100")
 		_, _ = io.WriteString(w, "the first ten")
 		w.(http.Flusher).Flush()

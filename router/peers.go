@@ -14,25 +14,6 @@ import (
 	"github.com/knactor/knactor/statecache"
 )
 
-// Peers tells a router which router owns an actor when several routers serve one actor system
-// (Kubernetes mode). Each actor's turns run on its owner, so one call per actor runs at a time
-// across all routers and the owner's cache stays warm; the others forward the actor's calls to
-// it. Implementations choose owners by rendezvous hashing over the ready routers, so every router
-// agrees while they see the same routers.
-type Peers interface {
-	// Owner returns the address (host:port) of the router that owns key and true, or false when
-	// this router owns it (or knows no peer).
-	Owner(key string) (addr string, remote bool)
-}
-
-// PeerLister is a Peers that also lists the other routers, so a broadcast's WebSocket push
-// reaches the channel's clients whichever router they are connected to. pods/kube.Peers
-// implements it.
-type PeerLister interface {
-	// Others returns the addresses (host:port) of the other ready routers.
-	Others() []string
-}
-
 // HeaderForwarded marks a call one router forwarded to the actor's owner. The owner runs it
 // whatever its own view of the routers is, so calls never bounce between routers that
 // momentarily disagree about an owner; the store's conditional writes keep such a moment safe.

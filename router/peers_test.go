@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/test/proctest"
 )
 
@@ -36,7 +37,7 @@ func forwardingPair(t *testing.T, options ...func(*Options)) (owner, front *harn
 func TestForwardToOwnerRouter(t *testing.T) {
 	owner, front := forwardingPair(t)
 	a := newTestActor()
-	fn := Function{Name: "counter"}
+	fn := routing.Function{Name: "counter"}
 	owner.deploy(fn, a)
 	front.deploy(fn, a)
 
@@ -74,7 +75,7 @@ func TestForwardFallsBackWhenOwnerRefuses(t *testing.T) {
 	h := newHarnessOn(t, peerConfig, store, func(o *Options) {
 		o.Peers = peersFunc(func(string) (string, bool) { return dead, true })
 	})
-	h.deploy(Function{Name: "counter"}, newTestActor())
+	h.deploy(routing.Function{Name: "counter"}, newTestActor())
 	h.do("POST", "/v1/actors/counter/a/add", `{"by":2}`).want(t, 200, `{"value":2}`)
 }
 
@@ -84,12 +85,12 @@ func TestForwardFallsBackWhenOwnerRefuses(t *testing.T) {
 // "x/../../../functions/hello/hi" a pass-through call sent with the router's credentials).
 func TestForwardingKeepsTrickyIDsExact(t *testing.T) {
 	owner, front := forwardingPair(t)
-	fn := Function{Name: "counter"}
+	fn := routing.Function{Name: "counter"}
 	owner.deploy(fn, newTestActor())
 	front.deploy(fn, newTestActor())
 	var hits atomic.Int64 // calls that reached another function's pod
-	owner.deploy(Function{Name: "hello"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
-	front.deploy(Function{Name: "hello"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	owner.deploy(routing.Function{Name: "hello"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	front.deploy(routing.Function{Name: "hello"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 
 	ids := []string{
 		"a/b", "a//b", "/lead", "trail/", "x/../../../functions/hello/hi", "../functions/hello/hi", "a/./b",

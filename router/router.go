@@ -25,6 +25,7 @@ import (
 
 	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/router/record"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/router/stats"
 	"github.com/knactor/knactor/statecache"
 )
@@ -41,16 +42,17 @@ type StateCache interface {
 // Activator holds calls for functions that have no ready pod (scale from zero) and bounds
 // the calls one pod gets at once. activator.Activator satisfies it.
 type Activator interface {
-	// AwaitReady returns the function's ready pods, waiting (and poking the autoscaler) while
-	// there are none. Its errors mean no pod came in time, or too many calls wait already.
-	AwaitReady(ctx context.Context, function string) (*placement.Set, error)
+	// AwaitReady returns the target's ready pods (routing.Function.Target), waiting (and
+	// poking the autoscaler) while there are none. Its errors mean no pod came in time, or too
+	// many calls wait already.
+	AwaitReady(ctx context.Context, target string) (*placement.Set, error)
 	// Acquire takes one of capacity slots on pod (0: unlimited), waiting in arrival order.
 	Acquire(ctx context.Context, pod placement.Pod, capacity int) (release func(), err error)
 }
 
 // Options are a Router's collaborators. Backends and State are required.
 type Options struct {
-	Backends Backends
+	Backends routing.Backends
 	State    StateCache
 	// Activator scales functions from zero; nil answers 503 for a function without ready pods.
 	Activator Activator
@@ -66,11 +68,11 @@ type Options struct {
 	Collectors []prometheus.Collector
 	// Peers names each actor's owner router when several routers serve one actor system; nil
 	// runs every call here (one router).
-	Peers Peers
+	Peers routing.Peers
 	// Traffic divides functions' calls between their targets and maps the hosts of Knative
 	// Services' URLs (the Ingresses of knactor's class) to their functions; nil sends every
 	// call to the target Backends.Function names and serves no such host.
-	Traffic Traffic
+	Traffic routing.Traffic
 	// Functions lists the deployed functions for GET /v1/functions; nil answers 404.
 	Functions FunctionLister
 	// Deployer deploys manifests for POST /v1/functions; nil answers 404.
@@ -85,6 +87,13 @@ type Options struct {
 	// ScaleStatus is what the autoscaler knows of every function, for the status page
 	// (GET /v1/status) only; nil uses Functions. Kubernetes mode reads the autoscaler's.
 	ScaleStatus FunctionLister
+	// Stats receives the per-target request statistics (Router.Stats), for whoever reads them
+	// (the autoscaler, the stats reporter), which can then be built before the router. nil: the
+	// router makes its own, on Clock.
+	Stats *stats.Recorder
+	// InFlight receives the count of calls in flight per pod, for a runtime to drain a pod
+	// before it stops it (routing.InFlight.Drain). nil: the router makes its own, on Clock.
+	InFlight *routing.InFlight
 }
 
 // Router serves knactor's public API.
@@ -96,7 +105,7 @@ type Options struct {
 // sessions own one reader and one writer goroutine each, tracked by the hub. Shutdown stops all.
 type Router struct {
 	cfg       Config
-	backends  Backends
+	backends  routing.Backends
 	state     StateCache
 	activator Activator
 	clock     clock.WithDelayedExecution
@@ -105,8 +114,8 @@ type Router struct {
 	mailboxes  *Mailboxes
 	client     *fasthttp.Client // invocations: whole answers, bounded, re-sent on broken connections
 	passClient *fasthttp.Client // pass-through: streamed, never re-sent
-	peers      Peers            // nil with one router
-	traffic    Traffic          // nil without Knative ingress
+	peers      routing.Peers    // nil with one router
+	traffic    routing.Traffic  // nil without Knative ingress
 	peerClient *fasthttp.Client // forwards actor calls to their owner router; never re-sent
 	functions  FunctionLister   // nil: GET /v1/functions answers 404
 	deployer   Deployer         // nil: POST /v1/functions answers 404
@@ -165,6 +174,12 @@ func New(cfg Config, opts Options) (*Router, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Stats == nil {
+		opts.Stats = stats.NewRecorder(opts.Clock)
+	}
+	if opts.InFlight == nil {
+		opts.InFlight = routing.NewInFlight(opts.Clock)
+	}
 	var prefix [6]byte
 	_, _ = rand.Read(prefix[:])
 	var commitPrefix [12]byte
@@ -177,7 +192,8 @@ func New(cfg Config, opts Options) (*Router, error) {
 		clock:        opts.Clock,
 		log:          opts.Logger,
 		mailboxes:    NewMailboxes(cfg.MaxQueuePerActor),
-		stats:        stats.NewRecorder(opts.Clock),
+		stats:        opts.Stats,
+		load:         podLoad{inFlight: opts.InFlight},
 		reqPrefix:    hex.EncodeToString(prefix[:]),
 		commitPrefix: base64.RawURLEncoding.EncodeToString(commitPrefix[:]),
 		stopping:     make(chan struct{}),
@@ -325,7 +341,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 //
 // A pod being drained leaves the ready set before Drain reads its count, and pick counts before
 // it checks the set again, so every call Drain does not wait for sees the pod gone and picks again.
-func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, pickFrom func(*placement.Set) (placement.Pod, bool)) (placement.Pod, podClaim, error) {
+func (r *Router) pick(parent context.Context, deadline time.Time, fn routing.Function, pickFrom func(*placement.Set) (placement.Pod, bool)) (placement.Pod, podClaim, error) {
 	// The context that bounds waiting is made only when there is something to wait for: a warm
 	// pod without a capacity limit is the hot path.
 	var (
@@ -344,14 +360,14 @@ func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, p
 		return ctx
 	}
 	for {
-		set := r.backends.Ready(fn.backend())
+		set := r.backends.Ready(fn.Target())
 		if set.Len() == 0 {
 			if r.activator == nil {
-				return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q has no ready pod%s", fn.Name, fn.targetNote())
+				return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q has no ready pod%s", fn.Name, targetNote(&fn))
 			}
 			var err error
-			if set, err = r.activator.AwaitReady(waitCtx(), fn.backend()); err != nil {
-				return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q%s: %v", fn.Name, fn.targetNote(), err)
+			if set, err = r.activator.AwaitReady(waitCtx(), fn.Target()); err != nil {
+				return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q%s: %v", fn.Name, targetNote(&fn), err)
 			}
 		}
 		pod, ok := pickFrom(set)
@@ -360,7 +376,7 @@ func (r *Router) pick(parent context.Context, deadline time.Time, fn Function, p
 		}
 		inflight := r.load.counter(pod.Addr)
 		inflight.Add(1)
-		if !r.backends.Ready(fn.backend()).Contains(pod.Name) {
+		if !r.backends.Ready(fn.Target()).Contains(pod.Name) {
 			inflight.Add(-1) // left the ready set meanwhile: choose again
 			continue
 		}
@@ -390,26 +406,8 @@ func (c podClaim) done() {
 	c.inflight.Add(-1)
 }
 
-// drainPoll is how often Drain looks at a pod's in-flight count; turns are milliseconds long.
-const drainPoll = 5 * time.Millisecond
-
-// Drain waits until no call is in flight to pod, which its runtime has already taken out of
-// the ready set, so the pod can be stopped without failing a call. WebSocket sessions end at
-// the router, so they need nothing: their next message goes to the actor's new owner.
-func (r *Router) Drain(ctx context.Context, pod placement.Pod) error {
-	c := r.load.counter(pod.Addr)
-	for c.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("draining pod %s: %d calls still in flight: %w", pod.Name, c.Load(), ctx.Err())
-		case <-r.clock.After(drainPoll):
-		}
-	}
-	r.load.m.Delete(pod.Addr)
-	return nil
-}
-
-// Stats returns the per-function statistics the autoscaler reads.
+// Stats returns the per-target statistics the autoscaler reads: Options.Stats, or the
+// Recorder the router made.
 func (r *Router) Stats() *stats.Recorder { return r.stats }
 
 var (

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 	"github.com/knactor/knactor/test/proctest"
 )
@@ -57,7 +58,7 @@ func TestTrickyActorIDsRoundTrip(t *testing.T) {
 func TestBadRequestsGetJSONErrors(t *testing.T) {
 	h := newHarness(t, Config{MaxPayloadBytes: 1024})
 	h.deploy(counterFn, newTestActor())
-	h.backends.Set(Function{Name: "idle"}) // deployed, no ready pod
+	h.backends.Set(routing.Function{Name: "idle"}) // deployed, no ready pod
 	tests := []struct {
 		name, method, path, body string
 		status                   int

@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,8 +218,7 @@ func (s *scheduler) scan(now time.Time) {
 // listed by once that entry is no longer the actor's next.
 func (s *scheduler) handle(it schedule.Item) {
 	r := s.r
-	fn, id, _ := strings.Cut(it.Actor, "/")
-	key := statecache.Key{Function: fn, ID: id}
+	key, _ := statecache.ParseName(it.Actor) // it.Actor is the key's String
 	var retryAt time.Time
 	defer func() {
 		s.mu.Lock()
@@ -242,7 +240,7 @@ func (s *scheduler) handle(it schedule.Item) {
 	defer cancel()
 	_, rec, err := r.loadRecord(ctx, key)
 	if err != nil {
-		r.log.Warn("loading an actor with something due failed; retrying", "function", fn, "actor", id, "err", err)
+		r.log.Warn("loading an actor with something due failed; retrying", "function", key.Function, "actor", key.ID, "err", err)
 		retryAt = r.clock.Now().Add(timerRetryBackoff)
 		return
 	}

@@ -192,7 +192,7 @@ func (r *Router) statusFunctions() ([]FunctionStatus, string, error) {
 			continue
 		}
 		fs := FunctionStatus{Function: key, ReadyPods: r.backends.Ready(key).Len(), DesiredPods: -1}
-		if fn, ok := r.backends.Function(key); !ok || fn.backend() != key {
+		if fn, ok := r.backends.Function(key); !ok || fn.Target() != key {
 			// A revision (Kubernetes mode) the lister does not name: its function is unknown.
 			fs.Function, fs.Revision = "", key
 		}

@@ -9,6 +9,7 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -97,7 +98,7 @@ func TestStatusNeedsATokenAndShowsALimitedOneItsFunctions(t *testing.T) {
 	h := newHarnessOn(t, Config{AuthTokens: []string{admin, team + ":functions=counter;read-only"}}, localStore(t),
 		func(o *Options) { o.Functions = lister })
 	h.deploy(counterFn, newTestActor())
-	h.deploy(Function{Name: "cart"}, newTestActor())
+	h.deploy(routing.Function{Name: "cart"}, newTestActor())
 	h.do("POST", "/v1/actors/cart/c1/fail", `{}`, "Authorization", "Bearer "+admin).want(t, 422, "")
 	h.do("POST", "/v1/actors/counter/a1/add", `{"by":1}`, "Authorization", "Bearer "+admin).want(t, 200, "")
 
@@ -152,7 +153,7 @@ func TestStatusTimelineSamplesRatesOverTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cache.Close(t.Context()) })
-	backends := NewStatic()
+	backends := routing.NewStatic()
 	backends.Set(counterFn)
 	r, err := New(Config{}, Options{Backends: backends, State: cache, Clock: clk})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -49,7 +50,7 @@ func BenchmarkTimers(b *testing.B) {
 				last time.Time
 			)
 			rig := newBenchRig(b, cache)
-			rig.r.backends.(*Static).Set(Function{Name: "alarm"}, rig.pod("alarm:1", func(ctx *fasthttp.RequestCtx) {
+			rig.r.backends.(*routing.Static).Set(routing.Function{Name: "alarm"}, rig.pod("alarm:1", func(ctx *fasthttp.RequestCtx) {
 				var env struct {
 					Action   string
 					Payload  struct{ At string }

@@ -12,6 +12,7 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/sdk"
 	"github.com/knactor/knactor/statecache"
 	"github.com/knactor/knactor/test/proctest"
@@ -69,7 +70,7 @@ func newAlarm() *alarm {
 	return a
 }
 
-var alarmFn = Function{Name: "alarm"}
+var alarmFn = routing.Function{Name: "alarm"}
 
 // timerHarness is a router with a fake clock over the local store.
 func timerHarness(t *testing.T, store statecache.Store, clk *clocktesting.FakeClock) *harness {

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -259,12 +260,12 @@ const routePassThrough = "/v1/functions/{function}/{path}"
 
 // startPassThrough starts the server span of a pass-through call, whose context the pod gets
 // in the request's trace headers. Tracing must be on.
-func (r *Router) startPassThrough(ctx *fasthttp.RequestCtx, fn Function) (context.Context, trace.Span) {
+func (r *Router) startPassThrough(ctx *fasthttp.RequestCtx, fn routing.Function) (context.Context, trace.Span) {
 	c, span := r.startServer(ctx, string(ctx.Method())+" "+routePassThrough, routePassThrough)
 	if span.IsRecording() {
 		span.SetAttributes(attrFunction.String(fn.Name))
-		if fn.Target != "" && fn.Target != fn.Name {
-			span.SetAttributes(attrRevision.String(fn.Target))
+		if fn.Revision != "" && fn.Revision != fn.Name {
+			span.SetAttributes(attrRevision.String(fn.Revision))
 		}
 	}
 	return c, span
@@ -277,8 +278,8 @@ func callAttrs(call *actorCall) []attribute.KeyValue {
 		attrActor.String(call.key.ID),
 		attrAction.String(call.action),
 	}
-	if call.fn.Target != "" && call.fn.Target != call.fn.Name {
-		attrs = append(attrs, attrRevision.String(call.fn.Target))
+	if call.fn.Revision != "" && call.fn.Revision != call.fn.Name {
+		attrs = append(attrs, attrRevision.String(call.fn.Revision))
 	}
 	return attrs
 }

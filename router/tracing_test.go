@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/sdk"
 	"github.com/knactor/knactor/statecache"
 	"github.com/knactor/knactor/test/otlptest"
@@ -542,7 +543,7 @@ func TestTracingWebSocketAndPassThrough(t *testing.T) {
 
 	// Pass-through: the pod continues the router's server span.
 	got := make(chan string, 1)
-	h.deploy(Function{Name: "hello"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.deploy(routing.Function{Name: "hello"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got <- r.Header.Get("traceparent")
 	}))
 	h.do("GET", "/v1/functions/hello/hi", "", "traceparent", "00-"+callerTrace+"-"+callerSpan+"-01").want(t, 200, "")

@@ -2,105 +2,37 @@ package router
 
 import (
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
 	"sync"
 	"testing"
 
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
-func TestRouteForActor(t *testing.T) {
-	const actors = 20000
-	tests := []struct {
-		name     string
-		percents []int
-	}{
-		{"one target", []int{100}},
-		{"80/20", []int{80, 20}},
-		{"three ways", []int{50, 30, 20}},
-		{"a zero share", []int{0, 100}},
-		{"shares short of 100 go to the last", []int{30, 30}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			rt := &Route{Function: "f"}
-			for i, p := range tc.percents {
-				rt.Splits = append(rt.Splits, Split{Target: "rev" + strconv.Itoa(i), Percent: p})
-			}
-			got := map[string]int{}
-			for i := range actors {
-				key := "f/" + strconv.Itoa(i)
-				sp := rt.ForActor(key)
-				if again := rt.ForActor(key); again != sp {
-					t.Fatalf("actor %s: %s, then %s", key, sp.Target, again.Target)
-				}
-				got[sp.Target]++
-			}
-			sum := 0
-			for _, p := range tc.percents {
-				sum += p
-			}
-			for i, p := range tc.percents {
-				if i == len(tc.percents)-1 {
-					p += 100 - sum
-				}
-				share := 100 * float64(got["rev"+strconv.Itoa(i)]) / actors
-				if math.Abs(share-float64(p)) > 1.5 {
-					t.Errorf("rev%d has %.1f%% of the actors, want %d%% (±1.5)", i, share, p)
-				}
-			}
-		})
-	}
-	if sp := (&Route{}).ForActor("f/1"); sp != nil {
-		t.Errorf("a route without splits picked %+v", sp)
-	}
-}
-
-// TestRouteShiftMovesOnlyTheShare checks a rollout's step moves only the actors whose share
-// changes hands: going from 80/20 to 50/50, no actor of the second revision goes back.
-func TestRouteShiftMovesOnlyTheShare(t *testing.T) {
-	before := &Route{Splits: []Split{{Target: "old", Percent: 80}, {Target: "new", Percent: 20}}}
-	after := &Route{Splits: []Split{{Target: "old", Percent: 50}, {Target: "new", Percent: 50}}}
-	moved := 0
-	for i := range 10000 {
-		key := "f/" + strconv.Itoa(i)
-		b, a := before.ForActor(key).Target, after.ForActor(key).Target
-		if b == "new" && a == "old" {
-			t.Fatalf("actor %s went back from new to old", key)
-		}
-		if b != a {
-			moved++
-		}
-	}
-	if moved < 2700 || moved > 3300 {
-		t.Errorf("%d of 10000 actors moved, want ~30%%", moved)
-	}
-}
-
-// fakeTraffic is a fixed router.Traffic.
+// fakeTraffic is a fixed routing.Traffic.
 type fakeTraffic struct {
 	mu     sync.Mutex
-	hosts  map[string]*Route
-	routes map[string]*Route
+	hosts  map[string]*routing.Route
+	routes map[string]*routing.Route
 }
 
-func (f *fakeTraffic) Host(host string) (*Route, bool) {
+func (f *fakeTraffic) Host(host string) (*routing.Route, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rt, ok := f.hosts[host]
 	return rt, ok
 }
 
-func (f *fakeTraffic) Function(fn string) (*Route, bool) {
+func (f *fakeTraffic) Function(fn string) (*routing.Route, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rt, ok := f.routes[fn]
 	return rt, ok
 }
 
-func (f *fakeTraffic) set(fn string, rt *Route) {
+func (f *fakeTraffic) set(fn string, rt *routing.Route) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.routes[fn] = rt
@@ -119,7 +51,7 @@ func revisionPod(revision string) http.Handler {
 }
 
 func TestTrafficSplitsBetweenTargets(t *testing.T) {
-	traffic := &fakeTraffic{hosts: map[string]*Route{}, routes: map[string]*Route{}}
+	traffic := &fakeTraffic{hosts: map[string]*routing.Route{}, routes: map[string]*routing.Route{}}
 	store, err := statecache.OpenDirStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -127,14 +59,14 @@ func TestTrafficSplitsBetweenTargets(t *testing.T) {
 	t.Cleanup(func() { store.Close() })
 	h := newHarnessOn(t, Config{}, store, func(o *Options) { o.Traffic = traffic })
 	// The function and its two targets (revisions), each with its own pod.
-	h.deploy(Function{Name: "counter"})
-	rev1 := h.deploy(Function{Name: "counter-00001"}, revisionPod("counter-00001"))[0]
-	rev2 := h.deploy(Function{Name: "counter-00002"}, revisionPod("counter-00002"))[0]
+	h.deploy(routing.Function{Name: "counter"})
+	rev1 := h.deploy(routing.Function{Name: "counter-00001"}, revisionPod("counter-00001"))[0]
+	rev2 := h.deploy(routing.Function{Name: "counter-00002"}, revisionPod("counter-00002"))[0]
 	hdr := func(rev string) map[string]string { return map[string]string{"Knative-Serving-Revision": rev} }
-	main := &Route{Function: "counter", Splits: []Split{
+	main := &routing.Route{Function: "counter", Splits: []routing.Split{
 		{Target: "counter-00001", Percent: 80, Headers: hdr("counter-00001")},
 		{Target: "counter-00002", Percent: 20, Headers: hdr("counter-00002")}}}
-	tag := &Route{Function: "counter", Splits: []Split{{Target: "counter-00002", Percent: 100, Headers: hdr("counter-00002")}}}
+	tag := &routing.Route{Function: "counter", Splits: []routing.Split{{Target: "counter-00002", Percent: 100, Headers: hdr("counter-00002")}}}
 	traffic.routes["counter"] = main
 	traffic.hosts["counter.default.example.com"] = main
 	traffic.hosts["v2-counter.default.example.com"] = tag
@@ -200,7 +132,7 @@ func TestTrafficSplitsBetweenTargets(t *testing.T) {
 	}
 
 	// The rollout completes: every actor moves to the new revision and keeps its count.
-	traffic.set("counter", &Route{Function: "counter", Splits: []Split{{Target: "counter-00002", Percent: 100}}})
+	traffic.set("counter", &routing.Route{Function: "counter", Splits: []routing.Split{{Target: "counter-00002", Percent: 100}}})
 	for i := range actors {
 		want := 4
 		if i < 20 {

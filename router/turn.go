@@ -12,6 +12,7 @@ import (
 
 	"github.com/knactor/knactor/router/placement"
 	"github.com/knactor/knactor/router/record"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 	"github.com/valyala/fasthttp"
 )
@@ -58,7 +59,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 	// The actor's target (revision) is its route's pick, the same on every router: a fixed hash
 	// of its key. Turns stay one at a time whichever target runs them, since the mailbox below
 	// is the actor's, not the target's.
-	call.fn = r.target(call.fn, call.host, func(rt *Route) *Split { return rt.ForActor(keyStr) })
+	call.fn = r.target(call.fn, call.host, func(rt *routing.Route) *routing.Split { return rt.ForActor(keyStr) })
 	timeout := call.fn.Timeout
 	if timeout <= 0 {
 		timeout = r.cfg.CallTimeout
@@ -82,7 +83,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 		ctx, span = r.startTurn(ctx, call)
 		defer func() { endTurn(span, res, err) }()
 	}
-	inStats := r.stats.Enter(call.fn.backend(), call.key.ID)
+	inStats := r.stats.Enter(call.fn.Target(), call.key.ID)
 	defer inStats.End()
 
 	wait := r.child(ctx, spanMailbox)
@@ -151,7 +152,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 			// The owner broke off or refused before answering: nothing committed, so the turn
 			// runs again, on the new owner if the pod has gone.
 			lostPods++
-			r.awaitPodGone(ctx, call.fn.backend(), pod, err)
+			r.awaitPodGone(ctx, call.fn.Target(), pod, err)
 			continue
 		}
 		if err != nil {

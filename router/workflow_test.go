@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/sdk"
 	"github.com/knactor/knactor/test/proctest"
 )
@@ -76,9 +77,9 @@ func newMember() *member {
 
 func TestChainsOfForwardsAndPipes(t *testing.T) {
 	h := newHarness(t, Config{})
-	h.deploy(Function{Name: "m1"}, newMember())
-	h.deploy(Function{Name: "m2"}, newMember())
-	h.deploy(Function{Name: "m3"}, newMember())
+	h.deploy(routing.Function{Name: "m1"}, newMember())
+	h.deploy(routing.Function{Name: "m2"}, newMember())
+	h.deploy(routing.Function{Name: "m3"}, newMember())
 	chain := `{"by":2,"route":[{"function":"m2","actor":"b","action":"forward"},{"function":"m3","actor":"c","action":"add"}]}`
 	tests := []struct {
 		name, path, body string
@@ -108,7 +109,7 @@ func TestChainsOfForwardsAndPipes(t *testing.T) {
 func TestBroadcastRunsOnceOnEverySubscriber(t *testing.T) {
 	h := newHarness(t, Config{})
 	m := newMember()
-	h.deploy(Function{Name: "m1"}, m)
+	h.deploy(routing.Function{Name: "m1"}, m)
 	const n = 50
 	for i := range n {
 		h.do("POST", fmt.Sprintf("/v1/actors/m1/s%d/join", i), `"room"`).want(t, 200, "0")
@@ -152,7 +153,7 @@ func TestBroadcastPushReachesClientsOfOtherRouters(t *testing.T) {
 	h := newHarnessOn(t, peerConfig, store, func(o *Options) {
 		o.Peers = peerList{strings.TrimPrefix(other.url, "http://")}
 	})
-	h.deploy(Function{Name: "m1"}, newMember())
+	h.deploy(routing.Function{Name: "m1"}, newMember())
 	here, there := dialWS(t, h, "/v1/channels/room/ws", nil), dialWS(t, other, "/v1/channels/room/ws", nil)
 	h.do("POST", "/v1/actors/m1/boss/shout", `"room"`).want(t, 200, "0")
 	for name, ws := range map[string]*websocket.Conn{"this router": here, "the other router": there} {

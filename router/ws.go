@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/knactor/knactor/router/record"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -115,7 +116,7 @@ func (h *hub) checkOrigin(req *http.Request) bool {
 }
 
 type wsTarget struct {
-	fn        Function
+	fn        routing.Function
 	key       statecache.Key
 	host      string // the Host whose route the session came by; empty for the main route
 	subscribe bool
@@ -138,7 +139,7 @@ func (t *wsTarget) subKey() string {
 
 type wsTargetKey struct{}
 
-func (r *Router) serveWebSocket(ctx *fasthttp.RequestCtx, a access, fn Function, key statecache.Key, host string) {
+func (r *Router) serveWebSocket(ctx *fasthttp.RequestCtx, a access, fn routing.Function, key statecache.Key, host string) {
 	sub := string(ctx.QueryArgs().Peek("subscribe"))
 	t := &wsTarget{fn: fn, key: key, host: host, subscribe: sub == "1" || sub == "true", readOnly: a.mayWrite() != nil}
 	r.traceSession(ctx, t)
@@ -267,7 +268,7 @@ const peerPushTimeout = 2 * time.Second
 // them), each of which pushes it to its own clients of the channel: POST
 // /v1/channels/{channel}/push, a call between routers (HeaderForwarded and the router's token).
 func (r *Router) pushToPeers(channel string, msg []byte) {
-	lister, ok := r.peers.(PeerLister)
+	lister, ok := r.peers.(routing.PeerLister)
 	if !ok {
 		return
 	}

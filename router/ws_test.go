@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 	"github.com/knactor/knactor/test/proctest"
 )
@@ -216,7 +217,7 @@ func TestPassThrough(t *testing.T) {
 		w.WriteHeader(201)
 		_, _ = w.Write(body)
 	})
-	h.deploy(Function{Name: "echo"}, echo, echo)
+	h.deploy(routing.Function{Name: "echo"}, echo, echo)
 	rp := h.do("PUT", "/v1/functions/echo/a/b?x=1&y=%2F", "hello", "X-Custom", "v")
 	if rp.status != 201 || rp.body != "hello" || rp.header.Get("X-Seen") != "PUT /a/b?x=1&y=%2F v auth=" {
 		t.Fatalf("pass-through: %d %q %q", rp.status, rp.body, rp.header.Get("X-Seen"))
@@ -256,7 +257,7 @@ func TestPassThroughSpreadsLoad(t *testing.T) {
 			mu.Unlock()
 		})
 	}
-	h.deploy(Function{Name: "echo"}, pod("a"), pod("b"), pod("c"))
+	h.deploy(routing.Function{Name: "echo"}, pod("a"), pod("b"), pod("c"))
 	for range 300 {
 		h.do("GET", "/v1/functions/echo/", "").want(t, 200, "")
 	}
@@ -275,7 +276,7 @@ func counterKey(id string) statecache.Key { return statecache.Key{Function: "cou
 func TestPassThroughConcurrentBodiesStayApart(t *testing.T) {
 	h := newHarness(t, Config{})
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(w, r.Body) })
-	h.deploy(Function{Name: "echo"}, echo)
+	h.deploy(routing.Function{Name: "echo"}, echo)
 	var wg sync.WaitGroup
 	for c := range 32 {
 		wg.Add(1)

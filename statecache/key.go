@@ -68,6 +68,17 @@ func (k Key) String() string {
 	return k.Function + "/" + k.ID
 }
 
+// ParseName returns the key whose name (String) is name, carrying it: the function is name up
+// to its first '/' (function names hold none), the id the rest. It reports false when name has
+// no '/'. It checks nothing else (see Validate).
+func ParseName(name string) (Key, bool) {
+	fn, id, ok := strings.Cut(name, "/")
+	if !ok {
+		return Key{}, false
+	}
+	return Key{Function: fn, ID: id, name: name}, true
+}
+
 // Equal reports whether k and o name the same actor.
 func (k Key) Equal(o Key) bool { return k.Function == o.Function && k.ID == o.ID }
 

@@ -161,3 +161,15 @@ func TestNamedKeyStringDoesNotAllocate(t *testing.T) {
 		t.Fatalf("String of a named key allocates %.0f times", n)
 	}
 }
+
+func TestParseNameInvertsString(t *testing.T) {
+	for _, k := range []Key{{Function: "counter", ID: "alice"}, {Function: "f", ID: "a/b/c"}, {Function: "f", ID: "/"}} {
+		got, ok := ParseName(k.String())
+		if !ok || !got.Equal(k) || got.String() != k.String() {
+			t.Errorf("ParseName(%q) = %+v, %v; want %+v", k.String(), got, ok, k)
+		}
+	}
+	if _, ok := ParseName("no-slash"); ok {
+		t.Error(`ParseName("no-slash") reported a key`)
+	}
+}

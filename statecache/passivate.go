@@ -3,7 +3,6 @@ package statecache
 import (
 	"hash/maphash"
 	"maps"
-	"strings"
 	"sync"
 	"time"
 
@@ -108,8 +107,8 @@ func (c *Cache) Passivate() int {
 		s.mu.Lock()
 		for id, t := range s.last {
 			after := c.cfg.IdleAfter
-			if fn, _, ok := strings.Cut(id, "/"); ok {
-				if d, set := own[fn]; set {
+			if k, ok := ParseName(id); ok {
+				if d, set := own[k.Function]; set {
 					after = d
 				}
 			}
@@ -154,14 +153,13 @@ func (c *Cache) passivate(id string, cutoff time.Time) bool {
 // passivation: the actors a scale-down should move as few of as it can. It needs IdleAfter
 // (without passivation the cache does not track use) and returns nil otherwise.
 func (c *Cache) WarmIDs(function string) []string {
-	prefix := function + "/"
 	var ids []string
 	for i := range c.access {
 		s := &c.access[i]
 		s.mu.Lock()
-		for id := range s.last {
-			if actor, ok := strings.CutPrefix(id, prefix); ok {
-				ids = append(ids, actor)
+		for name := range s.last {
+			if k, ok := ParseName(name); ok && k.Function == function {
+				ids = append(ids, k.ID)
 			}
 		}
 		s.mu.Unlock()

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/utils/clock"
 	networkingclient "knative.dev/networking/pkg/client/clientset/versioned"
 
 	"github.com/knactor/knactor/activator"
@@ -28,6 +29,7 @@ import (
 	"github.com/knactor/knactor/pods/kube"
 	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/ingress"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/router/stats"
 	"github.com/knactor/knactor/statecache"
 )
@@ -54,17 +56,6 @@ func (k *kubeRouterFlags) register(fs *pflag.FlagSet) {
 	hostname, _ := os.Hostname()
 	fs.StringVar(&k.name, "router-name", cmp.Or(os.Getenv("POD_NAME"), hostname),
 		"this router's name in the stats stream (default $POD_NAME, else the host name)")
-}
-
-// recorderSource lets the stats reporter read the router's recorder, which exists only once the
-// router does (and the router needs the reporter first, as its activator's poker).
-type recorderSource struct{ r *router.Router }
-
-func (s *recorderSource) EndWindows() []stats.Snapshot {
-	if s.r == nil {
-		return nil
-	}
-	return s.r.Stats().EndWindows()
 }
 
 func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf *kubeRouterFlags) error {
@@ -167,25 +158,26 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 		}
 		slog.Info("knative: serving Ingresses", "class", ingress.Class, "namespace", kf.kube.namespace)
 	}
-	src := &recorderSource{}
+	// The router records its statistics into rec, which the stats reporter (the router's
+	// activator's poker, so made first) sends to the autoscaler.
+	rec := stats.NewRecorder(clock.RealClock{})
 	rep, err := statreporter.New(statreporter.Config{URL: kf.autoscalerURL, Router: kf.name,
-		Header: http.Header{"Authorization": {"Bearer " + cfg.PeerToken}}}, src)
+		Header: http.Header{"Authorization": {"Bearer " + cfg.PeerToken}}}, rec)
 	if err != nil {
 		return closeState(err)
 	}
 	act := activator.New(activator.Config{}, w, rep)
 
-	var traffic router.Traffic
+	var traffic routing.Traffic
 	if ing != nil {
 		traffic = ing
 	}
-	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers, Traffic: traffic, TracerProvider: tp,
+	r, err := router.New(cfg, router.Options{Backends: w, State: st, Activator: act, Peers: peers, Traffic: traffic, TracerProvider: tp, Stats: rec,
 		ScaleStatus: newAutoscalerView(kf.autoscalerURL, cfg.PeerToken), // the status page's autoscaler view
 		Collectors:  append([]prometheus.Collector{act.Collector()}, st.collectors...)})
 	if err != nil {
 		return closeState(err)
 	}
-	src.r = r
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return closeState(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -53,13 +54,13 @@ listens on loopback. S3 credentials come from $` + envS3AccessKey + ` and $` + e
 				}
 				return runKubeRouter(cmd, cfg, &state, &kf)
 			}
-			backends := router.NewStatic()
+			backends := routing.NewStatic()
 			for _, spec := range functions {
 				fn, pods, err := parseFunctionFlag(spec)
 				if err != nil {
 					return err
 				}
-				backends.Set(router.Function{Name: fn}, pods...)
+				backends.Set(routing.Function{Name: fn}, pods...)
 			}
 			if t := os.Getenv(envAuthTokens); t != "" {
 				cfg.AuthTokens = splitList(t)
@@ -99,7 +100,7 @@ func parseFunctionFlag(spec string) (string, []placement.Pod, error) {
 	return name, pods, nil
 }
 
-func runRouter(ctx context.Context, cfg router.Config, state *stateFlags, backends router.Backends) error {
+func runRouter(ctx context.Context, cfg router.Config, state *stateFlags, backends routing.Backends) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	tp, stopTracing, err := setupTracing(ctx, serviceRouter)

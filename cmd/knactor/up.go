@@ -25,6 +25,7 @@ import (
 	"github.com/knactor/knactor/manifest"
 	"github.com/knactor/knactor/pods/local"
 	"github.com/knactor/knactor/router"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/router/stats"
 )
 
@@ -117,13 +118,11 @@ func loadManifests(files []string, opts manifest.Options) ([]manifest.Function, 
 	return fns, nil
 }
 
-// routerStats lets the autoscaler read the router's statistics; the router is built after the
-// autoscaler (whose Poke the activator needs).
-type routerStats struct{ r *router.Router }
+// windows is the autoscaler's view of the router's statistics (Options.Stats): each scrape ends
+// the target's window.
+type windows struct{ rec *stats.Recorder }
 
-func (s *routerStats) Snapshot(function string) stats.Snapshot {
-	return s.r.Stats().EndWindow(function)
-}
+func (w windows) Snapshot(target string) stats.Snapshot { return w.rec.EndWindow(target) }
 
 func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
@@ -141,34 +140,34 @@ func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	if logDir == "" {
 		logDir = filepath.Join(filepath.Dir(f.state.dir), "logs")
 	}
-	rt, err := local.New(local.Config{LogDir: logDir, StopGrace: f.stopGrace})
-	if err != nil {
-		return err
-	}
 	st, err := f.state.openState(ctx)
 	if err != nil {
 		return err
+	}
+	// The router counts its calls in flight into inFlight and its statistics into rec, made
+	// first: the runtime drains pods on inFlight, the autoscaler (whose Poke the activator
+	// needs, which the router needs) reads rec.
+	inFlight, rec := routing.NewInFlight(nil), stats.NewRecorder(clock.RealClock{})
+	rt, err := local.New(local.Config{LogDir: logDir, StopGrace: f.stopGrace, Drainer: inFlight, WarmActors: st})
+	if err != nil {
+		return errors.Join(err, st.Close(ctx))
 	}
 	lease, err := acquireLease(ctx, st, f.router.Listen)
 	if err != nil {
 		return errors.Join(err, st.Close(ctx))
 	}
-	src := &routerStats{}
-	scaler := autoscaler.New(autoscaler.Config{}, src, rt, clock.RealClock{}, slog.Default())
+	scaler := autoscaler.New(autoscaler.Config{}, windows{rec}, rt, clock.RealClock{}, slog.Default())
 	functions := local.NewFunctions(rt, scaler, st, f.grace, f.manifests)
 	if _, err := functions.DeployFunctions(fns); err != nil {
 		return errors.Join(err, st.Close(ctx))
 	}
 	act := activator.New(activator.Config{}, functions, scaler)
 	r, err := router.New(f.router, router.Options{Backends: functions, State: st, Activator: act,
-		Functions: functions, Deployer: functions, TracerProvider: tp,
+		Functions: functions, Deployer: functions, TracerProvider: tp, Stats: rec, InFlight: inFlight,
 		Collectors: append([]prometheus.Collector{newScalingCollector(scaler, nil), newPodsCollector(rt, functions.Names), act.Collector()}, st.collectors...)})
 	if err != nil {
 		return errors.Join(err, st.Close(ctx))
 	}
-	src.r = r
-	rt.SetDrainer(r)
-	rt.SetWarmActors(st)
 	ln, err := net.Listen("tcp", f.router.Listen)
 	if err != nil {
 		return errors.Join(err, st.Close(ctx))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -87,9 +88,9 @@ func startRouter(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backends := router.NewStatic()
+	backends := routing.NewStatic()
 	addr := strings.TrimPrefix(pod.URL, "http://")
-	backends.Set(router.Function{Name: "chat"}, placement.Pod{Name: addr, Addr: addr})
+	backends.Set(routing.Function{Name: "chat"}, placement.Pod{Name: addr, Addr: addr})
 	r, err := router.New(router.Config{}, router.Options{Backends: backends, State: cache})
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,8 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 )
 
 // lookupLocked returns the target a name stands for: a revision, else a function's newest
@@ -20,32 +20,32 @@ func (w *Watcher) lookupLocked(name string) *target {
 	return nil
 }
 
-// Function returns the named function (router.Backends) as its newest revision: it exists while
+// Function returns the named function (routing.Backends) as its newest revision: it exists while
 // a Deployment carries its ServiceLabel, even with no pods. Timeout and ContainerConcurrency are
 // the revision's, as Knative passes them to its queue-proxy; MaxStateBytes is the pod template's
 // knactor.dev/max-state-bytes; Target is the revision.
-func (w *Watcher) Function(name string) (router.Function, bool) {
+func (w *Watcher) Function(name string) (routing.Function, bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if fn, ok := w.fns[name]; ok {
 		return fn.newest.info, true
 	}
-	return router.Function{}, false
+	return routing.Function{}, false
 }
 
 // Target returns the function as one of its revisions, with that revision's settings
-// (router.Targets).
-func (w *Watcher) Target(function, revision string) (router.Function, bool) {
+// (routing.Targets).
+func (w *Watcher) Target(function, revision string) (routing.Function, bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if t := w.fns[function].target(revision); t != nil {
 		return t.info, true
 	}
-	return router.Function{}, false
+	return routing.Function{}, false
 }
 
 // Ready returns the ready pods of a revision, or of a function's newest revision, sorted by
-// name (router.Backends). It is never nil.
+// name (routing.Backends). It is never nil.
 func (w *Watcher) Ready(name string) *placement.Set {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
@@ -57,7 +57,7 @@ func (w *Watcher) Ready(name string) *placement.Set {
 
 // Changed returns a channel closed at the next change of a revision's ready pods (for a
 // function's name: of its newest revision's, or of which revision is newest), or when it
-// appears or goes (router.Backends).
+// appears or goes (routing.Backends).
 func (w *Watcher) Changed(name string) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -10,7 +10,7 @@
 // EndpointSlice controller uses; EndpointSlices themselves are not read, because they refuse the
 // loopback pod IPs of the test harness — and that the Watcher's own TCP probe has reached once,
 // as Knative's activator probes a pod before it sends it traffic. The Watcher implements
-// router.Backends, like the local runtime.
+// routing.Backends, like the local runtime.
 //
 // A Scaler carries out the autoscaler's decisions through the Deployment's scale subresource,
 // as Knative's own autoscaler does, so the same Decider drives both runtimes.

@@ -14,13 +14,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 )
 
 // Peers follows the ready pods of knactor's router Deployment and says which router owns an
 // actor: rendezvous hashing of the actor's key over them, the same choice on every router that
-// sees the same pods. It implements router.Peers. A router pod is a peer while the API reports it
+// sees the same pods. It implements routing.Peers. A router pod is a peer while the API reports it
 // Ready, with an IP and not being deleted (podAddr); its address is its IP and the port every
 // router of the Deployment listens on (this router's own), or its first container port.
 //
@@ -37,7 +37,7 @@ type Peers struct {
 	set *placement.Set // guarded by mu: the ready routers, self included when ready
 }
 
-var _ router.Peers = (*Peers)(nil)
+var _ routing.Peers = (*Peers)(nil)
 
 // NewPeers returns Peers over the router pods in namespace that match selector; self is this
 // router's pod name and port the port the routers listen on (0: each pod's first container port).
@@ -92,7 +92,7 @@ func (p *Peers) rebuild() {
 	}
 }
 
-// Others implements router.PeerLister: the addresses of the other ready routers.
+// Others implements routing.PeerLister: the addresses of the other ready routers.
 func (p *Peers) Others() []string {
 	p.mu.RLock()
 	set := p.set
@@ -106,9 +106,9 @@ func (p *Peers) Others() []string {
 	return out
 }
 
-var _ router.PeerLister = (*Peers)(nil)
+var _ routing.PeerLister = (*Peers)(nil)
 
-// Owner implements router.Peers.
+// Owner implements routing.Peers.
 func (p *Peers) Owner(key string) (string, bool) {
 	p.mu.RLock()
 	set := p.set

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/knactor/knactor/manifest"
-	"github.com/knactor/knactor/router"
+	"github.com/knactor/knactor/router/routing"
 )
 
 // podAddr returns where a pod takes calls, and whether the API reports it ready to: not being
@@ -46,8 +46,8 @@ func userPort(containers []corev1.Container) int32 {
 // timeout and container concurrency Knative hands the queue-proxy, and knactor's state size cap
 // from the pod template's annotations. A value it cannot read is left zero (the router's
 // default) and logged.
-func (w *Watcher) functionInfo(name string, dep *appsv1.Deployment) router.Function {
-	info := router.Function{Name: name}
+func (w *Watcher) functionInfo(name string, dep *appsv1.Deployment) routing.Function {
+	info := routing.Function{Name: name}
 	bad := func(field, value string, err error) {
 		w.cfg.Logger.Warn("kube: ignoring an unreadable setting", "function", name, "deployment", dep.Name,
 			"field", field, "value", value, "err", err)

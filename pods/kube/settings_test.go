@@ -5,12 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/knactor/knactor/router/routing"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
-
-	"github.com/knactor/knactor/router"
 )
 
 func TestFunctionInfo(t *testing.T) {
@@ -26,24 +25,24 @@ func TestFunctionInfo(t *testing.T) {
 	tests := []struct {
 		name string
 		dep  *appsv1.Deployment
-		want router.Function
+		want routing.Function
 	}{{
 		name: "plain Deployment",
 		dep:  deployment("counter", "counter-00001", 0),
-		want: router.Function{Name: "counter"},
+		want: routing.Function{Name: "counter"},
 	}, {
 		name: "Knative's queue-proxy settings",
 		dep: queue(
 			corev1.EnvVar{Name: "SERVING_SERVICE", Value: "counter"},
 			corev1.EnvVar{Name: envContainerConcurrency, Value: "1"},
 			corev1.EnvVar{Name: envTimeoutSeconds, Value: "300"}),
-		want: router.Function{Name: "counter", Timeout: 300 * time.Second, ContainerConcurrency: 1},
+		want: routing.Function{Name: "counter", Timeout: 300 * time.Second, ContainerConcurrency: 1},
 	}, {
 		name: "unreadable settings are ignored",
 		dep: queue(
 			corev1.EnvVar{Name: envContainerConcurrency, Value: "-1"},
 			corev1.EnvVar{Name: envTimeoutSeconds, Value: "5m"}),
-		want: router.Function{Name: "counter"},
+		want: routing.Function{Name: "counter"},
 	}, {
 		name: "the user container's variables are not Knative's",
 		dep: func() *appsv1.Deployment {
@@ -51,7 +50,7 @@ func TestFunctionInfo(t *testing.T) {
 			d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: envContainerConcurrency, Value: "3"}}
 			return d
 		}(),
-		want: router.Function{Name: "counter"},
+		want: routing.Function{Name: "counter"},
 	}, {
 		name: "state size cap",
 		dep: func() *appsv1.Deployment {
@@ -59,7 +58,7 @@ func TestFunctionInfo(t *testing.T) {
 			d.Spec.Template.Annotations = map[string]string{"knactor.dev/max-state-bytes": "512Ki"}
 			return d
 		}(),
-		want: router.Function{Name: "counter", MaxStateBytes: 512 << 10},
+		want: routing.Function{Name: "counter", MaxStateBytes: 512 << 10},
 	}, {
 		name: "state size cap too large",
 		dep: func() *appsv1.Deployment {
@@ -67,7 +66,7 @@ func TestFunctionInfo(t *testing.T) {
 			d.Spec.Template.Annotations = map[string]string{"knactor.dev/max-state-bytes": "1Gi"}
 			return d
 		}(),
-		want: router.Function{Name: "counter"},
+		want: routing.Function{Name: "counter"},
 	}, {
 		name: "negative timeout and fractional state size cap are ignored, the rest is kept",
 		dep: func() *appsv1.Deployment {
@@ -77,7 +76,7 @@ func TestFunctionInfo(t *testing.T) {
 			d.Spec.Template.Annotations = map[string]string{"knactor.dev/max-state-bytes": "0.5"}
 			return d
 		}(),
-		want: router.Function{Name: "counter"},
+		want: routing.Function{Name: "counter"},
 	}, {
 		name: "a container named otherwise is not the queue-proxy",
 		dep: func() *appsv1.Deployment {
@@ -85,7 +84,7 @@ func TestFunctionInfo(t *testing.T) {
 			d.Spec.Template.Spec.Containers[1].Name = "sidecar"
 			return d
 		}(),
-		want: router.Function{Name: "counter"},
+		want: routing.Function{Name: "counter"},
 	}, {
 		name: "the smallest state size cap; a zero timeout is kept",
 		dep: func() *appsv1.Deployment {
@@ -93,7 +92,7 @@ func TestFunctionInfo(t *testing.T) {
 			d.Spec.Template.Annotations = map[string]string{"knactor.dev/max-state-bytes": "1"}
 			return d
 		}(),
-		want: router.Function{Name: "counter", MaxStateBytes: 1},
+		want: routing.Function{Name: "counter", MaxStateBytes: 1},
 	}, {
 		name: "the largest state size cap",
 		dep: func() *appsv1.Deployment {
@@ -101,7 +100,7 @@ func TestFunctionInfo(t *testing.T) {
 			d.Spec.Template.Annotations = map[string]string{"knactor.dev/max-state-bytes": "64Mi"}
 			return d
 		}(),
-		want: router.Function{Name: "counter", MaxStateBytes: 64 << 20},
+		want: routing.Function{Name: "counter", MaxStateBytes: 64 << 20},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,8 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 )
 
 // functionIndex indexes both informers' caches by function (the ServiceLabel value), so
@@ -27,14 +27,14 @@ import (
 const functionIndex = "function"
 
 // Watcher learns the functions of one namespace and their ready pods from the API server. It
-// implements router.Backends and tells the autoscaler which functions exist.
+// implements routing.Backends and tells the autoscaler which functions exist.
 //
-// Every revision of a function is a target (router.Targets): a Deployment labelled with the
+// Every revision of a function is a target (routing.Targets): a Deployment labelled with the
 // function's and the revision's names, its own settings and its own ready pods, scaled on its
 // own (Targets, Deployment, Annotations and ReadyPods take a revision's name). The function's
 // own name stands for its newest revision (by the Deployment's creation time, the greater name
 // breaking a tie: Knative numbers revisions upwards), which takes the calls no traffic split
-// (router.Traffic) sends elsewhere. Deployments being deleted are no revision's. Function and
+// (routing.Traffic) sends elsewhere. Deployments being deleted are no revision's. Function and
 // revision names share one namespace, as they do in Knative, where both name Kubernetes
 // Services; a revision's name is looked up first.
 //
@@ -92,7 +92,7 @@ type function struct {
 // target is the published state of one revision of a function. It is never modified once
 // published.
 type target struct {
-	info        router.Function // Name is the function's, Target the revision's
+	info        routing.Function // Name is the function's, Target the revision's
 	deployment  string
 	source      *appsv1.Deployment // the cached object info and annotations come from; read only
 	annotations map[string]string
@@ -100,8 +100,8 @@ type target struct {
 }
 
 var (
-	_ router.Backends = (*Watcher)(nil)
-	_ router.Targets  = (*Watcher)(nil)
+	_ routing.Backends = (*Watcher)(nil)
+	_ routing.Targets  = (*Watcher)(nil)
 	// emptySet is the ready set of a function without ready pods.
 	emptySet = placement.NewSet(nil)
 )
@@ -361,7 +361,7 @@ func (w *Watcher) sync(ctx context.Context, name string) bool {
 			t.info, t.annotations = o.info, o.annotations
 		} else {
 			t.info = w.functionInfo(name, dep)
-			t.info.Target = rev
+			t.info.Revision = rev
 			t.annotations = maps.Clone(dep.Spec.Template.Annotations)
 		}
 		var ready []placement.Pod
@@ -439,7 +439,7 @@ func (w *Watcher) publish(name string, next *function) bool {
 		return true
 	}
 	if old == nil {
-		w.cfg.Logger.Info("kube: function found", "function", name, "revision", next.newest.info.Target,
+		w.cfg.Logger.Info("kube: function found", "function", name, "revision", next.newest.info.Revision,
 			"deployment", next.newest.deployment, "ready", next.newest.ready.Len())
 		changed = true
 	}
@@ -459,7 +459,7 @@ func (w *Watcher) publish(name string, next *function) bool {
 		}
 		w.targets[rev] = t
 	}
-	if old != nil && old.newest.info.Target != next.newest.info.Target {
+	if old != nil && old.newest.info.Revision != next.newest.info.Revision {
 		w.notifyLocked(name)
 		changed = true
 	}

@@ -18,8 +18,8 @@ import (
 	ktesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/knactor/knactor/router"
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/router/routing"
 )
 
 func TestPodChanges(t *testing.T) {
@@ -297,15 +297,15 @@ func TestRevisionsAreTargets(t *testing.T) {
 
 	tests := []struct {
 		name string
-		get  func() (router.Function, bool)
-		want router.Function
+		get  func() (routing.Function, bool)
+		want routing.Function
 	}{
-		{"the function is its newest revision", func() (router.Function, bool) { return h.w.Function(fn) },
-			router.Function{Name: fn, Target: "counter-00002", Timeout: 90 * time.Second}},
-		{"an older revision keeps its settings", func() (router.Function, bool) { return h.w.Target(fn, "counter-00001") },
-			router.Function{Name: fn, Target: "counter-00001", Timeout: 30 * time.Second}},
-		{"the newest by name", func() (router.Function, bool) { return h.w.Target(fn, "counter-00002") },
-			router.Function{Name: fn, Target: "counter-00002", Timeout: 90 * time.Second}},
+		{"the function is its newest revision", func() (routing.Function, bool) { return h.w.Function(fn) },
+			routing.Function{Name: fn, Revision: "counter-00002", Timeout: 90 * time.Second}},
+		{"an older revision keeps its settings", func() (routing.Function, bool) { return h.w.Target(fn, "counter-00001") },
+			routing.Function{Name: fn, Revision: "counter-00001", Timeout: 30 * time.Second}},
+		{"the newest by name", func() (routing.Function, bool) { return h.w.Target(fn, "counter-00002") },
+			routing.Function{Name: fn, Revision: "counter-00002", Timeout: 90 * time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -447,7 +447,7 @@ func TestFunctionInfoPublished(t *testing.T) {
 		{Name: envContainerConcurrency, Value: "2"}, {Name: envTimeoutSeconds, Value: "60"}}
 	h := start(t, d)
 	got, ok := h.w.Function("counter")
-	if want := (router.Function{Name: "counter", Timeout: time.Minute, ContainerConcurrency: 2, Target: "counter-00001"}); !ok || got != want {
+	if want := (routing.Function{Name: "counter", Timeout: time.Minute, ContainerConcurrency: 2, Revision: "counter-00001"}); !ok || got != want {
 		t.Errorf("Function = %+v, %v; want %+v", got, ok, want)
 	}
 }

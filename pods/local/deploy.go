@@ -14,6 +14,7 @@ import (
 	"github.com/knactor/knactor/autoscaler"
 	"github.com/knactor/knactor/manifest"
 	"github.com/knactor/knactor/router"
+	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 )
 
@@ -39,11 +40,11 @@ type Functions struct {
 
 	deployMu sync.Mutex
 	deployed map[string]functionSettings
-	routes   atomic.Pointer[map[string]router.Function]
+	routes   atomic.Pointer[map[string]routing.Function]
 }
 
 var (
-	_ router.Backends       = (*Functions)(nil)
+	_ routing.Backends      = (*Functions)(nil)
 	_ router.FunctionLister = (*Functions)(nil)
 	_ router.Deployer       = (*Functions)(nil)
 )
@@ -65,7 +66,7 @@ type WriteModes interface {
 // update from a no-op.
 type functionSettings struct {
 	pod   Function
-	route router.Function
+	route routing.Function
 	spec  autoscaler.Spec
 	mode  statecache.WriteMode
 	idle  time.Duration // knactor.dev/passivate-after; -1: the platform's
@@ -76,12 +77,12 @@ type functionSettings struct {
 // Deploy parses manifests with opts.
 func NewFunctions(rt *Runtime, scaler *autoscaler.Autoscaler, modes WriteModes, grace time.Duration, opts manifest.Options) *Functions {
 	f := &Functions{Runtime: rt, scaler: scaler, modes: modes, grace: grace, opts: opts, deployed: map[string]functionSettings{}}
-	f.routes.Store(&map[string]router.Function{})
+	f.routes.Store(&map[string]routing.Function{})
 	return f
 }
 
-// Function implements router.Backends.
-func (f *Functions) Function(name string) (router.Function, bool) {
+// Function implements routing.Backends.
+func (f *Functions) Function(name string) (routing.Function, bool) {
 	fn, ok := (*f.routes.Load())[name]
 	return fn, ok
 }
@@ -154,7 +155,7 @@ func (f *Functions) settings(fn manifest.Function) (functionSettings, error) {
 	}
 	return functionSettings{
 		pod: Function{Name: fn.Name, Command: command, Dir: fn.WorkingDir, Env: plainEnv(fn)},
-		route: router.Function{
+		route: routing.Function{
 			Name: fn.Name, Timeout: fn.Timeout, MaxStateBytes: fn.MaxStateBytes, ContainerConcurrency: int(fn.ContainerConcurrency),
 		},
 		spec: spec,

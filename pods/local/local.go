@@ -30,6 +30,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/statecache"
 )
 
 // Defaults of Config.
@@ -58,7 +59,8 @@ type Function struct {
 	Env     []string // the function's own KEY=VALUE pairs (its manifest's env); see podEnv
 }
 
-// Drainer waits until no call is in flight to a pod that has left the ready set (the router).
+// Drainer waits until no call is in flight to a pod that has left the ready set: the router's
+// routing.InFlight.
 type Drainer interface {
 	Drain(ctx context.Context, pod placement.Pod) error
 }
@@ -79,6 +81,12 @@ type Config struct {
 	MaxRestartBackoff time.Duration
 	Clock             clock.WithTicker
 	Logger            *slog.Logger
+	// Drainer waits for a pod's calls in flight before the pod stops (the router's
+	// routing.InFlight); nil stops pods without waiting.
+	Drainer Drainer
+	// WarmActors tells a scale-down which actors are warm (the state cache); nil removes the
+	// newest pods.
+	WarmActors WarmActors
 }
 
 func (c *Config) setDefaults() {
@@ -109,11 +117,9 @@ type Runtime struct {
 	cfg    Config
 	client *http.Client
 
-	mu      sync.Mutex
-	fns     map[string]*function
-	drainer Drainer
-	warm    WarmActors
-	closed  bool
+	mu     sync.Mutex
+	fns    map[string]*function
+	closed bool
 
 	wg sync.WaitGroup
 }
@@ -174,12 +180,6 @@ func New(cfg Config) (*Runtime, error) {
 	}, nil
 }
 
-// SetDrainer sets who drains a pod before it stops (the router, built after the runtime).
-func (r *Runtime) SetDrainer(d Drainer) { r.mu.Lock(); r.drainer = d; r.mu.Unlock() }
-
-// SetWarmActors sets where warm actors are learned (the state cache).
-func (r *Runtime) SetWarmActors(w WarmActors) { r.mu.Lock(); r.warm = w; r.mu.Unlock() }
-
 // Deploy registers a function with no pods (scale it up with Scale). Deploying a name again
 // replaces the command for pods started from then on.
 func (r *Runtime) Deploy(f Function) error {
@@ -196,7 +196,7 @@ func (r *Runtime) Deploy(f Function) error {
 	return nil
 }
 
-// Ready returns the function's ready pods (router.Backends).
+// Ready returns the function's ready pods (routing.Backends).
 func (r *Runtime) Ready(function string) *placement.Set {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -206,7 +206,7 @@ func (r *Runtime) Ready(function string) *placement.Set {
 	return placement.NewSet(nil)
 }
 
-// Changed returns a channel closed at the function's next ready-set change (router.Backends).
+// Changed returns a channel closed at the function's next ready-set change (routing.Backends).
 func (r *Runtime) Changed(function string) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -301,10 +301,10 @@ func (r *Runtime) victimsLocked(fn *function, k int) []*pod {
 		}
 	}
 	var warm []string
-	if r.warm != nil && len(victims) < k {
-		warm = r.warm.WarmIDs(fn.spec.Name)
+	if r.cfg.WarmActors != nil && len(victims) < k {
+		warm = r.cfg.WarmActors.WarmIDs(fn.spec.Name)
 	}
-	key := func(id string) string { return fn.spec.Name + "/" + id } // the router's owner key
+	key := func(id string) string { return statecache.Key{Function: fn.spec.Name, ID: id}.String() } // its owner key
 	for len(victims) < k && len(serving) > 0 {
 		set := placement.NewSet(podsOf(serving))
 		owned := make(map[string]int, len(serving))
@@ -366,10 +366,7 @@ func (r *Runtime) setState(fnName string, p *pod, s podState, crashed bool) {
 // retire drains a pod that has left the ready set, then stops it.
 func (r *Runtime) retire(p *pod) {
 	defer r.wg.Done()
-	r.mu.Lock()
-	d := r.drainer
-	r.mu.Unlock()
-	if d != nil {
+	if d := r.cfg.Drainer; d != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StopGrace)
 		if err := d.Drain(ctx, placement.Pod{Name: p.name, Addr: p.addr}); err != nil {
 			r.cfg.Logger.Warn("pod drain incomplete; stopping it anyway", "pod", p.name, "err", err)

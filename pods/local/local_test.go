@@ -129,12 +129,15 @@ func (d *recordingDrainer) Drain(_ context.Context, p placement.Pod) error {
 	return nil
 }
 
+// warmList is a WarmActors whose warm actors are the same for every function.
 type warmList []string
 
-func (w warmList) WarmIDs(string) []string { return w }
+func (w *warmList) WarmIDs(string) []string { return *w }
 
 func TestScaleDownRemovesThePodOwningFewestWarmActors(t *testing.T) {
-	r := newRuntime(t, Config{})
+	d := &recordingDrainer{}
+	var warm warmList // filled below, before the scale-down reads it
+	r := newRuntime(t, Config{Drainer: d, WarmActors: &warm})
 	_ = r.Deploy(Function{Name: "counter", Command: []string{counterBin(t)}})
 	_ = r.Scale(context.Background(), "counter", 3)
 	set := waitReady(t, r, "counter", 3)
@@ -142,7 +145,6 @@ func TestScaleDownRemovesThePodOwningFewestWarmActors(t *testing.T) {
 	light := set.Pods()[2].Name
 	want := map[string]int{set.Pods()[0].Name: 20, set.Pods()[1].Name: 20, light: 1}
 	counts := map[string]int{}
-	var warm warmList
 	for i := 0; len(warm) < 41; i++ {
 		id := "actor-" + strconv.Itoa(i)
 		if o, _ := set.Owner("counter/" + id); counts[o.Name] < want[o.Name] {
@@ -150,9 +152,6 @@ func TestScaleDownRemovesThePodOwningFewestWarmActors(t *testing.T) {
 			warm = append(warm, id)
 		}
 	}
-	d := &recordingDrainer{}
-	r.SetDrainer(d)
-	r.SetWarmActors(warm)
 	if err := r.Scale(context.Background(), "counter", 2); err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func TestVictims(t *testing.T) {
 			var w *warmIDs
 			if tt.warm != nil {
 				w = &warmIDs{ids: map[string][]string{"f": ownedBy(t, serving, tt.warm)}}
-				r.warm = w
+				r.cfg.WarmActors = w
 			}
 			var got []string
 			for _, p := range r.victimsLocked(fn, tt.k) {

@@ -5,7 +5,7 @@
 // config-network names for every Route: the hosts of the Service's URLs (cluster-local and
 // public, and one more per traffic tag) and, for each, how its traffic splits between revisions.
 // A Reconciler follows the Ingresses of Class in its namespace and hands the router those routes
-// (router.Traffic): a stateless request takes a split drawn by its percentages, an actor's call
+// (routing.Traffic): a stateless request takes a split drawn by its percentages, an actor's call
 // the split its fixed hash falls in, so an actor stays on one revision while the split stays.
 // Each split's revision brings its own timeout and containerConcurrency (pods/kube.Watcher
 // reads them from the revision's Deployment) and the headers Knative asks for
@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/knactor/knactor/router/routing"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,8 +36,6 @@ import (
 	networkingv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
 	networkingclient "knative.dev/networking/pkg/client/clientset/versioned"
 	networkinginformers "knative.dev/networking/pkg/client/informers/externalversions"
-
-	"github.com/knactor/knactor/router"
 )
 
 // Class is knactor's ingress class.
@@ -66,11 +65,11 @@ type Reconciler struct {
 	wake    chan struct{}
 
 	mu     sync.RWMutex
-	hosts  map[string]*router.Route // host (lower case, no port) → its route
-	routes map[string]*router.Route // function → the route of its main (untagged) URL
+	hosts  map[string]*routing.Route // host (lower case, no port) → its route
+	routes map[string]*routing.Route // function → the route of its main (untagged) URL
 }
 
-var _ router.Traffic = (*Reconciler)(nil)
+var _ routing.Traffic = (*Reconciler)(nil)
 
 func (r *Reconciler) init() {
 	r.once.Do(func() {
@@ -141,7 +140,7 @@ func (r *Reconciler) mine() []*networkingv1alpha1.Ingress {
 // rebuild maps every host of every Ingress of Class to its route, and every function to its
 // main route.
 func (r *Reconciler) rebuild() {
-	hosts, routes := map[string]*router.Route{}, map[string]*router.Route{}
+	hosts, routes := map[string]*routing.Route{}, map[string]*routing.Route{}
 	for _, ing := range r.mine() {
 		fn := ing.Labels[routeLabel]
 		if fn == "" {
@@ -169,7 +168,7 @@ func (r *Reconciler) rebuild() {
 
 // routeOf reads the splits of a rule's first path that matches every request (no header match,
 // the whole path space): nil when it has none.
-func routeOf(function string, rule networkingv1alpha1.IngressRule) *router.Route {
+func routeOf(function string, rule networkingv1alpha1.IngressRule) *routing.Route {
 	if rule.HTTP == nil {
 		return nil
 	}
@@ -177,7 +176,7 @@ func routeOf(function string, rule networkingv1alpha1.IngressRule) *router.Route
 		if len(p.Headers) > 0 || (p.Path != "" && p.Path != "/") {
 			continue
 		}
-		rt := &router.Route{Function: function}
+		rt := &routing.Route{Function: function}
 		for _, sp := range p.Splits {
 			headers := maps.Clone(p.AppendHeaders)
 			if len(sp.AppendHeaders) > 0 {
@@ -186,7 +185,7 @@ func routeOf(function string, rule networkingv1alpha1.IngressRule) *router.Route
 				}
 				maps.Copy(headers, sp.AppendHeaders)
 			}
-			rt.Splits = append(rt.Splits, router.Split{Target: sp.ServiceName, Percent: sp.Percent, Headers: headers})
+			rt.Splits = append(rt.Splits, routing.Split{Target: sp.ServiceName, Percent: sp.Percent, Headers: headers})
 		}
 		if len(rt.Splits) == 0 {
 			return nil
@@ -196,8 +195,8 @@ func routeOf(function string, rule networkingv1alpha1.IngressRule) *router.Route
 	return nil
 }
 
-// Host returns the route that serves host (a Host header, port allowed): router.Traffic.
-func (r *Reconciler) Host(host string) (*router.Route, bool) {
+// Host returns the route that serves host (a Host header, port allowed): routing.Traffic.
+func (r *Reconciler) Host(host string) (*routing.Route, bool) {
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		host = host[:i]
 	}
@@ -207,8 +206,8 @@ func (r *Reconciler) Host(host string) (*router.Route, bool) {
 	return rt, ok
 }
 
-// Function returns the route of the function's main URL: router.Traffic.
-func (r *Reconciler) Function(function string) (*router.Route, bool) {
+// Function returns the route of the function's main URL: routing.Traffic.
+func (r *Reconciler) Function(function string) (*routing.Route, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	rt, ok := r.routes[function]

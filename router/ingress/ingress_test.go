@@ -5,12 +5,11 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/knactor/knactor/router/routing"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/networking/pkg/apis/networking"
 	networkingv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
 	networkingfake "knative.dev/networking/pkg/client/clientset/versioned/fake"
-
-	"github.com/knactor/knactor/router"
 )
 
 // split is one Knative Ingress split: a revision and its share.
@@ -65,15 +64,15 @@ func TestRoutesAndStatus(t *testing.T) {
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	main := []router.Split{
+	main := []routing.Split{
 		{Target: "counter-00002", Percent: 80, Headers: map[string]string{"Knative-Serving-Namespace": "default", "Knative-Serving-Revision": "counter-00002"}},
 		{Target: "counter-00001", Percent: 20, Headers: map[string]string{"Knative-Serving-Namespace": "default", "Knative-Serving-Revision": "counter-00001"}},
 	}
 	tagged := main[1:]
-	tagged = []router.Split{{Target: tagged[0].Target, Percent: 100, Headers: tagged[0].Headers}}
+	tagged = []routing.Split{{Target: tagged[0].Target, Percent: 100, Headers: tagged[0].Headers}}
 	tests := []struct {
 		host   string
-		splits []router.Split // nil: not served
+		splits []routing.Split // nil: not served
 	}{
 		{"counter.default.example.com", main},
 		{"Counter.Default.Example.Com:8080", main},
