@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/valyala/fasthttp"
 
 	"github.com/knactor/knactor/router/placement"
@@ -1017,6 +1018,9 @@ func TestAbuseConnectionCaps(t *testing.T) {
 		held := hold(t, h, 8)
 		c := dialRaw(t, h)
 		readAnswer(c, time.Now(), 5*time.Second).wantJSONError(t, "connection 9 of 8", 503, CodeTooManyConnections)
+		if got := testutil.ToFloat64(h.r.metrics.refused.WithLabelValues(refusedConns)); got != 1 {
+			t.Errorf("knactor_router_refused_total{reason=%q} = %v, want 1", refusedConns, got)
+		}
 		held[0].Close()
 		proctest.EventuallyWithin(t, 5*time.Second, "a place to free", func() bool { return h.r.openConns() < 8 })
 		newAbuseCaller(t, h, "").served("once a connection closed")
@@ -1027,6 +1031,9 @@ func TestAbuseConnectionCaps(t *testing.T) {
 		held := hold(t, h, 4)
 		c := dialRaw(t, h)
 		readAnswer(c, time.Now(), 5*time.Second).wantJSONError(t, "connection 5 of 4 from one address", 429, CodeTooManyConnections)
+		if got := testutil.ToFloat64(h.r.metrics.refused.WithLabelValues(refusedConnsPerIP)); got != 1 {
+			t.Errorf("knactor_router_refused_total{reason=%q} = %v, want 1", refusedConnsPerIP, got)
+		}
 		newAbuseCaller(t, h, "127.0.0.2").served("another address")
 		held[0].Close()
 		proctest.EventuallyWithin(t, 5*time.Second, "a place to free", func() bool {
@@ -1065,6 +1072,9 @@ func TestAbuseConnectionCaps(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"code":"`+CodeTooManyConnections+`"`) {
 			t.Fatalf("session 3 of 2: %d %s, want 503 %s with Retry-After", resp.StatusCode, body, CodeTooManyConnections)
+		}
+		if got := testutil.ToFloat64(h.r.metrics.refused.WithLabelValues(refusedSessions)); got != 1 {
+			t.Errorf("knactor_router_refused_total{reason=%q} = %v, want 1", refusedSessions, got)
 		}
 		newAbuseCaller(t, h, "").served("with the sessions full")
 		first.Close()

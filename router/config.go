@@ -26,6 +26,11 @@ const (
 	// 429. 1000 waiting turns of a 1 ms function is a second of backlog: more is a hot spot that
 	// should back off, not queue.
 	DefaultMaxQueuePerActor = 1000
+	// DefaultMaxWaitingCalls bounds the calls waiting for their actors' turns in one router, all
+	// actors together; past it callers get 503 no_capacity. Each waiting call holds a goroutine
+	// and its request (a few KiB up to the payload limit), so 10,000 keep a flood of calls on many
+	// hot actors to tens of MiB, while a busy router rarely has more than a few hundred waiting.
+	DefaultMaxWaitingCalls = 10000
 	// DefaultCallTimeout is a call's deadline when the function sets none (Knative's
 	// timeoutSeconds); it covers the wait for the turn, the state load, the function and the save.
 	DefaultCallTimeout = 30 * time.Second
@@ -86,6 +91,8 @@ type Config struct {
 	MaxStateBytes     int
 	MaxReplyBytes     int
 	MaxQueuePerActor  int
+	// MaxWaitingCalls bounds the calls waiting for a turn across all actors (503 past it).
+	MaxWaitingCalls   int
 	MaxEffectsPerTurn int
 	CallTimeout       time.Duration
 	ConflictRetries   int
@@ -122,6 +129,7 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.MaxStateBytes, DefaultMaxStateBytes)
 	setDefault(&c.MaxReplyBytes, DefaultMaxReplyBytes)
 	setDefault(&c.MaxQueuePerActor, DefaultMaxQueuePerActor)
+	setDefault(&c.MaxWaitingCalls, DefaultMaxWaitingCalls)
 	setDefault(&c.MaxEffectsPerTurn, DefaultMaxEffectsPerTurn)
 	setDefault(&c.CallTimeout, DefaultCallTimeout)
 	setDefault(&c.ConflictRetries, DefaultConflictRetries)
@@ -164,7 +172,7 @@ func (c *Config) Validate() error {
 	}
 	for name, v := range map[string]int{
 		"max payload bytes": c.MaxPayloadBytes, "max state bytes": c.MaxStateBytes,
-		"max reply bytes": c.MaxReplyBytes, "max queue per actor": c.MaxQueuePerActor,
+		"max reply bytes": c.MaxReplyBytes, "max queue per actor": c.MaxQueuePerActor, "max waiting calls": c.MaxWaitingCalls,
 		"max effects per turn": c.MaxEffectsPerTurn, "conflict retries": c.ConflictRetries,
 		"idempotency keys": c.IdempotencyKeys, "idempotency bytes": c.IdempotencyBytes,
 		"timer concurrency": c.TimerConcurrency, "max conns": c.MaxConns,

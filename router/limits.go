@@ -161,6 +161,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		backoff = 0
 		client := clientOf(c.RemoteAddr())
 		if ae := l.r.limits.admit(&l.r.cfg, client); ae != nil {
+			if ae == errTooManyConnsFromClient {
+				l.r.metrics.refusal(refusedConnsPerIP)
+			} else {
+				l.r.metrics.refusal(refusedConns)
+			}
 			refuse(c, ae)
 			continue
 		}

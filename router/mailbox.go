@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 
 	"github.com/knactor/knactor/internal/fifo"
 	"github.com/valyala/fasthttp"
@@ -22,9 +23,12 @@ const mailboxShards = 64
 // semaphore (internal/fifo) included. The goroutine that holds an actor's turn hands it to the
 // first waiter directly (FIFO), never through a race.
 type Mailboxes struct {
-	seed   maphash.Seed
-	limit  int
-	shards [mailboxShards]mailboxShard
+	seed  maphash.Seed
+	limit int // calls that may wait per actor
+	// maxWaiting bounds the calls waiting across all actors (0: no bound); waiting counts them.
+	maxWaiting int64
+	waiting    atomic.Int64
+	shards     [mailboxShards]mailboxShard
 }
 
 type mailboxShard struct {
@@ -55,9 +59,14 @@ type Turn struct {
 // errQueueFull is returned by Acquire when the actor already has limit waiters.
 var errQueueFull = errorf(fasthttp.StatusTooManyRequests, CodeActorBusy, "too many calls are waiting for this actor; retry later")
 
-// NewMailboxes returns mailboxes that let at most limit calls wait per actor.
-func NewMailboxes(limit int) *Mailboxes {
-	m := &Mailboxes{seed: maphash.MakeSeed(), limit: limit}
+// errTooManyWaiting refuses a call that would wait for its actor while the router already holds
+// Config.MaxWaitingCalls waiting calls.
+var errTooManyWaiting = errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "too many calls are waiting for their actors in this router; retry later")
+
+// NewMailboxes returns mailboxes that let at most limit calls wait per actor and maxWaiting
+// calls wait in all (0: no bound but the actors').
+func NewMailboxes(limit, maxWaiting int) *Mailboxes {
+	m := &Mailboxes{seed: maphash.MakeSeed(), limit: limit, maxWaiting: int64(maxWaiting)}
 	for i := range m.shards {
 		m.shards[i].boxes = make(map[string]*mailbox)
 	}
@@ -81,7 +90,15 @@ func (m *Mailboxes) Acquire(ctx context.Context, actor string) (Turn, error) {
 		s.mu.Unlock()
 		return Turn{s: s, box: box, actor: actor, turn: turn}, nil
 	}
-	if err := box.sem.Wait(ctx, &s.mu); err != nil {
+	if n := m.waiting.Add(1); m.maxWaiting > 0 && n > m.maxWaiting {
+		m.waiting.Add(-1)
+		s.dropIfIdle(actor, box)
+		s.mu.Unlock()
+		return Turn{}, errTooManyWaiting
+	}
+	err := box.sem.Wait(ctx, &s.mu)
+	m.waiting.Add(-1)
+	if err != nil {
 		// A turn handed over just as ctx ended went on to the next waiter, or freed the actor.
 		s.dropIfIdle(actor, box)
 		s.mu.Unlock()
@@ -125,6 +142,9 @@ func (s *mailboxShard) dropIfIdle(actor string, box *mailbox) {
 func (m *Mailboxes) shardOf(actor string) *mailboxShard {
 	return &m.shards[maphash.String(m.seed, actor)%mailboxShards]
 }
+
+// Waiting returns the calls waiting for their actors' turns.
+func (m *Mailboxes) Waiting() int { return int(m.waiting.Load()) }
 
 // Active returns how many actors have a call running or waiting.
 func (m *Mailboxes) Active() int {

@@ -14,7 +14,7 @@ import (
 )
 
 func TestMailboxRunsTurnsOneAtATimeInArrivalOrder(t *testing.T) {
-	m := NewMailboxes(100)
+	m := NewMailboxes(100, 0)
 	first, err := m.Acquire(context.Background(), "a")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func TestMailboxDifferentActorsRunInParallel(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMailboxes(tt.limit)
+			m := NewMailboxes(tt.limit, 0)
 			var held []string
 			for _, actor := range tt.actors(m) {
 				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -133,7 +133,7 @@ func sameShard(m *Mailboxes) []string {
 }
 
 func TestMailboxQueueIsBounded(t *testing.T) {
-	m := NewMailboxes(2)
+	m := NewMailboxes(2, 0)
 	release := mustAcquire(t, m, "a")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -150,8 +150,53 @@ func TestMailboxQueueIsBounded(t *testing.T) {
 	release.Release()
 }
 
+// The router-wide bound counts the calls waiting behind every actor's turn: past it a call that
+// would wait is refused with 503 and leaves nothing behind, while a call that runs at once (its
+// actor idle) is never refused.
+func TestMailboxesBoundTheCallsWaitingInAll(t *testing.T) {
+	m := NewMailboxes(10, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, b := mustAcquire(t, m, "a"), mustAcquire(t, m, "b")
+	waited := make(chan error, 2)
+	for _, actor := range []string{"a", "b"} {
+		go func() {
+			turn, err := m.Acquire(ctx, actor)
+			if err == nil {
+				turn.Release()
+			}
+			waited <- err
+		}()
+	}
+	waitForWaiters(t, m, "a", 1)
+	waitForWaiters(t, m, "b", 1)
+	if got := m.Waiting(); got != 2 {
+		t.Fatalf("Waiting() = %d, want 2", got)
+	}
+	_, err := m.Acquire(context.Background(), "a")
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.status != 503 || ae.code != CodeNoCapacity {
+		t.Fatalf("a third waiting call: err = %v, want 503 %s", err, CodeNoCapacity)
+	}
+	c := mustAcquire(t, m, "c") // an idle actor's call runs at once, bound or not
+	c.Release()
+	if got := m.Waiting(); got != 2 {
+		t.Fatalf("Waiting() = %d after the refusal, want 2", got)
+	}
+	a.Release()
+	b.Release()
+	for range 2 {
+		if err := <-waited; err != nil {
+			t.Fatalf("a waiting call: %v", err)
+		}
+	}
+	if got, active := m.Waiting(), m.Active(); got != 0 || active != 0 {
+		t.Fatalf("Waiting() = %d, Active() = %d at the end, want 0 and 0", got, active)
+	}
+}
+
 func TestMailboxCancelledWaiterLeavesTheQueue(t *testing.T) {
-	m := NewMailboxes(10)
+	m := NewMailboxes(10, 0)
 	release := mustAcquire(t, m, "a")
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error)
@@ -175,7 +220,7 @@ func TestMailboxCancelledWaiterLeavesTheQueue(t *testing.T) {
 }
 
 func TestMailboxReleaseIsIdempotent(t *testing.T) {
-	m := NewMailboxes(10)
+	m := NewMailboxes(10, 0)
 	r1 := mustAcquire(t, m, "a")
 	done := make(chan Turn)
 	go func() { r, _ := m.Acquire(context.Background(), "a"); done <- r }()
@@ -191,7 +236,7 @@ func TestMailboxReleaseIsIdempotent(t *testing.T) {
 }
 
 func TestMailboxIdleActorsCostNothing(t *testing.T) {
-	m := NewMailboxes(10)
+	m := NewMailboxes(10, 0)
 	n := 1_000_000
 	if testing.Short() {
 		n = 100_000
@@ -218,7 +263,7 @@ func TestMailboxIdleActorsCostNothing(t *testing.T) {
 }
 
 func BenchmarkMailboxUncontended(b *testing.B) {
-	m := NewMailboxes(10)
+	m := NewMailboxes(10, 0)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
@@ -233,7 +278,7 @@ func BenchmarkMailboxUncontended(b *testing.B) {
 // Mailboxes are recycled: a turn released long ago must not end the turn of whoever holds the
 // recycled mailbox now, whichever actor that is.
 func TestMailboxStaleTurnOfARecycledMailboxDoesNothing(t *testing.T) {
-	m := NewMailboxes(10)
+	m := NewMailboxes(10, 0)
 	for _, next := range []string{"a", "b"} {
 		old := mustAcquire(t, m, "a")
 		old.Release() // its mailbox goes back to the pool

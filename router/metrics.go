@@ -31,6 +31,7 @@ type metrics struct {
 	scanErrs  prometheus.Counter
 	replays   *prometheus.CounterVec
 	storeTry  *prometheus.CounterVec
+	refused   *prometheus.CounterVec
 	handler   fasthttp.RequestHandler
 
 	// children caches the label children observe uses, so the per-request cost is a map read
@@ -91,6 +92,27 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 			Help: "State reads and writes tried again because the store was unavailable, by function and operation.",
 		}, []string{"function", "op"}),
 	}
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "knactor_router_refused_total",
+		Help: "Connections, WebSocket sessions and calls refused by a cap, by reason: connections (--max-conns), connections_per_ip (--max-conns-per-ip), websocket_sessions (--max-websocket-sessions), actor_queue (--max-queue-per-actor), waiting_calls (--max-waiting-calls).",
+	}, []string{"reason"})
+	for _, reason := range []string{refusedConns, refusedConnsPerIP, refusedSessions, refusedActorQueue, refusedWaiting} {
+		m.refused.WithLabelValues(reason) // every reason shows, at 0 until it happens
+	}
+	gauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "knactor_router_open_connections",
+			Help: "Open client connections, WebSocket sessions included (capped by --max-conns).",
+		}, func() float64 { return float64(r.openConns()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "knactor_router_websocket_sessions",
+			Help: "Open WebSocket sessions (capped by --max-websocket-sessions).",
+		}, func() float64 { return float64(r.hub.slots.n.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "knactor_router_waiting_calls",
+			Help: "Calls waiting for their actors' turns, all actors together (capped by --max-waiting-calls).",
+		}, func() float64 { return float64(r.mailboxes.Waiting()) }),
+	}
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "knactor_router_active_actors",
 		Help: "Actors with a call running or waiting for its turn.",
@@ -98,7 +120,8 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 	perFunction := &inflightCollector{r: r, desc: prometheus.NewDesc("knactor_router_inflight_requests",
 		"Requests in flight, by function.", []string{"function"}, nil)}
 	cs := []prometheus.Collector{m.requests, m.duration, m.conflicts, m.effects, m.timers, m.scanErrs, m.replays, m.storeTry, inflight, perFunction,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m.refused}
+	cs = append(cs, gauges...)
 	for _, c := range cs {
 		m.registry.MustRegister(c)
 	}
@@ -130,6 +153,18 @@ func (m *metrics) observe(function, kind string, status int, start time.Time) {
 	c.requests.Inc()
 	c.duration.Observe(time.Since(start).Seconds())
 }
+
+// The reasons of knactor_router_refused_total.
+const (
+	refusedConns      = "connections"
+	refusedConnsPerIP = "connections_per_ip"
+	refusedSessions   = "websocket_sessions"
+	refusedActorQueue = "actor_queue"
+	refusedWaiting    = "waiting_calls"
+)
+
+// refusal counts a refusal by a cap.
+func (m *metrics) refusal(reason string) { m.refused.WithLabelValues(reason).Inc() }
 
 func (m *metrics) conflict(function string) { m.conflicts.WithLabelValues(function).Inc() }
 

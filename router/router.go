@@ -191,7 +191,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		activator:    opts.Activator,
 		clock:        opts.Clock,
 		log:          opts.Logger,
-		mailboxes:    NewMailboxes(cfg.MaxQueuePerActor),
+		mailboxes:    NewMailboxes(cfg.MaxQueuePerActor, cfg.MaxWaitingCalls),
 		stats:        opts.Stats,
 		load:         podLoad{inFlight: opts.InFlight},
 		reqPrefix:    hex.EncodeToString(prefix[:]),

@@ -385,6 +385,11 @@ func TestMetricsAndStats(t *testing.T) {
 		`knactor_router_request_duration_seconds_bucket{function="counter",kind="actor"`,
 		`knactor_router_inflight_requests{function="counter"} 0`,
 		"knactor_router_active_actors 0",
+		"knactor_router_waiting_calls 0",
+		"knactor_router_websocket_sessions 0",
+		"knactor_router_open_connections 1", // the harness's own connection
+		`knactor_router_refused_total{reason="waiting_calls"} 0`,
+		`knactor_router_refused_total{reason="connections"} 0`,
 	} {
 		if !strings.Contains(m.body, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -155,6 +155,10 @@ func (r *Router) acquireTurn(ctx context.Context, key string, timeout time.Durat
 	switch {
 	case err == nil:
 		return turn, nil
+	case err == errQueueFull:
+		r.metrics.refusal(refusedActorQueue)
+	case err == errTooManyWaiting:
+		r.metrics.refusal(refusedWaiting)
 	case ctx.Err() == nil && wctx.Err() != nil:
 		return Turn{}, errorf(fasthttp.StatusServiceUnavailable, CodeStoreUnavailable, "state store unavailable: waited %v for the actor's turn behind calls waiting on the store", r.cfg.StoreTimeout)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -155,6 +155,7 @@ func (h *hub) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !h.slots.take(h.r.cfg.MaxWebSocketSessions) {
+		h.r.metrics.refusal(refusedSessions)
 		refuseSession(w)
 		return
 	}

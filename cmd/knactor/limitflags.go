@@ -29,6 +29,7 @@ func registerClientLimitFlags(fs *pflag.FlagSet, cfg *router.Config) {
 func registerRequestFlags(fs *pflag.FlagSet, cfg *router.Config) {
 	fs.StringSliceVar(&cfg.AllowedOrigins, "allowed-origin", nil, "Origin of web pages accepted: WebSocket upgrades, and API calls of a router without tokens (repeatable; '*' for any)")
 	fs.IntVar(&cfg.MaxQueuePerActor, "max-queue-per-actor", router.DefaultMaxQueuePerActor, "calls that may wait for one actor before 429")
+	fs.IntVar(&cfg.MaxWaitingCalls, "max-waiting-calls", router.DefaultMaxWaitingCalls, "calls that may wait for their actors' turns, all actors together, before 503")
 	fs.IntVar(&cfg.MaxPayloadBytes, "max-payload-bytes", router.DefaultMaxPayloadBytes, "largest request body")
 	fs.IntVar(&cfg.MaxStateBytes, "max-state-bytes", router.DefaultMaxStateBytes, "largest actor state")
 }
