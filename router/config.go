@@ -87,10 +87,10 @@ type Config struct {
 	// accepts requests without an Origin header or with one matching the Host.
 	AllowedOrigins []string
 
-	MaxPayloadBytes   int
-	MaxStateBytes     int
-	MaxReplyBytes     int
-	MaxQueuePerActor  int
+	MaxPayloadBytes  int
+	MaxStateBytes    int
+	MaxReplyBytes    int
+	MaxQueuePerActor int
 	// MaxWaitingCalls bounds the calls waiting for a turn across all actors (503 past it).
 	MaxWaitingCalls   int
 	MaxEffectsPerTurn int
