@@ -24,6 +24,11 @@ const (
 	// and a few dozen named schedules is what an actor (an auction, a session, a reminder list)
 	// needs; more is a sign the schedule belongs in the state.
 	MaxTimers = 64
+	// MaxOutbox bounds the effects and broadcasts waiting in one actor's outbox (delayed, or not
+	// delivered yet): each is carried in every write of its record and held with it in the
+	// cache. Sixteen turns of the most effects a turn may send; a turn that would go past it is
+	// refused (503 no_capacity) until deliveries make room.
+	MaxOutbox = 1024
 	// MinTimerInterval is the shortest period of a repeating timer: each firing is a turn and a
 	// durable write, and ten a second per actor is plenty for anything that should be a timer.
 	MinTimerInterval = 100 * time.Millisecond

@@ -109,6 +109,15 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 			Help: "Open WebSocket sessions (capped by --max-websocket-sessions).",
 		}, func() float64 { return float64(r.hub.slots.n.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "knactor_router_scheduled_actors",
+			Help: "Actors this router holds in memory for a due time: a timer or an effect (delayed, or to retry) in their outbox, each at most MaxOutbox effects.",
+		}, func() float64 {
+			if r.sched == nil {
+				return 0
+			}
+			return float64(r.sched.queued())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "knactor_router_waiting_calls",
 			Help: "Calls waiting for their actors' turns, all actors together (capped by --max-waiting-calls).",
 		}, func() float64 { return float64(r.mailboxes.Waiting()) }),

@@ -386,6 +386,7 @@ func TestMetricsAndStats(t *testing.T) {
 		`knactor_router_inflight_requests{function="counter"} 0`,
 		"knactor_router_active_actors 0",
 		"knactor_router_waiting_calls 0",
+		"knactor_router_scheduled_actors 0",
 		"knactor_router_websocket_sessions 0",
 		"knactor_router_open_connections 1", // the harness's own connection
 		`knactor_router_refused_total{reason="waiting_calls"} 0`,

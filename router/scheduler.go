@@ -94,6 +94,13 @@ func (s *scheduler) push(key statecache.Key, at time.Time, listed bool) {
 	}
 }
 
+// queued returns the actors queued for a due time (a timer or an outbox entry).
+func (s *scheduler) queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.Len()
+}
+
 func (s *scheduler) wake() {
 	select {
 	case s.poke <- struct{}{}:

@@ -311,3 +311,28 @@ func TestDelayedEffectWaitsInTheOutboxThroughARestart(t *testing.T) {
 		t.Fatalf("source after delivery: %d %s", rp.status, rp.body)
 	}
 }
+
+// An actor's outbox holds at most MaxOutbox effects: a turn that would add past it is refused
+// with 503 and changes nothing.
+func TestOutboxIsBounded(t *testing.T) {
+	var effects []string
+	for range DefaultMaxEffectsPerTurn {
+		effects = append(effects, `{"actor":"dst","action":"add","payload":{"by":1},"delay_ms":3600000}`)
+	}
+	answer := `{"state":{"value":1},"reply":null,"effects":[` + strings.Join(effects, ",") + `]}`
+	h := newHarness(t, Config{})
+	h.deploy(counterFn, rawPod(200, answer))
+	turns := MaxOutbox / DefaultMaxEffectsPerTurn
+	for range turns {
+		h.do("POST", "/v1/actors/counter/src/send", `{}`).want(t, 200, "")
+	}
+	before := h.do("GET", "/v1/actors/counter/src?view=record", "")
+	rp := h.do("POST", "/v1/actors/counter/src/send", `{}`)
+	if rp.status != 503 || !strings.Contains(rp.body, CodeNoCapacity) || rp.header.Get("Retry-After") == "" {
+		t.Fatalf("turn past the outbox bound: %d %s, want 503 %s with Retry-After", rp.status, rp.body, CodeNoCapacity)
+	}
+	after := h.do("GET", "/v1/actors/counter/src?view=record", "")
+	if after.body != before.body || !strings.Contains(after.body, fmt.Sprintf(`"pending_effects":%d`, MaxOutbox)) {
+		t.Fatalf("the refused turn changed the record, or the outbox is not full:\nbefore %s\nafter  %s", before.body, after.body)
+	}
+}

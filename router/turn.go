@@ -361,6 +361,10 @@ func (r *Router) commit(ctx context.Context, call *actorCall, cur statecache.Ent
 	if len(out.effects)+len(out.broadcasts) > 0 {
 		var entries []record.Outgoing
 		entries, immediate = outgoing(out.effects, out.broadcasts, commits.of(attempt), call.requestID, now)
+		if n := len(next.Outbox()) + len(entries); n > MaxOutbox {
+			return cur.Version, false, nil, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity,
+				"actor %q would have %d effects waiting in its outbox, at most %d: retry once deliveries have made room", call.key.ID, n, MaxOutbox)
+		}
 		next.AddOutgoing(entries...)
 		scheduled = true
 	}
