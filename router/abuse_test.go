@@ -741,8 +741,23 @@ func TestAbuseIdleWebSocketSessions(t *testing.T) {
 // (wsSendQueueBytes) are full, the router holding no more than that queue for it meanwhile;
 // another subscriber of the same actor receives every change and the normal caller is served.
 // The state cache is too small to keep a 256 KiB state, so that the router's heap holds the
-// sessions' messages and little else.
+// sessions' messages and little else. With the router's budget for all sessions' queues lowered
+// below one session's queue, the budget drops the subscriber first (and says so in
+// knactor_router_refused_total). Either way nothing stays counted as queued afterwards.
 func TestAbuseWebSocketClientThatNeverReads(t *testing.T) {
+	tests := []struct {
+		name   string
+		budget int64
+	}{
+		{"its own queue", wsQueueBudget},
+		{"the router's budget", 512 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testNeverReadingSubscriber(t, tt.budget) })
+	}
+}
+
+func testNeverReadingSubscriber(t *testing.T, budget int64) {
 	store := &statecache.MemStore{}
 	cache, err := statecache.NewCache(store, statecache.Config{MaxBytes: 1 << 20})
 	if err != nil {
@@ -750,6 +765,7 @@ func TestAbuseWebSocketClientThatNeverReads(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cache.Close(context.Background()) })
 	h := newAbuseHarness(t, Config{}, store, func(o *Options) { o.State = cache })
+	h.r.hub.budget = budget
 	const stateBytes = 256 << 10
 	board := routing.Function{Name: "board"}
 	h.deploy(board, rawPod(200, `{"state":"`+strings.Repeat("x", stateBytes)+`","reply":{"ok":true}}`))
@@ -819,6 +835,11 @@ func TestAbuseWebSocketClientThatNeverReads(t *testing.T) {
 	if peakQueued > wsSendQueueBytes {
 		t.Fatalf("the never-reading session queued %d B, over wsSendQueueBytes (%d)", peakQueued, wsSendQueueBytes)
 	}
+	byBudget := testutil.ToFloat64(h.r.metrics.refused.WithLabelValues(refusedWSBudget))
+	if budget < wsSendQueueBytes && (byBudget != 1 || peakQueued > budget) {
+		t.Fatalf("with a budget of %d B for all sessions: the slow session queued up to %d B, %v refusals by the budget; want it dropped by the budget (1) within it",
+			budget, peakQueued, byBudget)
+	}
 	if peak > bound {
 		t.Fatalf("the router held %d B more while a subscriber did not read, over the bound of %d", peak, bound)
 	}
@@ -831,6 +852,7 @@ func TestAbuseWebSocketClientThatNeverReads(t *testing.T) {
 	default:
 	}
 	normal.served("after the attack")
+	proctest.EventuallyWithin(t, 10*time.Second, "nothing counted as queued for the sessions", func() bool { return h.r.hub.queued.Load() == 0 })
 
 	// The slow client finds what the socket held, then 1008 or, when the router had to cut a
 	// message short, the connection dropped (1006): either way the connection ends.

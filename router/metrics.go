@@ -94,9 +94,9 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 	}
 	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "knactor_router_refused_total",
-		Help: "Connections, WebSocket sessions and calls refused by a cap, by reason: connections (--max-conns), connections_per_ip (--max-conns-per-ip), websocket_sessions (--max-websocket-sessions), actor_queue (--max-queue-per-actor), waiting_calls (--max-waiting-calls).",
+		Help: "Connections, WebSocket sessions and calls refused by a cap, by reason: connections (--max-conns), connections_per_ip (--max-conns-per-ip), websocket_sessions (--max-websocket-sessions), actor_queue (--max-queue-per-actor), waiting_calls (--max-waiting-calls), websocket_queue_budget (a session behind while 256 MiB are queued for all sessions).",
 	}, []string{"reason"})
-	for _, reason := range []string{refusedConns, refusedConnsPerIP, refusedSessions, refusedActorQueue, refusedWaiting} {
+	for _, reason := range []string{refusedConns, refusedConnsPerIP, refusedSessions, refusedActorQueue, refusedWaiting, refusedWSBudget} {
 		m.refused.WithLabelValues(reason) // every reason shows, at 0 until it happens
 	}
 	gauges := []prometheus.Collector{
@@ -117,6 +117,10 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 			}
 			return float64(r.sched.queued())
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "knactor_router_websocket_queued_bytes",
+			Help: "Bytes of messages queued for WebSocket sessions, all together (at most 256 MiB before sessions behind are closed).",
+		}, func() float64 { return float64(r.hub.queued.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "knactor_router_waiting_calls",
 			Help: "Calls waiting for their actors' turns, all actors together (capped by --max-waiting-calls).",
@@ -170,6 +174,7 @@ const (
 	refusedSessions   = "websocket_sessions"
 	refusedActorQueue = "actor_queue"
 	refusedWaiting    = "waiting_calls"
+	refusedWSBudget   = "websocket_queue_budget"
 )
 
 // refusal counts a refusal by a cap.

@@ -42,6 +42,11 @@ const (
 	// router memory: 64 pushes of a 1 MiB state would be 64 MiB.
 	wsSendQueue      = 64
 	wsSendQueueBytes = 4 << 20
+	// wsQueueBudget bounds the bytes queued for all of a router's sessions together: with the
+	// default 10,000 sessions each could hold wsSendQueueBytes, 40 GiB. Past it, a session that
+	// is behind (has a message waiting already) is closed as a slow consumer; a session whose
+	// queue is empty still gets its message, so readers that keep up are never cut off.
+	wsQueueBudget = 256 << 20
 	// wsFrameOverhead is what a message may add around the payload limit (id, action, JSON).
 	wsFrameOverhead = 64 << 10
 )
@@ -78,6 +83,11 @@ type hub struct {
 
 	wg    sync.WaitGroup
 	slots sessionSlots // sessions against Config.MaxWebSocketSessions
+
+	// queued is the bytes queued for all sessions (each session's queued, summed as it
+	// changes); budget bounds it (wsQueueBudget; tests lower it).
+	queued atomic.Int64
+	budget int64
 }
 
 func newHub(r *Router) *hub {
@@ -85,6 +95,7 @@ func newHub(r *Router) *hub {
 		r:        r,
 		sessions: make(map[*wsSession]struct{}),
 		subs:     make(map[string]map[*wsSession]struct{}),
+		budget:   wsQueueBudget,
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: r.cfg.ReadTimeout,
@@ -360,28 +371,61 @@ type wsSession struct {
 	target *wsTarget
 
 	send   chan []byte   // outgoing messages; the writer goroutine owns conn's writes
-	queued atomic.Int64  // bytes of the messages in send and being written
+	queued atomic.Int64  // bytes of the messages in send and being written (also in hub.queued)
 	done   chan struct{} // closed by closeWith: the writer sends closeFrame and ends
+	// retired is set when the writer has ended: a message queued since is nobody's to send, and
+	// whoever queued it takes it out again (drain), so that hub.queued counts only what waits.
+	retired atomic.Bool
 
 	once       sync.Once
 	closeFrame []byte
 }
 
-// enqueue queues msg for the client without blocking; a full queue closes the session.
+// enqueue queues msg for the client without blocking; a full queue, or a session behind while
+// the router's budget is spent, closes the session.
 func (s *wsSession) enqueue(msg []byte) {
 	n := int64(len(msg))
-	if q := s.queued.Add(n); q > wsSendQueueBytes && q != n {
-		s.queued.Add(-n)
+	q, all := s.addQueued(n)
+	switch {
+	case q > wsSendQueueBytes && q != n:
+		s.addQueued(-n)
+		s.dropSlow()
+		return
+	case all > s.hub.budget && q != n:
+		s.addQueued(-n)
+		s.hub.r.metrics.refusal(refusedWSBudget)
 		s.dropSlow()
 		return
 	}
 	select {
 	case <-s.done:
-		s.queued.Add(-n)
+		s.addQueued(-n)
 	case s.send <- msg:
+		if s.retired.Load() {
+			s.drain() // the writer is gone: nobody else takes msg out
+		}
 	default:
-		s.queued.Add(-n)
+		s.addQueued(-n)
 		s.dropSlow()
+	}
+}
+
+// addQueued counts n more bytes queued (negative: fewer) for the session and for the router,
+// and returns both totals.
+func (s *wsSession) addQueued(n int64) (session, all int64) {
+	return s.queued.Add(n), s.hub.queued.Add(n)
+}
+
+// drain takes the messages left in send out, uncounting them: they are never sent. Each message
+// is taken out once, by the writer (sent) or by a drain, so each is uncounted once.
+func (s *wsSession) drain() {
+	for {
+		select {
+		case msg := <-s.send:
+			s.addQueued(-int64(len(msg)))
+		default:
+			return
+		}
 	}
 }
 
@@ -405,13 +449,14 @@ func (s *wsSession) closeWith(code int, reason string) {
 func (s *wsSession) writeLoop() {
 	ping := time.NewTicker(wsPingInterval)
 	defer ping.Stop()
-	defer s.conn.Close() // unblocks the reader
+	defer func() { s.retired.Store(true); s.drain() }() // what is left in send goes unsent
+	defer s.conn.Close()                                // unblocks the reader
 	for {
 		select {
 		case msg := <-s.send:
 			_ = s.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
 			err := s.conn.WriteMessage(websocket.TextMessage, msg)
-			s.queued.Add(-int64(len(msg)))
+			s.addQueued(-int64(len(msg)))
 			if err != nil {
 				s.closeWith(websocket.CloseAbnormalClosure, "")
 				return

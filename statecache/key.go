@@ -48,8 +48,12 @@ type Key struct {
 // NamedKey returns the key of actor id of function, carrying its name. The name and the id
 // share one allocation: the id is the name's tail.
 func NamedKey(function string, id []byte) Key {
-	buf := make([]byte, 0, len(function)+1+len(id))
-	name := string(append(append(append(buf, function...), '/'), id...))
+	var b strings.Builder
+	b.Grow(len(function) + 1 + len(id))
+	b.WriteString(function)
+	b.WriteByte('/')
+	b.Write(id)
+	name := b.String()
 	return Key{Function: function, ID: name[len(function)+1:], name: name}
 }
 

@@ -11,6 +11,19 @@ import (
 	"github.com/knactor/knactor/statecache"
 )
 
+// openTestState opens the state sf names, in a fresh directory with a 1 MiB cache and no flush
+// during the test, closed when the test ends.
+func openTestState(t *testing.T, sf *stateFlags) *state {
+	t.Helper()
+	sf.dir, sf.cacheMB, sf.flushEvery = filepath.Join(t.TempDir(), "state"), 1, time.Hour
+	st, err := sf.openState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st
+}
+
 // annotated is a fixed list of functions and their annotations.
 type annotated map[string]map[string]string
 
@@ -30,12 +43,7 @@ func (a annotated) Annotations(name string) map[string]string { return a[name] }
 func TestKubeWriteModes(t *testing.T) {
 	for _, def := range []string{manifest.WriteThrough, manifest.WriteBehind} {
 		t.Run("default "+def, func(t *testing.T) {
-			sf := &stateFlags{dir: filepath.Join(t.TempDir(), "state"), writeMode: def, cacheMB: 1, flushEvery: time.Hour}
-			st, err := sf.openState(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close(context.Background())
+			st := openTestState(t, &stateFlags{writeMode: def})
 			fns := annotated{
 				"plain":   nil,
 				"through": {manifest.WriteModeAnnotation: manifest.WriteThrough},
@@ -71,13 +79,7 @@ func TestKubeWriteModes(t *testing.T) {
 // function without it, or with a broken one, has the ActorSystem's; a removed annotation gives
 // the ActorSystem's back.
 func TestKubePassivateAfter(t *testing.T) {
-	sf := &stateFlags{dir: filepath.Join(t.TempDir(), "state"), writeMode: manifest.WriteThrough, cacheMB: 1,
-		flushEvery: time.Hour, idleAfter: time.Hour}
-	st, err := sf.openState(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(context.Background())
+	st := openTestState(t, &stateFlags{writeMode: manifest.WriteThrough, idleAfter: time.Hour})
 	fns := annotated{
 		"plain":  nil,
 		"quick":  {manifest.PassivateAfterAnnotation: "90s", manifest.WriteModeAnnotation: manifest.WriteBehind},
@@ -110,12 +112,7 @@ func TestKubePassivateAfter(t *testing.T) {
 // TestStateIsLocalWriteModes is knactor up's side of the write mode (local.WriteModes): the
 // default for a function whose manifest names none, and a function pinned to its first mode.
 func TestStateIsLocalWriteModes(t *testing.T) {
-	sf := &stateFlags{dir: filepath.Join(t.TempDir(), "state"), writeMode: manifest.WriteBehind, cacheMB: 1, flushEvery: time.Hour}
-	st, err := sf.openState(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(context.Background())
+	st := openTestState(t, &stateFlags{writeMode: manifest.WriteBehind})
 	var modes local.WriteModes = st
 	if got := modes.DefaultWriteMode().String(); got != manifest.WriteBehind {
 		t.Fatalf("DefaultWriteMode = %s, want %s", got, manifest.WriteBehind)
