@@ -3,20 +3,18 @@ package router
 import (
 	"bytes"
 	"context"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"net/url"
 	gopath "path"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/activator"
 )
 
 // hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1).
@@ -47,43 +45,6 @@ func stripHopHeaders(h interface {
 			h.Del(hop)
 		}
 	}
-}
-
-// podLoad counts the calls in flight per pod address: every call Router.pick sends to a pod
-// (actor turns, WebSocket messages and effects as well as pass-through requests), from the pick
-// until its claim is done. Pass-through's least-loaded-of-two choice reads it, and Drain waits
-// for a pod's count to reach zero.
-type podLoad struct {
-	m sync.Map // addr → *atomic.Int64
-}
-
-func (l *podLoad) counter(addr string) *atomic.Int64 {
-	if c, ok := l.m.Load(addr); ok {
-		return c.(*atomic.Int64)
-	}
-	c, _ := l.m.LoadOrStore(addr, new(atomic.Int64))
-	return c.(*atomic.Int64)
-}
-
-// pick returns the less loaded of two pods drawn at random (the "power of two choices":
-// near-best balance without a global view).
-func (l *podLoad) pick(set *placement.Set) (placement.Pod, bool) {
-	pods := set.Pods()
-	switch len(pods) {
-	case 0:
-		return placement.Pod{}, false
-	case 1:
-		return pods[0], true
-	}
-	i := rand.IntN(len(pods))
-	j := rand.IntN(len(pods) - 1)
-	if j >= i {
-		j++
-	}
-	if l.counter(pods[j].Addr).Load() < l.counter(pods[i].Addr).Load() {
-		return pods[j], true
-	}
-	return pods[i], true
 }
 
 // contractPath reports whether a pass-through path (after /v1/functions/{function}/) reaches
@@ -145,13 +106,14 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 		pctx, span = r.startPassThrough(ctx, fn)
 		defer endServer(ctx, span, nil)
 	}
-	pod, done, err := r.pick(pctx, time.Now().Add(timeout), fn, r.load.pick)
+	claim, err := r.pick(pctx, time.Now().Add(timeout), fn, activator.LeastLoaded())
 	if err != nil {
 		r.metrics.observe(fn.Name, kindPassThrough, statusOf(err), start)
 		writeError(ctx, err)
 		return
 	}
-	defer done.done()
+	defer claim.Release()
+	pod := claim.Pod
 
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
