@@ -23,23 +23,23 @@ func TestHoldSpan(t *testing.T) {
 	pods := newFakePods()
 	a := New(Config{}, pods, &countingPoker{})
 	done := make(chan error, 1)
-	go func() { _, err := a.AwaitReady(ctx, "fn"); done <- err }()
+	go func() { c, err := try(ctx, a, 0); c.Release(); done <- err }()
 	proctest.Eventually(t, "the held call", func() bool { return a.Waiting("fn") == 1 })
 	pods.setPods(placement.Pod{Name: "p1", Addr: "127.0.0.1:1"})
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.AwaitReady(ctx, "fn"); err != nil { // ready: not held, no span
+	if _, err := try(ctx, a, 0); err != nil { // ready: not held, no span
 		t.Fatal(err)
 	}
-	if _, err := a.AwaitReady(context.Background(), "fn"); err != nil { // not traced
+	if _, err := try(context.Background(), a, 0); err != nil { // not traced
 		t.Fatal(err)
 	}
 	// A hold that ends without a pod is an error of the span.
 	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
 	cold := New(Config{}, newFakePods(), &countingPoker{})
-	if _, err := cold.AwaitReady(short, "cold"); !errors.Is(err, ErrNoPod) {
+	if _, err := try(short, cold, 0); !errors.Is(err, ErrNoPod) {
 		t.Fatalf("err %v, want ErrNoPod", err)
 	}
 	parent.End()

@@ -3,20 +3,18 @@ package router
 import (
 	"bytes"
 	"context"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"net/url"
 	gopath "path"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/activator"
 	"github.com/knactor/knactor/router/routing"
 )
 
@@ -48,36 +46,6 @@ func stripHopHeaders(h interface {
 			h.Del(hop)
 		}
 	}
-}
-
-// podLoad is the router's view of its Options.InFlight: the calls in flight per pod address,
-// counted by Router.pick from the pick until the call's claim is done. Pass-through's
-// least-loaded-of-two choice reads it.
-type podLoad struct {
-	inFlight *routing.InFlight
-}
-
-func (l *podLoad) counter(addr string) *atomic.Int64 { return l.inFlight.Counter(addr) }
-
-// pick returns the less loaded of two pods drawn at random (the "power of two choices":
-// near-best balance without a global view).
-func (l *podLoad) pick(set *placement.Set) (placement.Pod, bool) {
-	pods := set.Pods()
-	switch len(pods) {
-	case 0:
-		return placement.Pod{}, false
-	case 1:
-		return pods[0], true
-	}
-	i := rand.IntN(len(pods))
-	j := rand.IntN(len(pods) - 1)
-	if j >= i {
-		j++
-	}
-	if l.counter(pods[j].Addr).Load() < l.counter(pods[i].Addr).Load() {
-		return pods[j], true
-	}
-	return pods[i], true
 }
 
 // contractPath reports whether a pass-through path (after /v1/functions/{function}/) reaches
@@ -139,13 +107,14 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 		pctx, span = r.startPassThrough(ctx, fn)
 		defer endServer(ctx, span, nil)
 	}
-	pod, done, err := r.pick(pctx, time.Now().Add(timeout), fn, r.load.pick)
+	claim, err := r.pick(pctx, time.Now().Add(timeout), fn, activator.LeastLoaded())
 	if err != nil {
 		r.metrics.observe(fn.Name, kindPassThrough, statusOf(err), start)
 		writeError(ctx, err)
 		return
 	}
-	defer done.done()
+	defer claim.Release()
+	pod := claim.Pod
 
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)

@@ -23,7 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"k8s.io/utils/clock"
 
-	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/activator"
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/router/stats"
@@ -39,23 +39,15 @@ type StateCache interface {
 	Delete(ctx context.Context, key statecache.Key, expect statecache.Version, commit statecache.Commit) (statecache.Version, error)
 }
 
-// Activator holds calls for functions that have no ready pod (scale from zero) and bounds
-// the calls one pod gets at once. activator.Activator satisfies it.
-type Activator interface {
-	// AwaitReady returns the target's ready pods (routing.Function.Target), waiting (and
-	// poking the autoscaler) while there are none. Its errors mean no pod came in time, or too
-	// many calls wait already.
-	AwaitReady(ctx context.Context, target string) (*placement.Set, error)
-	// Acquire takes one of capacity slots on pod (0: unlimited), waiting in arrival order.
-	Acquire(ctx context.Context, pod placement.Pod, capacity int) (release func(), err error)
-}
-
 // Options are a Router's collaborators. Backends and State are required.
 type Options struct {
 	Backends routing.Backends
 	State    StateCache
-	// Activator scales functions from zero; nil answers 503 for a function without ready pods.
-	Activator Activator
+	// Activator scales functions from zero (it holds a call while its function has no ready
+	// pod); nil answers 503 for a function without ready pods. Every call reaches its pod
+	// through an activator (activator.Activator.Try): without one, the router uses its own,
+	// which holds no calls.
+	Activator *activator.Activator
 	// Clock times timers, delayed effects and statistics. Default the real clock.
 	Clock clock.WithDelayedExecution
 	// Logger receives operational events. Default slog.Default().
@@ -91,9 +83,6 @@ type Options struct {
 	// (the autoscaler, the stats reporter), which can then be built before the router. nil: the
 	// router makes its own, on Clock.
 	Stats *stats.Recorder
-	// InFlight receives the count of calls in flight per pod, for a runtime to drain a pod
-	// before it stops it (routing.InFlight.Drain). nil: the router makes its own, on Clock.
-	InFlight *routing.InFlight
 }
 
 // Router serves knactor's public API.
@@ -107,7 +96,8 @@ type Router struct {
 	cfg       Config
 	backends  routing.Backends
 	state     StateCache
-	activator Activator
+	activator *activator.Activator // every call's way to a pod (pick): Options.Activator or the router's own
+	cold      coldStartReporter    // Options.Activator, for the status page; nil without one
 	clock     clock.WithDelayedExecution
 	log       *slog.Logger
 
@@ -125,7 +115,6 @@ type Router struct {
 	stats      *stats.Recorder
 	metrics    *metrics
 	hub        *hub
-	load       podLoad
 	names      names // deployed functions' names, so that a call's does not allocate
 
 	server    *fasthttp.Server
@@ -177,9 +166,6 @@ func New(cfg Config, opts Options) (*Router, error) {
 	if opts.Stats == nil {
 		opts.Stats = stats.NewRecorder(opts.Clock)
 	}
-	if opts.InFlight == nil {
-		opts.InFlight = routing.NewInFlight(opts.Clock)
-	}
 	var prefix [6]byte
 	_, _ = rand.Read(prefix[:])
 	var commitPrefix [12]byte
@@ -193,13 +179,17 @@ func New(cfg Config, opts Options) (*Router, error) {
 		log:          opts.Logger,
 		mailboxes:    NewMailboxes(cfg.MaxQueuePerActor, cfg.MaxWaitingCalls),
 		stats:        opts.Stats,
-		load:         podLoad{inFlight: opts.InFlight},
 		reqPrefix:    hex.EncodeToString(prefix[:]),
 		commitPrefix: base64.RawURLEncoding.EncodeToString(commitPrefix[:]),
 		stopping:     make(chan struct{}),
 		idemLimits: record.Limits{
 			Keys: cfg.IdempotencyKeys, TTL: cfg.IdempotencyTTL, Bytes: cfg.IdempotencyBytes,
 		},
+	}
+	if opts.Activator != nil {
+		r.cold = opts.Activator
+	} else {
+		r.activator = activator.New(activator.Config{NoHold: true}, opts.Backends, nil)
 	}
 	for _, entry := range cfg.AuthTokens {
 		t, _ := ParseAuthToken(entry) // Validate checked it
@@ -335,79 +325,27 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// pick returns the pod for a call: pickFrom chooses among the function's ready pods (the actor's
-// owner, or the less loaded of two), the activator holds the call while there are none, and the
-// call is counted against the pod (and its containerConcurrency slot) until done is called.
-//
-// A pod being drained leaves the ready set before Drain reads its count, and pick counts before
-// it checks the set again, so every call Drain does not wait for sees the pod gone and picks again.
-func (r *Router) pick(parent context.Context, deadline time.Time, fn routing.Function, pickFrom func(*placement.Set) (placement.Pod, bool)) (placement.Pod, podClaim, error) {
-	// The context that bounds waiting is made only when there is something to wait for: a warm
-	// pod without a capacity limit is the hot path.
-	var (
-		ctx    context.Context
-		cancel context.CancelFunc
-	)
-	defer func() {
-		if cancel != nil {
-			cancel()
-		}
-	}()
-	waitCtx := func() context.Context {
-		if ctx == nil {
-			ctx, cancel = context.WithDeadline(parent, deadline)
-		}
-		return ctx
+// pick claims a pod of fn for a call through the activator (activator.Activator.Try): it
+// chooses with choice (the actor's owner, or the less loaded of two), holds the call while fn
+// has no ready pod, and counts the call against the pod (and its containerConcurrency slot)
+// until the claim is released. Its errors are the API's: 503 without a pod, 504 without a slot.
+func (r *Router) pick(ctx context.Context, deadline time.Time, fn routing.Function, choice activator.Choice) (activator.Claim, error) {
+	claim, err := r.activator.Try(ctx, deadline, activator.Target{Name: fn.Target(), Capacity: fn.ContainerConcurrency}, choice)
+	if err == nil {
+		return claim, nil
 	}
-	for {
-		set := r.backends.Ready(fn.Target())
-		if set.Len() == 0 {
-			if r.activator == nil {
-				return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q has no ready pod%s", fn.Name, targetNote(&fn))
-			}
-			var err error
-			if set, err = r.activator.AwaitReady(waitCtx(), fn.Target()); err != nil {
-				return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q%s: %v", fn.Name, targetNote(&fn), err)
-			}
-		}
-		pod, ok := pickFrom(set)
-		if !ok {
-			continue
-		}
-		inflight := r.load.counter(pod.Addr)
-		inflight.Add(1)
-		if !r.backends.Ready(fn.Target()).Contains(pod.Name) {
-			inflight.Add(-1) // left the ready set meanwhile: choose again
-			continue
-		}
-		if r.activator == nil || fn.ContainerConcurrency <= 0 {
-			return pod, podClaim{inflight: inflight}, nil
-		}
-		release, err := r.activator.Acquire(waitCtx(), pod, fn.ContainerConcurrency)
-		if err != nil {
-			inflight.Add(-1)
-			return placement.Pod{}, podClaim{}, errorf(fasthttp.StatusGatewayTimeout, CodeFunctionTimeout, "timed out waiting for a free slot on pod %s (containerConcurrency %d)", pod.Name, fn.ContainerConcurrency)
-		}
-		return pod, podClaim{inflight: inflight, release: release}, nil
+	var slot *activator.SlotError
+	switch {
+	case errors.Is(err, activator.ErrNoReadyPod):
+		return claim, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q has no ready pod%s", fn.Name, targetNote(&fn))
+	case errors.As(err, &slot):
+		return claim, errorf(fasthttp.StatusGatewayTimeout, CodeFunctionTimeout, "timed out waiting for a free slot on pod %s (containerConcurrency %d)", slot.Pod, slot.Capacity)
+	default:
+		return claim, errorf(fasthttp.StatusServiceUnavailable, CodeNoCapacity, "function %q%s: %v", fn.Name, targetNote(&fn), err)
 	}
 }
 
-// podClaim is a call counted against a pod by pick, until done is called (once).
-type podClaim struct {
-	inflight *atomic.Int64 // the pod's count of calls in flight
-	release  func()        // frees the activator's slot on the pod; nil: none was taken
-}
-
-// done ends the claim.
-func (c podClaim) done() {
-	if c.release != nil {
-		c.release()
-	}
-	c.inflight.Add(-1)
-}
-
-// Stats returns the per-target statistics the autoscaler reads: Options.Stats, or the
-// Recorder the router made.
+// Stats returns the per-function statistics the autoscaler reads.
 func (r *Router) Stats() *stats.Recorder { return r.stats }
 
 var (

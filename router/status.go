@@ -361,7 +361,7 @@ func (r *Router) serveStatus(ctx *fasthttp.RequestCtx, a access) {
 		ans.AutoscalerError = err.Error()
 	}
 	may := func(fn string) bool { return a.mayUse(fn) == nil && (fn != "" || a.mayUseAll() == nil) }
-	cold, _ := r.activator.(coldStartReporter)
+	cold := r.cold
 	b := &r.status
 	b.mu.Lock()
 	for _, fs := range list {

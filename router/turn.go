@@ -10,7 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/knactor/knactor/router/placement"
+	"github.com/knactor/knactor/activator"
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
@@ -104,7 +104,6 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 	}
 	commits := turnCommits{r: r}
 	deadline, _ := ctx.Deadline()
-	owner := func(set *placement.Set) (placement.Pod, bool) { return set.Owner(keyStr) }
 	lostPods := 0
 	for attempt := 1; ; attempt++ {
 		load := r.startLoad(ctx, attempt)
@@ -129,10 +128,11 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 		if call.channel != "" && !slices.Contains(rec.Channels(), call.channel) {
 			return nil, errNotSubscribed
 		}
-		pod, claim, err := r.pick(ctx, deadline, call.fn, owner)
+		claim, err := r.pick(ctx, deadline, call.fn, activator.OwnerOf(keyStr))
 		if err != nil {
 			return nil, err
 		}
+		pod := claim.Pod
 		ictx, ispan := r.startInvoke(ctx, call, pod, attempt)
 		env := envelope{
 			function: call.fn.Name, actor: call.key.ID, action: call.action, payload: call.payload,
@@ -147,7 +147,7 @@ func (r *Router) invoke(parent context.Context, call *actorCall) (res *turnResul
 		} else {
 			end(ispan, err)
 		}
-		claim.done()
+		claim.Release()
 		if errors.Is(err, errUnreachable) && lostPods < maxLostPods {
 			// The owner broke off or refused before answering: nothing committed, so the turn
 			// runs again, on the new owner if the pod has gone.

@@ -161,9 +161,9 @@ func runUp(parent context.Context, f *upFlags, out io.Writer) error {
 	if _, err := functions.DeployFunctions(fns); err != nil {
 		return errors.Join(err, st.Close(ctx))
 	}
-	act := activator.New(activator.Config{}, functions, scaler)
+	act := activator.New(activator.Config{InFlight: inFlight}, functions, scaler)
 	r, err := router.New(f.router, router.Options{Backends: functions, State: st, Activator: act,
-		Functions: functions, Deployer: functions, TracerProvider: tp, Stats: rec, InFlight: inFlight,
+		Functions: functions, Deployer: functions, TracerProvider: tp, Stats: rec,
 		Collectors: append([]prometheus.Collector{newScalingCollector(scaler, nil), newPodsCollector(rt, functions.Names), act.Collector()}, st.collectors...)})
 	if err != nil {
 		return errors.Join(err, st.Close(ctx))

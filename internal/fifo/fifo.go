@@ -89,10 +89,11 @@ func (s *Sem) Wait(ctx context.Context, mu sync.Locker) error {
 	return ctx.Err()
 }
 
-// Release gives back a slot: the first waiter gets it, or it is free again. Releasing a slot
-// that is not held is a bug of the caller's; s does not detect it.
+// Release gives back a slot: the first waiter gets it, or it is free again. A slot given back
+// while more are held than the capacity allows (Resize shrank it) is retired instead of handed
+// on. Releasing a slot that is not held is a bug of the caller's; s does not detect it.
 func (s *Sem) Release() {
-	if len(s.waiters) > 0 {
+	if len(s.waiters) > 0 && s.held <= s.capacity {
 		next := s.waiters[0]
 		s.waiters[0] = nil
 		s.waiters = s.waiters[1:]
@@ -101,6 +102,24 @@ func (s *Sem) Release() {
 	}
 	s.held--
 }
+
+// Resize sets s to capacity slots, keeping the slots held and the line as they are: a larger
+// capacity hands the new slots to the first waiters at once; a smaller one admits nobody until
+// enough held slots are released to bring their number below it. So a change of capacity never
+// lets more than the larger of the two capacities hold a slot at once.
+func (s *Sem) Resize(capacity int) {
+	s.capacity = capacity
+	for s.held < s.capacity && len(s.waiters) > 0 {
+		next := s.waiters[0]
+		s.waiters[0] = nil
+		s.waiters = s.waiters[1:]
+		s.held++
+		close(next)
+	}
+}
+
+// Capacity returns how many slots s has.
+func (s *Sem) Capacity() int { return s.capacity }
 
 // Held returns how many slots are held.
 func (s *Sem) Held() int { return s.held }

@@ -345,3 +345,58 @@ func TestUncontendedAcquireAllocatesNothing(t *testing.T) {
 		t.Fatalf("an uncontended acquire and release allocate %v times, want 0", n)
 	}
 }
+
+func TestResizeNeverAdmitsMoreThanTheLargerCapacity(t *testing.T) {
+	tests := []struct {
+		name     string
+		from, to int
+		held     int // slots held before the resize
+		waiters  int // callers in line before the resize
+		// admitted is how many waiters get a slot at the resize; afterRelease how many more
+		// get one when every slot held before it is released.
+		admitted, afterRelease int
+	}{
+		{name: "grow hands new slots to waiters", from: 2, to: 4, held: 2, waiters: 3, admitted: 2, afterRelease: 1},
+		{name: "shrink admits nobody until below", from: 3, to: 1, held: 3, waiters: 2, admitted: 0, afterRelease: 1},
+		{name: "same size changes nothing", from: 2, to: 2, held: 2, waiters: 1, admitted: 0, afterRelease: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := newGuarded(tt.from, -1)
+			for range tt.held {
+				if err := g.acquire(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			errcs := make([]<-chan error, tt.waiters)
+			for i := range errcs {
+				errcs[i] = g.acquireAsync(context.Background())
+				g.awaitWaiting(t, i+1)
+			}
+			g.mu.Lock()
+			g.sem.Resize(tt.to)
+			g.mu.Unlock()
+			for i := range tt.admitted {
+				if err := receive(t, errcs[i], "admitted waiter"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			g.awaitWaiting(t, tt.waiters-tt.admitted)
+			if held, _, _ := g.state(); held > max(tt.from, tt.to) {
+				t.Fatalf("%d held after the resize, over %d", held, max(tt.from, tt.to))
+			}
+			for range tt.held {
+				g.release()
+			}
+			for i := tt.admitted; i < tt.admitted+tt.afterRelease; i++ {
+				if err := receive(t, errcs[i], "waiter after release"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			g.awaitWaiting(t, tt.waiters-tt.admitted-tt.afterRelease)
+			if held, _, _ := g.state(); held != tt.admitted+tt.afterRelease {
+				t.Fatalf("%d held after the releases, want %d", held, tt.admitted+tt.afterRelease)
+			}
+		})
+	}
+}

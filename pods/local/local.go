@@ -59,8 +59,8 @@ type Function struct {
 	Env     []string // the function's own KEY=VALUE pairs (its manifest's env); see podEnv
 }
 
-// Drainer waits until no call is in flight to a pod that has left the ready set: the router's
-// routing.InFlight.
+// Drainer waits until no call is in flight to a pod that has left the ready set: the
+// routing.InFlight the activator counts into.
 type Drainer interface {
 	Drain(ctx context.Context, pod placement.Pod) error
 }
@@ -81,8 +81,8 @@ type Config struct {
 	MaxRestartBackoff time.Duration
 	Clock             clock.WithTicker
 	Logger            *slog.Logger
-	// Drainer waits for a pod's calls in flight before the pod stops (the router's
-	// routing.InFlight); nil stops pods without waiting.
+	// Drainer waits for a pod's calls in flight before the pod stops (the routing.InFlight the
+	// activator counts into); nil stops pods without waiting.
 	Drainer Drainer
 	// WarmActors tells a scale-down which actors are warm (the state cache); nil removes the
 	// newest pods.

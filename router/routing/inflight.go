@@ -17,9 +17,10 @@ const drainPoll = 5 * time.Millisecond
 
 // InFlight counts the calls in flight per pod address: every call the router sends to a pod
 // (actor turns, WebSocket messages and effects as well as pass-through requests), from the
-// moment it chooses the pod until the call is done. The router's least-loaded choice reads it,
-// and a runtime calls Drain before it stops a pod. The router counts into the InFlight its
-// Options name, so a runtime built before the router can hold it. Safe for concurrent use.
+// moment the activator claims the pod until the call is done. A runtime calls Drain before it
+// stops a pod. The activator counts into the InFlight its Config names
+// (activator.Config.InFlight), so a runtime built before the activator can hold it. Safe for
+// concurrent use.
 type InFlight struct {
 	clk clock.WithDelayedExecution
 	m   sync.Map // addr → *atomic.Int64
