@@ -71,7 +71,8 @@ func contractPath(path []byte) bool {
 // The function's contract endpoints are not reachable this way, so callers cannot forge an
 // envelope. host is the Host whose route the request came by, empty for the function's main
 // route; the route's split, drawn at random, picks the target (revision) and adds its headers.
-func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName string, path []byte, host string) {
+// interned says fnName is the router's own copy (names.of), so a known function's is not kept.
+func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName string, interned bool, path []byte, host string) {
 	start := time.Now()
 	if err := a.mayUse(fnName); err != nil {
 		writeError(ctx, err)
@@ -87,6 +88,9 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	if !ok {
 		writeError(ctx, errorf(fasthttp.StatusNotFound, CodeUnknownFunction, "no function %q is deployed", fnName))
 		return
+	}
+	if !interned {
+		r.names.add(fnName)
 	}
 	if contractPath(path) {
 		r.metrics.observe(fn.Name, kindPassThrough, fasthttp.StatusBadRequest, start)

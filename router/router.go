@@ -415,12 +415,7 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 		if a, ok := r.authorize(ctx); ok {
 			fnName, rest, _ := bytes.Cut(path[len(prefixFuncs):], []byte("/"))
 			name, interned := r.names.of(fnName)
-			if !interned {
-				if _, known := r.backends.Function(name); known {
-					r.names.add(name)
-				}
-			}
-			r.servePassThrough(ctx, a, name, rest, "")
+			r.servePassThrough(ctx, a, name, interned, rest, "")
 		}
 	default:
 		writeError(ctx, errNotFound)

@@ -84,5 +84,5 @@ func (r *Router) serveHost(ctx *fasthttp.RequestCtx, a access, rt *routing.Route
 		r.serveActor(ctx, a, rest, host)
 		return
 	}
-	r.servePassThrough(ctx, a, rt.Function, bytes.TrimPrefix(path, []byte("/")), host)
+	r.servePassThrough(ctx, a, rt.Function, true, bytes.TrimPrefix(path, []byte("/")), host)
 }

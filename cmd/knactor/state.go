@@ -153,13 +153,12 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 	if mode != statecache.WriteBehind && f.journalWaiting() {
 		// A previous run's write-behind changes wait in the journal: the write-behind cache
 		// takes them back now and flushes them, whichever mode the functions use today.
-		c, err := st.cache(statecache.WriteBehind)
-		if err != nil {
+		if _, err := st.cache(statecache.WriteBehind); err != nil {
 			_ = st.Close(ctx)
 			return nil, err
 		}
-		slog.Info("write-behind journal taken back", "changes", c.Stats().Journaled, "dir", f.journalDirOf())
-	} else if c := st.caches[mode]; mode == statecache.WriteBehind && c.Stats().Journaled > 0 {
+	}
+	if c, ok := st.caches[statecache.WriteBehind]; ok && c.Stats().Journaled > 0 {
 		slog.Info("write-behind journal taken back", "changes", c.Stats().Journaled, "dir", f.journalDirOf())
 	}
 	st.describe += " (" + mode.String() + ")"
