@@ -105,7 +105,7 @@ var (
 	errReadOnly      = errorf(fasthttp.StatusForbidden, CodeForbidden, "this token is read-only: it may read state but not run turns, delete or deploy")
 	errNotAllTokens  = errorf(fasthttp.StatusForbidden, CodeForbidden, "this token is limited to some functions: channels, metrics and the function list need a token for every function")
 	errBadPeerToken  = errorf(fasthttp.StatusUnauthorized, CodeUnauthorized, "invalid "+HeaderPeerToken)
-	errInternalRoute = errorf(fasthttp.StatusForbidden, CodeForbidden, "only the actor system's routers may push to a channel")
+	errInternalRoute = errorf(fasthttp.StatusForbidden, CodeForbidden, "only the actor system's routers may use this route")
 )
 
 // mayUse checks that the caller may reach function fn's actors or pass-through paths.

@@ -122,6 +122,10 @@ func newMetrics(r *Router, extra prometheus.Registerer) *metrics {
 			Help: "Bytes of messages queued for WebSocket sessions, all together (at most 256 MiB before sessions behind are closed).",
 		}, func() float64 { return float64(r.hub.queued.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "knactor_router_relay_links",
+			Help: "Links to the other routers that are up: each relays the changes it commits of the actors with subscribers here (below the number of other routers: subscribers may miss changes).",
+		}, func() float64 { return float64(r.hub.relay.connected()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "knactor_router_waiting_calls",
 			Help: "Calls waiting for their actors' turns, all actors together (capped by --max-waiting-calls).",
 		}, func() float64 { return float64(r.mailboxes.Waiting()) }),

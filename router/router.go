@@ -285,6 +285,9 @@ func (r *Router) Serve(ln net.Listener) error {
 		r.listensLoopback.Store(true) // guardTokenless
 	}
 	r.sched.start()
+	if r.hub.relay != nil {
+		r.hub.relay.start()
+	}
 	r.background.Add(1)
 	go r.sampleStatus()
 	return r.server.Serve(r.limitListener(ln))
@@ -311,6 +314,9 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	go func() { done <- r.server.ShutdownWithContext(ctx) }()
 	r.conns.shutdown()
 	r.hub.closeAll()
+	if r.hub.relay != nil {
+		r.hub.relay.shutdown()
+	}
 	err := <-done
 	err = errors.Join(err, r.sched.shutdown(ctx))
 	waited := make(chan struct{})
@@ -406,6 +412,10 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 				host = string(ctx.Request.Header.Peek(HeaderRouteHost))
 			}
 			r.serveActor(ctx, a, path[len(prefixActors):], host)
+		}
+	case bytes.Equal(path, pathRelay):
+		if a, ok := r.authorize(ctx); ok {
+			r.serveRelay(ctx, a)
 		}
 	case bytes.HasPrefix(path, prefixChans):
 		if a, ok := r.authorize(ctx); ok {

@@ -68,9 +68,9 @@ type wsRequest struct {
 
 // hub tracks WebSocket sessions and which actors they subscribe to.
 //
-// mu guards sessions, subs and closed. Each session has a reader goroutine (the upgraded
-// request's, which runs the invocations) and a writer goroutine (owns the connection's writes);
-// wg counts both so Shutdown can wait for them.
+// mu guards sessions, subs, relays (with each relay link's relayKeys) and closed. Each session
+// has a reader goroutine (the upgraded request's, which runs the invocations) and a writer
+// goroutine (owns the connection's writes); wg counts both so Shutdown can wait for them.
 type hub struct {
 	r        *Router
 	upgrader websocket.Upgrader
@@ -79,7 +79,12 @@ type hub struct {
 	mu       sync.Mutex
 	sessions map[*wsSession]struct{}
 	subs     map[string]map[*wsSession]struct{}
+	relays   map[string]map[*wsSession]struct{} // actor key → other routers' relay links (relay.go)
 	closed   bool
+
+	// relay keeps this router's links to the other routers, which relay their commits of the
+	// actors subscribed here (relay.go); nil with one router.
+	relay *relay
 
 	wg    sync.WaitGroup
 	slots sessionSlots // sessions against Config.MaxWebSocketSessions
@@ -95,8 +100,10 @@ func newHub(r *Router) *hub {
 		r:        r,
 		sessions: make(map[*wsSession]struct{}),
 		subs:     make(map[string]map[*wsSession]struct{}),
+		relays:   make(map[string]map[*wsSession]struct{}),
 		budget:   wsQueueBudget,
 	}
+	h.relay = newRelay(h)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: r.cfg.ReadTimeout,
 		ReadBufferSize:   4 << 10,
@@ -133,6 +140,7 @@ type wsTarget struct {
 	subscribe bool
 	channel   string // a channel's session (GET /v1/channels/{channel}/ws): receives broadcasts only
 	readOnly  bool   // opened with a read-only token: receives state, runs no turn
+	relay     bool   // another router's relay link (relay.go): takes interest, gets commits
 	// trace is the upgrade request's trace context (tracing.go): its headers as they came with
 	// tracing off, else the span context they hold.
 	trace     traceHeaders
@@ -171,11 +179,22 @@ func (h *hub) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer h.slots.give()
+	if t.subscribe && t.channel == "" && h.relay != nil {
+		// The other routers learn of the subscriber before the client does: every change
+		// committed after the upgrade reaches it, whichever router commits it.
+		key := t.key.String()
+		h.relay.subscribe(key)
+		defer h.relay.unsubscribe(key)
+	}
 	conn, err := h.upgrader.Upgrade(w, req, nil)
 	if err != nil {
 		return // the upgrader answered the client
 	}
-	s := &wsSession{hub: h, conn: conn, target: t, send: make(chan []byte, wsSendQueue), done: make(chan struct{})}
+	queue, queueBytes := wsSendQueue, int64(wsSendQueueBytes)
+	if t.relay {
+		queue, queueBytes = relayQueue, relayQueueBytes
+	}
+	s := &wsSession{hub: h, conn: conn, target: t, send: make(chan []byte, queue), maxQueued: queueBytes, done: make(chan struct{})}
 	if !h.add(s) {
 		s.closeWith(websocket.CloseGoingAway, "router is shutting down; reconnect")
 		s.writeLoop()
@@ -183,7 +202,11 @@ func (h *hub) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	h.wg.Add(1)
 	go func() { defer h.wg.Done(); s.writeLoop() }()
-	s.readLoop()
+	if t.relay {
+		s.relayLoop()
+	} else {
+		s.readLoop()
+	}
 	h.remove(s)
 }
 
@@ -208,6 +231,9 @@ func (h *hub) add(s *wsSession) bool {
 func (h *hub) remove(s *wsSession) {
 	h.mu.Lock()
 	delete(h.sessions, s)
+	for k := range s.relayKeys {
+		h.forgetRelayLocked(s, k)
+	}
 	k := s.target.subKey()
 	if subs := h.subs[k]; subs != nil {
 		delete(subs, s)
@@ -223,8 +249,8 @@ func (h *hub) remove(s *wsSession) {
 func (h *hub) publish(key string, version statecache.Version, state []byte, deleted bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	subs := h.subs[key]
-	if len(subs) == 0 {
+	subs, links := h.subs[key], h.relays[key]
+	if len(subs) == 0 && len(links) == 0 {
 		return
 	}
 	msg := make([]byte, 0, 64+len(state))
@@ -239,6 +265,12 @@ func (h *hub) publish(key string, version statecache.Version, state []byte, dele
 	msg = append(msg, '}')
 	for s := range subs {
 		s.enqueue(msg)
+	}
+	if len(links) > 0 {
+		framed := relayEvent(key, msg)
+		for s := range links {
+			s.enqueue(framed)
+		}
 	}
 }
 
@@ -259,15 +291,16 @@ func (h *hub) publishChannel(o record.Outgoing) {
 	msg = append(msg, `,"caused_by":`...)
 	msg = appendJSONString(msg, o.CausedBy)
 	msg = append(msg, '}')
-	h.pushLocal(o.Channel, msg)
+	h.pushTo("#"+o.Channel, msg)
 	h.r.pushToPeers(o.Channel, msg)
 }
 
-// pushLocal sends msg to this router's WebSocket sessions of channel.
-func (h *hub) pushLocal(channel string, msg []byte) {
+// pushTo sends msg to this router's WebSocket sessions subscribed to subKey (wsTarget.subKey):
+// an actor's key, or "#" and a channel's name.
+func (h *hub) pushTo(subKey string, msg []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s := range h.subs["#"+channel] {
+	for s := range h.subs[subKey] {
 		s.enqueue(msg)
 	}
 }
@@ -339,7 +372,7 @@ func (r *Router) serveChannel(ctx *fasthttp.RequestCtx, a access, rest []byte) {
 			writeError(ctx, errorf(fasthttp.StatusBadRequest, CodeBadRequest, "a channel push is one JSON message"))
 			return
 		}
-		r.hub.pushLocal(string(channel), bytes.Clone(body))
+		r.hub.pushTo("#"+string(channel), bytes.Clone(body))
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		return
 	}
@@ -370,12 +403,15 @@ type wsSession struct {
 	conn   *websocket.Conn
 	target *wsTarget
 
-	send   chan []byte   // outgoing messages; the writer goroutine owns conn's writes
-	queued atomic.Int64  // bytes of the messages in send and being written (also in hub.queued)
-	done   chan struct{} // closed by closeWith: the writer sends closeFrame and ends
+	send      chan []byte   // outgoing messages; the writer goroutine owns conn's writes
+	maxQueued int64         // bytes send may hold: wsSendQueueBytes, relayQueueBytes for a relay link
+	queued    atomic.Int64  // bytes of the messages in send and being written (also in hub.queued)
+	done      chan struct{} // closed by closeWith: the writer sends closeFrame and ends
 	// retired is set when the writer has ended: a message queued since is nobody's to send, and
 	// whoever queued it takes it out again (drain), so that hub.queued counts only what waits.
 	retired atomic.Bool
+	// relayKeys are the actors a relay link is interested in (relay.go); guarded by hub.mu.
+	relayKeys map[string]struct{}
 
 	once       sync.Once
 	closeFrame []byte
@@ -387,7 +423,7 @@ func (s *wsSession) enqueue(msg []byte) {
 	n := int64(len(msg))
 	q, all := s.addQueued(n)
 	switch {
-	case q > wsSendQueueBytes && q != n:
+	case q > s.maxQueued && q != n:
 		s.addQueued(-n)
 		s.dropSlow()
 		return
@@ -474,8 +510,16 @@ func (s *wsSession) writeLoop() {
 }
 
 func (s *wsSession) readLoop() {
-	r := s.hub.r
-	s.conn.SetReadLimit(int64(r.cfg.MaxPayloadBytes) + wsFrameOverhead)
+	s.readMessages(int64(s.hub.r.cfg.MaxPayloadBytes)+wsFrameOverhead, func(data []byte) bool {
+		s.enqueue(s.invoke(data))
+		return true
+	})
+}
+
+// readMessages hands each message of up to limit bytes to handle until the client leaves, a
+// message breaks the limit, the client stays silent past wsPongWait or handle returns false.
+func (s *wsSession) readMessages(limit int64, handle func(data []byte) bool) {
+	s.conn.SetReadLimit(limit)
 	_ = s.conn.SetReadDeadline(time.Now().Add(wsPongWait))
 	s.conn.SetPongHandler(func(string) error { return s.conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
 	for {
@@ -492,7 +536,9 @@ func (s *wsSession) readLoop() {
 			return
 		}
 		_ = s.conn.SetReadDeadline(time.Now().Add(wsPongWait))
-		s.enqueue(s.invoke(data))
+		if !handle(data) {
+			return
+		}
 	}
 }
 

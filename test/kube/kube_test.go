@@ -292,6 +292,34 @@ func TestKubernetesMode(t *testing.T) {
 		}
 	})
 
+	t.Run("a state subscriber on either router gets every change, whichever router commits it", func(t *testing.T) {
+		var socks []*websocket.Conn
+		for _, r := range e.routers {
+			header := http.Header{"Authorization": {"Bearer " + token}}
+			ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(r, "http")+"/v1/actors/counter/watched/ws?subscribe=1", header)
+			if err != nil {
+				t.Fatalf("subscriber on %s: %v", r, err)
+			}
+			defer ws.Close()
+			socks = append(socks, ws)
+		}
+		const changes = 10
+		for i := range changes { // through both routers: one of them forwards to the owner
+			if _, err := e.post(e.routers[i%2], "watched", "add", `{"by":1}`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, ws := range socks {
+			for v := 1; v <= changes; v++ {
+				_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+				_, msg, err := ws.ReadMessage()
+				if err != nil || !strings.Contains(string(msg), `"event":"state"`) || !strings.Contains(string(msg), fmt.Sprintf(`"value":%d}`, v)) {
+					t.Fatalf("router %s's subscriber, change %d: %s, %v; want the state {\"value\":%d}", e.routers[i], v, msg, err, v)
+				}
+			}
+		}
+	})
+
 	t.Run("internal doors need the shared secret; team tokens reach their functions only", func(t *testing.T) {
 		sec, err := e.c.Client.CoreV1().Secrets(system).Get(ctx, "knactor-internal", metav1.GetOptions{})
 		if err != nil || len(sec.Data["token"]) < 32 {
