@@ -270,16 +270,7 @@ func TestKubernetesMode(t *testing.T) {
 	})
 
 	t.Run("an auction's result reaches channel sockets on both routers", func(t *testing.T) {
-		var socks []*websocket.Conn
-		for _, r := range e.routers {
-			header := http.Header{"Authorization": {"Bearer " + token}}
-			ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(r, "http")+"/v1/channels/auction.bell/ws", header)
-			if err != nil {
-				t.Fatalf("channel socket on %s: %v", r, err)
-			}
-			defer ws.Close()
-			socks = append(socks, ws)
-		}
+		socks := e.dialEachRouter(t, "/v1/channels/auction.bell/ws", token)
 		if _, err := e.postTo(e.routers[0], "auction", "bell", "open", `{"item":"bell","duration_ms":1000}`); err != nil {
 			t.Fatal(err)
 		}
@@ -293,16 +284,7 @@ func TestKubernetesMode(t *testing.T) {
 	})
 
 	t.Run("a state subscriber on either router gets every change, whichever router commits it", func(t *testing.T) {
-		var socks []*websocket.Conn
-		for _, r := range e.routers {
-			header := http.Header{"Authorization": {"Bearer " + token}}
-			ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(r, "http")+"/v1/actors/counter/watched/ws?subscribe=1", header)
-			if err != nil {
-				t.Fatalf("subscriber on %s: %v", r, err)
-			}
-			defer ws.Close()
-			socks = append(socks, ws)
-		}
+		socks := e.dialEachRouter(t, "/v1/actors/counter/watched/ws?subscribe=1", token)
 		const changes = 10
 		for i := range changes { // through both routers: one of them forwards to the owner
 			if _, err := e.post(e.routers[i%2], "watched", "add", `{"by":1}`); err != nil {
@@ -790,6 +772,23 @@ func (e *env) status(router string) (statusReport, error) {
 		return st, fmt.Errorf("GET /v1/status: %d %s", resp.StatusCode, b)
 	}
 	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// dialEachRouter opens a WebSocket on path at every router with the bearer token, closed when
+// the test ends; the sockets are in e.routers' order.
+func (e *env) dialEachRouter(t *testing.T, path, token string) []*websocket.Conn {
+	t.Helper()
+	var socks []*websocket.Conn
+	for _, r := range e.routers {
+		header := http.Header{"Authorization": {"Bearer " + token}}
+		ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(r, "http")+path, header)
+		if err != nil {
+			t.Fatalf("WebSocket %s on %s: %v", path, r, err)
+		}
+		t.Cleanup(func() { ws.Close() })
+		socks = append(socks, ws)
+	}
+	return socks
 }
 
 // post calls an actor through a router and returns the reply body.
