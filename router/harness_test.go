@@ -51,7 +51,14 @@ func localStore(t *testing.T) *statecache.PebbleStore {
 
 func newHarnessOn(t *testing.T, cfg Config, store statecache.Store, options ...func(*Options)) *harness {
 	t.Helper()
-	cache, err := statecache.NewCache(store, statecache.Config{})
+	return newHarnessCache(t, cfg, store, statecache.Config{}, options...)
+}
+
+// newHarnessCache is newHarnessOn with the router's state cache configured by cc, e.g. as
+// Kubernetes mode configures it (write-through, Revalidate) or write-behind.
+func newHarnessCache(t *testing.T, cfg Config, store statecache.Store, cc statecache.Config, options ...func(*Options)) *harness {
+	t.Helper()
+	cache, err := statecache.NewCache(store, cc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,6 @@ import (
 	"github.com/knactor/knactor/router/ingress"
 	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/router/stats"
-	"github.com/knactor/knactor/statecache"
 )
 
 // kubeRouterFlags are the router's Kubernetes-mode flags.
@@ -105,11 +104,11 @@ func runKubeRouter(cmd *cobra.Command, cfg router.Config, state *stateFlags, kf 
 	state.idleAfter, state.flushEvery = settings.PassivateAfter, settings.FlushInterval
 	state.encryptionKeys = settings.EncryptionKeys
 	// Several routers serve one actor system, each with its own cache: a read is confirmed with
-	// the store (a conditional GET) so it never returns a value older than an acknowledged write.
-	state.revalidate = true
-	if settings.WriteMode != 0 {
-		slog.Warn("write-behind assumes one router per actor system: with several routers a conflicting flush drops the buffered write", "actor-system", as.Namespace+"/"+as.Name)
-	}
+	// the store (a conditional GET) so it never returns a value older than an acknowledged write,
+	// and write-behind is refused (the ActorSystem's writeMode by its validation, a function's
+	// annotation by running write-through), since an actor that moves between routers would
+	// lose acknowledged writes.
+	state.revalidate, state.severalRouters = true, true
 	cfg.AuthTokens = append(cfg.AuthTokens, settings.AuthTokens...)
 	if t := os.Getenv(envAuthTokens); t != "" {
 		cfg.AuthTokens = append(cfg.AuthTokens, splitList(t)...)
@@ -222,8 +221,17 @@ type annotatedFunctions interface {
 // mode of knactor.dev/write-mode, or the ActorSystem's writeMode without one, and the idle time
 // of knactor.dev/passivate-after, or the ActorSystem's cache.passivateAfter. A function keeps
 // the mode it was first served with (its cached state lives in that mode's cache): a change is
-// logged, and applies once the routers restart. An idle time applies at once.
+// logged, and applies once the routers restart. An idle time applies at once. With several
+// routers (Kubernetes mode) a function that asks for write-behind runs write-through: a warning
+// says so once per function.
 func applyFunctionSettings(st *state, fns annotatedFunctions) {
+	var asking []string // functions whose annotation asks for write-behind
+	defer func() {
+		for _, fn := range st.noteWriteBehindRefused(asking) {
+			slog.Warn("knactor.dev/write-mode: write-behind refused, the function runs write-through: several routers share its actors, "+
+				"and an actor that moves to another router would lose the writes the old one acknowledged but had not flushed", "function", fn)
+		}
+	}()
 	for _, fn := range fns.Functions() {
 		anns := fns.Annotations(fn)
 		idle := time.Duration(-1)
@@ -237,12 +245,11 @@ func applyFunctionSettings(st *state, fns annotatedFunctions) {
 		}
 		st.SetPassivateAfter(fn, idle)
 		mode := anns[manifest.WriteModeAnnotation]
-		changed, err := st.pinMode(fn, mode)
-		if err != nil {
-			slog.Warn("write mode not applied", "function", fn, "err", err)
+		if mode == manifest.WriteBehind {
+			asking = append(asking, fn)
 		}
-		if changed && st.modeOf(fn) == statecache.WriteBehind && st.def != statecache.WriteBehind {
-			slog.Warn("write-behind assumes one router per actor system: with several routers a conflicting flush drops the buffered write", "function", fn)
+		if _, err := st.pinMode(fn, mode); err != nil {
+			slog.Warn("write mode not applied", "function", fn, "err", err)
 		}
 	}
 }

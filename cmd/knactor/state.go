@@ -47,6 +47,13 @@ type stateFlags struct {
 	// revalidate confirms every cached read with the store (Kubernetes mode: several routers
 	// write the same actors). Write-through caches only.
 	revalidate bool
+	// severalRouters says other routers may serve the same actors (Kubernetes mode: replicas,
+	// a rolling update's surge, a router that cannot reach an actor's owner runs the turn
+	// itself). Write-behind is then refused: an actor that moves to another router would lose
+	// the writes this one acknowledged but had not flushed, since the new owner writes over the
+	// stale stored state and this router's flush is dropped as a conflict. A default of
+	// write-behind fails openState; a function's write-behind annotation runs write-through.
+	severalRouters bool
 	// encryptionKeys is the key specification of encryption at rest from the ActorSystem's
 	// Secret (Kubernetes mode); empty: $KNACTOR_ENCRYPTION_KEYS, if set. Never a flag.
 	encryptionKeys string
@@ -110,6 +117,9 @@ type state struct {
 	caches map[statecache.WriteMode]*statecache.Cache
 	modes  map[string]statecache.WriteMode // function → its write mode (functions set or pinned)
 	idle   map[string]time.Duration        // function → its own passivate-after, for every cache
+	// refused are the functions whose knactor.dev/write-mode asks for write-behind while
+	// severalRouters refuses it: they run write-through (knactor_state_write_behind_refused_functions).
+	refused map[string]bool
 }
 
 // openState opens the store named by the flags.
@@ -118,13 +128,16 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
+	if mode == statecache.WriteBehind && f.severalRouters {
+		return nil, errWriteBehindSeveralRouters
+	}
 	keys, err := f.keyring()
 	if err != nil {
 		return nil, err
 	}
 	st := &state{flags: f, def: mode, keys: keys, closeStore: func() error { return nil },
 		caches: make(map[statecache.WriteMode]*statecache.Cache), modes: make(map[string]statecache.WriteMode),
-		idle: make(map[string]time.Duration)}
+		idle: make(map[string]time.Duration), refused: make(map[string]bool)}
 	if f.s3.Endpoint != "" {
 		if f.s3.AccessKey == "" { // Kubernetes mode fills them from the ActorSystem's Secret
 			f.s3.AccessKey, f.s3.SecretKey = os.Getenv(envS3AccessKey), os.Getenv(envS3SecretKey)
@@ -163,6 +176,12 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 	}
 	st.describe += " (" + mode.String() + ")"
 	st.collectors = append(st.collectors, statecache.StatsCollector(st.stats))
+	if f.severalRouters {
+		st.collectors = append(st.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "knactor_state_write_behind_refused_functions",
+			Help: "Functions whose knactor.dev/write-mode asks for write-behind but run write-through: several routers share the actors (docs/storage.md#write-modes).",
+		}, st.refusedFunctions))
+	}
 	if keys != nil {
 		st.collectors = append(st.collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "knactor_state_plaintext_reads_total",
@@ -171,6 +190,11 @@ func (f *stateFlags) openState(ctx context.Context) (*state, error) {
 	}
 	return st, nil
 }
+
+// errWriteBehindSeveralRouters refuses a default of write-behind where several routers may serve
+// the same actors (stateFlags.severalRouters).
+var errWriteBehindSeveralRouters = errors.New("write-behind is refused with several routers: an actor that moves to another router " +
+	"would lose the writes this one acknowledged but had not flushed; use write-through, where each reply waits for its durable write")
 
 // keyring parses the encryption keys: the ActorSystem's Secret's, else $KNACTOR_ENCRYPTION_KEYS.
 // nil when neither is set. Errors and logs name keys by id only.
@@ -208,8 +232,10 @@ func (s *state) stats() statecache.Stats {
 
 // pinMode makes function use mode ("" is the default mode) unless it already uses another one,
 // which is an error: the function's cached state lives in the other mode's cache. A mode that
-// does not parse is an error too, and the function is pinned to the default. changed reports a
-// function seen for the first time.
+// does not parse is an error too, and the function is pinned to the default. With several
+// routers write-behind means write-through (stateFlags.severalRouters), so that every path that
+// pins a function agrees and no write-behind cache is ever made. changed reports a function
+// seen for the first time.
 func (s *state) pinMode(function, mode string) (changed bool, err error) {
 	m, perr := s.def, error(nil)
 	if mode != "" {
@@ -218,6 +244,9 @@ func (s *state) pinMode(function, mode string) (changed bool, err error) {
 		} else {
 			perr = err // the function runs with the default, pinned like any other mode
 		}
+	}
+	if m == statecache.WriteBehind && s.flags.severalRouters {
+		m = statecache.WriteThrough
 	}
 	if _, err := s.cache(m); err != nil {
 		return false, err
@@ -232,6 +261,33 @@ func (s *state) pinMode(function, mode string) (changed bool, err error) {
 	}
 	s.modes[function] = m
 	return true, perr
+}
+
+// noteWriteBehindRefused records asking, the functions whose knactor.dev/write-mode asks for
+// write-behind, when several routers refuse it, and returns those not recorded before (each is
+// logged once); nil without several routers, where write-behind runs.
+func (s *state) noteWriteBehindRefused(asking []string) (newly []string) {
+	if !s.flags.severalRouters {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := make(map[string]bool, len(asking))
+	for _, fn := range asking {
+		now[fn] = true
+		if !s.refused[fn] {
+			newly = append(newly, fn)
+		}
+	}
+	s.refused = now
+	return newly
+}
+
+// refusedFunctions is the number of functions noteWriteBehindRefused last recorded.
+func (s *state) refusedFunctions() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return float64(len(s.refused))
 }
 
 var _ local.WriteModes = (*state)(nil)

@@ -90,11 +90,10 @@ func TestResolve(t *testing.T) {
 		name: "auth tokens split on commas and newlines",
 		as: system(func(as *v1alpha1.ActorSystem) {
 			as.Spec.Auth = &v1alpha1.AuthSpec{TokensSecretRef: corev1.LocalObjectReference{Name: "tokens"}}
-			as.Spec.WriteMode = v1alpha1.WriteBehind
 		}),
 		secrets: []runtime.Object{goodCreds, secret("tokens", map[string]string{"tokens": "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb\ncccccccccccccccc\n"})},
 		check: func(t *testing.T, s Settings) {
-			if strings.Join(s.AuthTokens, "|") != "aaaaaaaaaaaaaaaa|bbbbbbbbbbbbbbbb|cccccccccccccccc" || s.WriteMode != statecache.WriteBehind {
+			if strings.Join(s.AuthTokens, "|") != "aaaaaaaaaaaaaaaa|bbbbbbbbbbbbbbbb|cccccccccccccccc" || s.WriteMode != statecache.WriteThrough {
 				t.Errorf("tokens %q mode %v", s.AuthTokens, s.WriteMode)
 			}
 		},
@@ -127,6 +126,13 @@ func TestResolve(t *testing.T) {
 		as:      system(func(as *v1alpha1.ActorSystem) { as.Spec.Store.S3.Bucket = "" }),
 		secrets: []runtime.Object{goodCreds},
 		reason:  ReasonInvalidSpec, inError: "spec.store.s3.bucket",
+	}, {
+		// A router never starts write-behind on a cluster: it would lose acknowledged writes
+		// when an actor moves to another router.
+		name:    "write-behind refused",
+		as:      system(func(as *v1alpha1.ActorSystem) { as.Spec.WriteMode = v1alpha1.WriteBehind }),
+		secrets: []runtime.Object{goodCreds},
+		reason:  ReasonInvalidSpec, inError: `spec.writeMode: Invalid value: "write-behind": write-behind is refused on a cluster`,
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -156,8 +156,10 @@ func TestFromUnstructured(t *testing.T) {
 				s.WriteMode != WriteBehind || s.Auth.TokensSecretRef.Name != "tokens" || as.Status.ObservedGeneration != 3 {
 				t.Errorf("decoded %+v", as)
 			}
-			if err := s.Validate(); err != nil {
-				t.Errorf("Validate: %v", err)
+			// write-behind (a mode other than the default, to see it decoded) is the one thing
+			// Validate refuses: several routers share a cluster's actors.
+			if err := s.Validate(); err == nil || !strings.HasPrefix(err.Error(), `spec.writeMode: Invalid value: "write-behind"`) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Validate: %v, want only the write-behind refusal", err)
 			}
 		},
 	}, {

@@ -40,6 +40,12 @@ const (
 	MaxPrefixLength = 512
 )
 
+// WriteBehindRefused says why Validate refuses writeMode write-behind on a cluster.
+const WriteBehindRefused = "write-behind is refused on a cluster: several routers share the actors of an " +
+	"ActorSystem (replicas, a rolling update's surge, a router that cannot reach an actor's owner runs its " +
+	"turn itself), and an actor that moves to another router would lose the writes the old router " +
+	"acknowledged but had not flushed; use write-through, where each reply waits for its durable write"
+
 // SetDefaults fills every unset field with its default: WriteMode, Cache.SizeMB,
 // Cache.PassivateAfter and Cache.FlushInterval. Store, Auth and Encryption have no defaults.
 func (s *ActorSystemSpec) SetDefaults() {
@@ -66,7 +72,8 @@ func (c *CacheSpec) SetDefaults() {
 // "spec" (e.g. "spec.store.s3.bucket: Invalid value: ..."), joined with errors.Join; nil when the
 // spec is valid. Unset optional fields are valid (they take their defaults), so Validate may run
 // before or after SetDefaults. It checks what the CRD's schema checks, for objects that did not
-// pass through an API server (tests, files), plus what the store client itself would refuse; the
+// pass through an API server (tests, files), plus what the store client itself would refuse, and
+// refuses writeMode write-behind, which a cluster's several routers would lose writes with; the
 // referenced Secrets are read and checked elsewhere (the CredentialsReady condition).
 func (s *ActorSystemSpec) Validate() error {
 	var errs field.ErrorList
@@ -76,6 +83,8 @@ func (s *ActorSystemSpec) Validate() error {
 	if _, err := statecache.ParseWriteMode(string(s.WriteMode)); err != nil {
 		errs = append(errs, field.NotSupported(path.Child("writeMode"), s.WriteMode,
 			[]string{string(WriteThrough), string(WriteBehind)}))
+	} else if s.WriteMode == WriteBehind {
+		errs = append(errs, field.Invalid(path.Child("writeMode"), s.WriteMode, WriteBehindRefused))
 	}
 	if s.Auth != nil {
 		errs = append(errs, validateSecretRef(path.Child("auth", "tokensSecretRef"), s.Auth.TokensSecretRef.Name)...)

@@ -102,7 +102,7 @@ func TestValidate(t *testing.T) {
 			s.Store.S3.Region = "eu-west-1"
 			s.Store.S3.TLS = true
 			s.Store.S3.CreateBucket = true
-			s.WriteMode = WriteBehind
+			s.WriteMode = WriteThrough
 			s.Cache = CacheSpec{SizeMB: 1, PassivateAfter: duration(0), FlushInterval: duration(time.Millisecond)}
 			s.Auth = &AuthSpec{TokensSecretRef: corev1.LocalObjectReference{Name: "api-tokens"}}
 		},
@@ -182,6 +182,12 @@ func TestValidate(t *testing.T) {
 		name:   "unknown write mode",
 		modify: func(s *ActorSystemSpec) { s.WriteMode = "write-around" },
 		want:   []string{`spec.writeMode: Unsupported value: "write-around": supported values: "write-through", "write-behind"`},
+	}, {
+		// Several routers share a cluster's actors: write-behind would lose acknowledged writes
+		// when an actor moves between them (issue 16, point 6).
+		name:   "write-behind on a cluster",
+		modify: func(s *ActorSystemSpec) { s.WriteMode = WriteBehind },
+		want:   []string{`spec.writeMode: Invalid value: "write-behind": write-behind is refused on a cluster: several routers share the actors`},
 	}, {
 		name:   "negative cache size",
 		modify: func(s *ActorSystemSpec) { s.Cache.SizeMB = -1 },

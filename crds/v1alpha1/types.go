@@ -57,10 +57,11 @@ type ActorSystemSpec struct {
 	Cache CacheSpec `json:"cache,omitempty"`
 	// WriteMode says when a call's new state reaches the store. write-through (the default)
 	// answers the caller only after the write is durable, and any number of routers may share
-	// the store. write-behind answers at once and writes coalesced batches every
-	// cache.flushInterval: faster, but a router crash loses up to one interval of acknowledged
-	// writes, and it assumes one router per ActorSystem. A function's knactor.dev/write-mode
-	// annotation overrides it.
+	// the store. write-behind is refused on a cluster (the spec is invalid): several routers
+	// share an ActorSystem's actors, and an actor that moves to another router (a rolling
+	// update, a scale, an owner that cannot be reached) would lose the writes the old router
+	// acknowledged but had not flushed. A function's knactor.dev/write-mode annotation of
+	// write-behind runs write-through on a cluster, with a warning.
 	// +kubebuilder:default=write-through
 	// +optional
 	WriteMode WriteMode `json:"writeMode,omitempty"`
@@ -84,7 +85,9 @@ const (
 	// lost when a router dies, and several routers can share one store. The default.
 	WriteThrough WriteMode = "write-through"
 	// WriteBehind answers a call at once and writes state later, coalescing an actor's writes
-	// between flushes. A router crash loses up to one flush interval of acknowledged writes.
+	// between flushes. A router crash loses up to one flush interval of acknowledged writes, and
+	// it needs a single router per store, which a cluster never guarantees: Validate refuses it
+	// (WriteBehindRefused). It exists for `knactor up` and a lone `knactor router`.
 	WriteBehind WriteMode = "write-behind"
 )
 
@@ -155,8 +158,7 @@ type CacheSpec struct {
 	// and its state is durable (default 10m; 0s never passivates).
 	// +optional
 	PassivateAfter *metav1.Duration `json:"passivateAfter,omitempty"`
-	// FlushInterval is how long write-behind holds a write at most, and how often idle actors
-	// are passivated (default 1s; must be positive).
+	// FlushInterval is how often idle actors are passivated (default 1s; must be positive).
 	// +optional
 	FlushInterval *metav1.Duration `json:"flushInterval,omitempty"`
 }
