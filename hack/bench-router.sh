@@ -6,6 +6,9 @@
 #   (a') the counter function directly          POST http://127.0.0.1:$COUNTER/v1/invoke with the
 #        envelope of one cache-hit call: the function's own share of a stateful call
 #   (b)  nginx reverse proxy -> hello           upstream keepalive 64, access_log off
+#   (b2) bare fasthttp reverse proxy -> hello   hack/baseproxy: the router's own fasthttp server
+#        and client settings and nothing else, the floor of (c) on this machine; (c) ÷ (b2) is
+#        printed below the table: what knactor's own work costs on top of the stack
 #   (c)  router pass-through -> hello           POST /v1/functions/hello/hello
 #   (d)  router stateful calls, write-behind    POST /v1/actors/counter/<id>/add {"by":1} over
 #        ACTORS actors, all warm in the cache, state flushed to a local directory
@@ -55,7 +58,7 @@
 #   DURATION    length of each measured run (default 10s)
 #   WARMUP      length of the uncounted run before each target (default 2s; 0 skips it)
 #   CONNS       connection counts to measure (default "64 8 1")
-#   ONLY        measure only these targets, e.g. ONLY="d1 f" (ids: a a1 b c d d1 d1k e f)
+#   ONLY        measure only these targets, e.g. ONLY="d1 f" (ids: a a1 b b2 c d d1 d1k e f)
 #   THREADS     wrk threads (default 2, or 1 with PIN=1)
 #   ACTORS      actors the stateful calls spread over (default 1000)
 #   PIN=1       run wrk on CPU 1 and every server on CPU 0 (taskset), so they do not share
@@ -252,6 +255,7 @@ else
   go build -o "${tmp}/bin/knactor" ./cmd/knactor
 fi
 go build -o "${tmp}/bin/counter" ./examples/counter
+go build -o "${tmp}/bin/baseproxy" ./hack/baseproxy
 go build -o "${tmp}/bin/hello" ./examples/hello
 
 # ---------------------------------------------------------------------------------------------
@@ -568,6 +572,15 @@ bench="${root}/hack/bench"
 ! want a1 || measure a1 "(a') counter function directly (/v1/invoke)" "http://127.0.0.1:${COUNTER}/v1/invoke" "${bench}/invoke.lua" - counter || true
 ! want b || measure b "(b) nginx reverse proxy → function" "http://127.0.0.1:${NGINX}/hello" "${bench}/post.lua" nginx hello || true
 
+if want b2; then
+free_port BASEPROXY
+start baseproxy "${tmp}/bin/baseproxy" -listen "127.0.0.1:${BASEPROXY}" -upstream "127.0.0.1:${HELLO}"
+wait_http baseproxy "http://127.0.0.1:${BASEPROXY}/hello"
+measure b2 "(b2) bare fasthttp reverse proxy → function" "http://127.0.0.1:${BASEPROXY}/hello" \
+  "${bench}/post.lua" baseproxy hello || true
+stop baseproxy
+fi
+
 if want c; then
 free_port ROUTER_PASS
 start_router router-pass "${ROUTER_PASS}" --state-dir "${tmp}/state-pass"
@@ -678,6 +691,7 @@ fi
 {
   echo
   for c in ${CONNS}; do
+    [[ -n "${RPS["b2,${c}"]:-}" && -n "${RPS["c,${c}"]:-}" ]] && echo "Pass-through over the bare fasthttp proxy, (c) ÷ (b2) at ${c} connections: $(ratio c "${c}" b2) of the requests/s; (b2) ÷ (b): $(ratio b2 "${c}" b) (the stack's own ratio to nginx)"
     [[ -n "${RPS["d,${c}"]:-}" ]] && echo "Write-behind with its flush, (d) ÷ (d') at ${c} connections: $(ratio d "${c}" d1) of the calls/s (goal ≥ 0.85×)"
     [[ -n "${RPS["f,${c}"]:-}" ]] && echo "Write-through to the local store, (f) ÷ (d') at ${c} connections: $(ratio f "${c}" d1) of the calls/s (goal ≥ 0.5×); $(awk -v s="${SYNCS["f,${c}"]:-?}" 'BEGIN { if (s == "?") print "?"; else printf "%.3f", s }') log fsyncs per call"
   done
