@@ -101,18 +101,20 @@ func postAdd(client *http.Client, h *harness, actor string, by, ms int, key stri
 	return resp.StatusCode, string(b), resp.Header.Get(HeaderReplayed) == "true", err
 }
 
-// ambiguousOutcome reports whether a call's outcome leaves open whether it ran: a transport error, a
-// 5xx (a timeout, a forward that broke, the store unavailable) or a 429 (it did not run, and a
-// retry is what the caller does).
-func ambiguousOutcome(status int, err error) bool {
-	return err != nil || status >= 500 || status == http.StatusTooManyRequests
+// retryOutcome reports whether a caller retries a call's outcome with its key: a transport error
+// or a 5xx (a timeout, a forward that broke, the store unavailable) leave open whether it ran; a
+// 429, or a 409 version_conflict (two routers ran the actor's turns at once, while they disagreed
+// about its owner, and this one lost every attempt), say it did not run and to retry.
+func retryOutcome(status int, body string, err error) bool {
+	return err != nil || status >= 500 || status == http.StatusTooManyRequests ||
+		(status == http.StatusConflict && strings.Contains(body, `"code":"`+CodeVersionConflict+`"`))
 }
 
 // Two routers share one store while every actor's owner moves between them every few
 // milliseconds, to a router that is gone (the dial fallback runs the turn on the router that has
 // the call) and through moments where they disagree, and 8 callers drive adds through both
-// routers on a handful of actors. Each add carries its own idempotency key, and an ambiguous
-// outcome is retried with it (on the other router every second try) until it is answered 200;
+// routers on a handful of actors. Each add carries its own idempotency key, and an outcome that
+// leaves open whether it ran, or says to retry (retryOutcome), is retried with it (on the other router every second try) until it is answered 200;
 // one add in eight takes 40 ms and its first try gives up after 15 ms, so retries of calls that
 // did run happen. Then each actor's value is exactly the sum of its acknowledged adds: none
 // lost, none applied twice. The caches are Kubernetes mode's (kubeCache).
@@ -165,7 +167,7 @@ func TestOwnershipMovesUnderLoadLoseNoWrite(t *testing.T) {
 						cl = first
 					}
 					status, body, replayed, err := postAdd(cl, h, fmt.Sprint("a", actor), by, ms, key)
-					if !ambiguousOutcome(status, err) {
+					if !retryOutcome(status, body, err) {
 						if status != http.StatusOK {
 							t.Errorf("add %s via router %d: %d %s", key, (c+try/2)%2, status, body)
 							return
@@ -191,7 +193,7 @@ func TestOwnershipMovesUnderLoadLoseNoWrite(t *testing.T) {
 	close(stop)
 	<-flipped
 	p.setPhase(ownerPhases[0])
-	t.Logf("%d adds acknowledged over %d owner moves; %d ambiguous answers retried, %d answered as replays",
+	t.Logf("%d adds acknowledged over %d owner moves; %d answers retried, %d answered as replays",
 		calls.Load(), flips.Load(), retries.Load(), replays.Load())
 	if calls.Load() < int64(actors) || flips.Load() < 50 || retries.Load() == 0 {
 		t.Fatalf("too little load to prove anything: %d adds, %d owner moves, %d retries", calls.Load(), flips.Load(), retries.Load())

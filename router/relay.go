@@ -339,7 +339,8 @@ func (rl *relay) detach(l *relayLink, conn *websocket.Conn) {
 
 // read reads conn's messages: acks end their waits, events go to this router's subscribers.
 func (rl *relay) read(l *relayLink, conn *websocket.Conn) {
-	conn.SetReadLimit(int64(rl.h.r.cfg.MaxPayloadBytes) + wsFrameOverhead)
+	// An event carries a state, base64 when it is not JSON (4/3 of its bytes), and its key.
+	conn.SetReadLimit(int64(2*rl.h.r.cfg.MaxStateBytes) + wsFrameOverhead)
 	_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
 	conn.SetPingHandler(func(data string) error {
 		_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
