@@ -114,10 +114,11 @@ func retryOutcome(status int, body string, err error) bool {
 // milliseconds, to a router that is gone (the dial fallback runs the turn on the router that has
 // the call) and through moments where they disagree, and 8 callers drive adds through both
 // routers on a handful of actors. Each add carries its own idempotency key, and an outcome that
-// leaves open whether it ran, or says to retry (retryOutcome), is retried with it (on the other router every second try) until it is answered 200;
-// one add in eight takes 40 ms and its first try gives up after 15 ms, so retries of calls that
-// did run happen. Then each actor's value is exactly the sum of its acknowledged adds: none
-// lost, none applied twice. The caches are Kubernetes mode's (kubeCache).
+// leaves open whether it ran, or says to retry (retryOutcome), is retried with it (on the other
+// router every second try) until it is answered 200; one add in eight takes 40 ms and its first
+// try gives up after 15 ms, so retries of calls that did run happen. Then each actor's value is
+// exactly the sum of its acknowledged adds: none lost, none applied twice. The caches are
+// Kubernetes mode's (kubeCache).
 func TestOwnershipMovesUnderLoadLoseNoWrite(t *testing.T) {
 	load, actors := 3*time.Second, 5
 	if testing.Short() {
