@@ -153,7 +153,7 @@ func (r *Router) serveActor(ctx *fasthttp.RequestCtx, a access, rest []byte, hos
 }
 
 func (r *Router) serveInvoke(ctx *fasthttp.RequestCtx, a access, fn routing.Function, key statecache.Key, action, host string) {
-	start := time.Now()
+	start := ctx.Time() // the server read the clock as the request began: one read less
 	// Not ctx: a RequestCtx is cancelled when shutdown begins, and in-flight turns must finish.
 	tctx := context.Background()
 	var tr serverTrace
@@ -359,7 +359,7 @@ func (r *Router) awaitPodGone(ctx context.Context, function string, pod placemen
 // serveGetState answers the actor's current state without calling the function; with
 // ?view=record, the whole record as JSON: state, version, timers, outbox and channels.
 func (r *Router) serveGetState(ctx *fasthttp.RequestCtx, fn routing.Function, key statecache.Key) {
-	start := time.Now()
+	start := ctx.Time()
 	c, cancel := context.WithTimeout(context.Background(), r.cfg.CallTimeout)
 	defer cancel()
 	view := string(ctx.QueryArgs().Peek("view"))
@@ -426,7 +426,7 @@ func contentTypeOf(v []byte) []byte {
 
 // serveDelete deletes the actor's state as a turn, so it never interleaves with a call.
 func (r *Router) serveDelete(ctx *fasthttp.RequestCtx, fn routing.Function, key statecache.Key) {
-	start := time.Now()
+	start := ctx.Time()
 	err := r.deleteActor(context.Background(), key)
 	if err != nil {
 		r.metrics.observe(fn.Name, kindState, statusOf(err), start)

@@ -9,7 +9,6 @@ import (
 	gopath "path"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/trace"
@@ -73,7 +72,7 @@ func contractPath(path []byte) bool {
 // route; the route's split, drawn at random, picks the target (revision) and adds its headers.
 // interned says fnName is the router's own copy (names.of), so a known function's is not kept.
 func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName string, interned bool, path []byte, host string) {
-	start := time.Now()
+	start := ctx.Time() // the server read the clock as the request began: the deadline counts from it
 	if err := a.mayUse(fnName); err != nil {
 		writeError(ctx, err)
 		return
@@ -105,13 +104,14 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	if timeout <= 0 {
 		timeout = r.cfg.CallTimeout
 	}
+	deadline := start.Add(timeout)
 	pctx := context.Background()
 	if r.tracer != nil {
 		var span trace.Span
 		pctx, span = r.startPassThrough(ctx, fn)
 		defer endServer(ctx, span, nil)
 	}
-	claim, err := r.pick(pctx, time.Now().Add(timeout), fn, activator.LeastLoaded())
+	claim, err := r.pick(pctx, deadline, fn, activator.LeastLoaded())
 	if err != nil {
 		r.metrics.observe(fn.Name, kindPassThrough, statusOf(err), start)
 		writeError(ctx, err)
@@ -159,7 +159,7 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	}
 
 	resp := fasthttp.AcquireResponse()
-	err = r.passClient.DoDeadline(req, resp, time.Now().Add(timeout))
+	err = r.passClient.DoDeadline(req, resp, deadline)
 	req.ResetBody() // the request is sent (or failed): body is ours again
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
