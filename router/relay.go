@@ -38,13 +38,15 @@ import (
 // long as its link: the committer forgets it when the link ends, and the interested side redials
 // and sends its whole set again. What a subscriber can miss is documented in docs/api.md
 // ("WebSocket"): changes a router commits while the link to it is down (a router that just
-// became ready is dialed within relayReconcile; a broken link is redialed after relayRedial),
+// became ready is dialed as soon as Peers tells of it, a routing.PeerWatcher, else within
+// relayReconcile; a broken link is redialed after relayRedial),
 // and the changes of a link that fell relayQueue messages behind (it is closed and redialed).
 const (
 	// relayPathString is the relay link's route, open to the actor system's routers only.
 	relayPathString = "/v1/peers/relay"
 	// relayReconcile is how often a router compares its links with the routers it knows of:
-	// the longest a router that just became ready goes without the others' interest.
+	// the longest a router that just became ready goes without the others' interest when Peers
+	// does not say at once (routing.PeerWatcher; pods/kube.Peers does).
 	relayReconcile = time.Second
 	// relayRedial is the pause before a failed link is dialed again.
 	relayRedial = time.Second
@@ -226,14 +228,20 @@ func (rl *relay) shutdown() {
 	rl.wg.Wait()
 }
 
-// run reconciles the links with the routers Peers lists, now and every relayReconcile.
+// run reconciles the links with the routers Peers lists: now, every relayReconcile, and at once
+// when a routing.PeerWatcher says they changed.
 func (rl *relay) run() {
 	defer rl.wg.Done()
+	var changed <-chan struct{} // nil, never ready, without a watcher
+	if w, ok := rl.lister.(routing.PeerWatcher); ok {
+		changed = w.Changed()
+	}
 	for {
 		rl.reconcile()
 		select {
 		case <-rl.stop:
 			return
+		case <-changed:
 		case <-rl.h.r.clock.After(relayReconcile):
 		}
 	}

@@ -9,39 +9,52 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/knactor/knactor/router/routing"
 	"github.com/knactor/knactor/statecache"
 	"github.com/knactor/knactor/test/proctest"
 )
 
 // peerTable is the routers of one actor system as each of them sees it: routers are numbered in
-// the order they start, and owner says which number owns an actor.
+// the order they start, and owner says which number owns an actor. Each router's view is a
+// routing.PeerWatcher, told when a router joins.
 type peerTable struct {
-	mu    sync.Mutex
-	addrs []string
-	owner map[string]int // actor key → its owner's number; 0 when not named
+	mu      sync.Mutex
+	addrs   []string
+	changed []chan struct{}
+	owner   map[string]int // actor key → its owner's number; 0 when not named
 }
 
-// view is router self's Peers (and PeerLister) over the table.
-func (pt *peerTable) view(self int) routing.Peers { return peerView{pt, self} }
-
 // join starts router number len(addrs) on store, deploys the counter on it and adds it to the
-// table.
+// table. The routers' clock never moves: the relay's periodic look at the routers never comes,
+// so their links are made at start or when told of a change.
 func (pt *peerTable) join(t *testing.T, store statecache.Store) *harness {
 	t.Helper()
 	pt.mu.Lock()
 	self := len(pt.addrs)
 	pt.addrs = append(pt.addrs, "")
+	pt.changed = append(pt.changed, make(chan struct{}, 1))
 	pt.mu.Unlock()
-	h := newHarnessOn(t, peerConfig, store, func(o *Options) { o.Peers = pt.view(self) })
+	h := newHarnessOn(t, peerConfig, store, func(o *Options) {
+		o.Peers = peerView{pt, self}
+		o.Clock = clocktesting.NewFakeClock(time.Now())
+	})
 	h.deploy(counterFn, newTestActor())
 	pt.mu.Lock()
 	pt.addrs[self] = strings.TrimPrefix(h.url, "http://")
+	for i, ch := range pt.changed {
+		if i != self {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
 	pt.mu.Unlock()
 	return h
 }
 
+// peerView is router self's routing.PeerWatcher over the table.
 type peerView struct {
 	t    *peerTable
 	self int
@@ -55,6 +68,12 @@ func (v peerView) Owner(key string) (string, bool) {
 		return "", false
 	}
 	return v.t.addrs[i], true
+}
+
+func (v peerView) Changed() <-chan struct{} {
+	v.t.mu.Lock()
+	defer v.t.mu.Unlock()
+	return v.t.changed[v.self]
 }
 
 func (v peerView) Others() []string {
@@ -84,8 +103,8 @@ func wantStates(t *testing.T, who string, c *websocket.Conn, first, n int) {
 // A subscriber gets every committed change of its actor whichever router commits it (issue 16,
 // point 9: commits made on the owner router never reached subscribers connected to another):
 // calls through either router commit on the owner, and the subscribers on both routers see every
-// change once, in order; a router that joins later relays its commits too; and a subscriber that
-// leaves takes its interest with it.
+// change once, in order; a router that joins later relays its commits too (the others link to it
+// as soon as they are told of it); and a subscriber that leaves takes its interest with it.
 func TestSubscribersGetCommitsMadeOnAnyRouter(t *testing.T) {
 	store := localStore(t)
 	pt := &peerTable{owner: map[string]int{"counter/x": 0, "counter/y": 1, "counter/z": 2}}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -35,9 +36,11 @@ type Peers struct {
 
 	mu  sync.RWMutex
 	set *placement.Set // guarded by mu: the ready routers, self included when ready
+
+	changed chan struct{} // a value after the set changed (routing.PeerWatcher); capacity 1
 }
 
-var _ routing.Peers = (*Peers)(nil)
+var _ routing.PeerWatcher = (*Peers)(nil)
 
 // NewPeers returns Peers over the router pods in namespace that match selector; self is this
 // router's pod name and port the port the routers listen on (0: each pod's first container port).
@@ -47,7 +50,8 @@ func NewPeers(client kubernetes.Interface, namespace, selector, self string, por
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
-	p := &Peers{self: self, port: port, factory: f, inf: f.Core().V1().Pods().Informer(), log: log, set: placement.NewSet(nil)}
+	p := &Peers{self: self, port: port, factory: f, inf: f.Core().V1().Pods().Informer(), log: log, set: placement.NewSet(nil),
+		changed: make(chan struct{}, 1)}
 	rebuild := func(any) { p.rebuild() }
 	_, _ = p.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: rebuild, UpdateFunc: func(_, o any) { rebuild(o) }, DeleteFunc: rebuild,
@@ -84,13 +88,20 @@ func (p *Peers) rebuild() {
 	}
 	set := placement.NewSet(pods)
 	p.mu.Lock()
-	changed := set.Len() != p.set.Len()
+	changed := !slices.Equal(set.Pods(), p.set.Pods())
 	p.set = set
 	p.mu.Unlock()
 	if changed {
 		p.log.Info("kube: router peers changed", "routers", set.Len())
+		select {
+		case p.changed <- struct{}{}:
+		default: // a change is already waiting to be read
+		}
 	}
 }
+
+// Changed implements routing.PeerWatcher.
+func (p *Peers) Changed() <-chan struct{} { return p.changed }
 
 // Others implements routing.PeerLister: the addresses of the other ready routers.
 func (p *Peers) Others() []string {

@@ -34,6 +34,11 @@ func TestPeersOwner(t *testing.T) {
 		if err := p.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
+		select { // the first list changed the routers from none
+		case <-p.Changed():
+		default:
+			t.Fatalf("%s: no change told after the first list", p.self)
+		}
 	}
 	// Every key has exactly one owner, the same on both routers; the not-ready pod owns none.
 	owned := map[string]int{}
@@ -79,5 +84,11 @@ func TestPeersOwner(t *testing.T) {
 			t.Fatal("a router being deleted still owns actors")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	// ... and r-a was told that its routers changed (routing.PeerWatcher).
+	select {
+	case <-a.Changed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("r-a was not told that r-b left")
 	}
 }

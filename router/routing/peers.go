@@ -18,3 +18,13 @@ type PeerLister interface {
 	// Others returns the addresses (host:port) of the other ready routers.
 	Others() []string
 }
+
+// PeerWatcher is a PeerLister that says when the routers it lists change, so that a router links
+// to one that just became ready at once rather than at its next look (router: the relay links of
+// WebSocket subscriptions). pods/kube.Peers implements it.
+type PeerWatcher interface {
+	PeerLister
+	// Changed returns the channel that receives a value after the routers changed: one value
+	// for any number of changes since it was last read. It has one reader.
+	Changed() <-chan struct{}
+}
