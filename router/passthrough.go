@@ -23,9 +23,47 @@ var hopHeaders = [...]string{
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
+// isHopHeader reports whether name is one of hopHeaders, in any case.
+func isHopHeader(name []byte) bool {
+	for _, hop := range hopHeaders {
+		if len(name) == len(hop) && bytes.EqualFold(name, []byte(hop)) {
+			return true
+		}
+	}
+	return false
+}
+
+// rawHasHopHeader reports whether raw, a request's header lines as they came (the request line
+// left out), holds a hop-by-hop header: one scan of the bytes, where stripHopHeaders looks each
+// name up. Most requests hold none, and then nothing is stripped.
+func rawHasHopHeader(raw []byte) bool {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if name, _, ok := bytes.Cut(line, []byte(":")); ok && isHopHeader(bytes.TrimSpace(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// responseHasHopHeader reports whether h holds a hop-by-hop header, in one pass over its headers.
+func responseHasHopHeader(h *fasthttp.ResponseHeader) bool {
+	for name := range h.All() {
+		if isHopHeader(name) {
+			return true
+		}
+	}
+	return false
+}
+
 // stripHopHeaders deletes the hop-by-hop headers h holds, and the headers its Connection
-// header names (RFC 9110 §7.6.1, as net/http/httputil's proxy does). Most requests hold none,
-// and finding that allocates nothing.
+// header names (RFC 9110 §7.6.1, as net/http/httputil's proxy does). Finding none allocates
+// nothing; rawHasHopHeader and responseHasHopHeader tell first, faster, whether there are any.
 func stripHopHeaders(h interface {
 	Peek(key string) []byte
 	Del(key string)
@@ -123,7 +161,9 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.Header.CopyTo(&req.Header)
-	stripHopHeaders(&req.Header)
+	if raw := ctx.Request.Header.RawHeaders(); len(raw) == 0 || rawHasHopHeader(raw) {
+		stripHopHeaders(&req.Header)
+	}
 	if len(r.grants) > 0 {
 		req.Header.Del(fasthttp.HeaderAuthorization) // knactor's token is not the function's business
 	}
@@ -175,7 +215,9 @@ func (r *Router) servePassThrough(ctx *fasthttp.RequestCtx, a access, fnName str
 		return
 	}
 	resp.Header.CopyTo(&ctx.Response.Header)
-	stripHopHeaders(&ctx.Response.Header)
+	if responseHasHopHeader(&resp.Header) {
+		stripHopHeaders(&ctx.Response.Header)
+	}
 	status := resp.StatusCode()
 	ctx.SetStatusCode(status)
 	if resp.IsBodyStream() {
