@@ -14,6 +14,7 @@ targets=(
   "./router FuzzEnvelope"
   "./router FuzzRecordDecode"
   "./router FuzzWSMessage"
+  "./router FuzzHopHeaders"
   "./statecache FuzzKeyNames"
   "./manifest FuzzParse"
   "./autoscaler/statserver FuzzDecode"

@@ -1,12 +1,16 @@
 package router
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/knactor/knactor/router/record"
 	"github.com/knactor/knactor/statecache"
@@ -154,6 +158,34 @@ func FuzzWSMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		if out := s.invoke(msg); !json.Valid(out) {
 			t.Fatalf("answer %q to %q is not JSON", out, msg)
+		}
+	})
+}
+
+// FuzzHopHeaders checks pass-through's fast look for hop-by-hop headers against the slow one:
+// whenever rawHasHopHeader finds none in a request's header bytes, stripHopHeaders would strip
+// nothing either, so skipping it never forwards a hop-by-hop header.
+func FuzzHopHeaders(f *testing.F) {
+	for _, seed := range []string{
+		"Host: a\r\n", "Host: a\r\nConnection: X-A\r\nX-A: 1\r\n", "Host: a\r\nkeep-alive: 1\r\n",
+		"Host: a\r\nTE: trailers\r\nTrailer: X\r\n", "Host: a\r\nX-Connection: 1\r\nUpgradeX: 1\r\n",
+		"Host: a\r\nConnection : close\r\n", "Host: a\r\nProxy-Connection: keep-alive\r\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, headers string) {
+		var req fasthttp.Request
+		if err := req.Read(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\n" + headers + "\r\n"))); err != nil {
+			return // not a request the server would have taken
+		}
+		if rawHasHopHeader(req.Header.RawHeaders()) {
+			return
+		}
+		var stripped fasthttp.RequestHeader
+		req.Header.CopyTo(&stripped)
+		stripHopHeaders(&stripped)
+		if before, after := req.Header.String(), stripped.String(); before != after {
+			t.Fatalf("no hop-by-hop header found in %q, but stripping changes\n%q\nto\n%q", headers, before, after)
 		}
 	})
 }
