@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/knactor/knactor/test/proctest"
 )
 
 func routerPod(name, ip string, ready bool) *corev1.Pod {
@@ -34,11 +36,13 @@ func TestPeersOwner(t *testing.T) {
 		if err := p.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		select { // the first list changed the routers from none
+		select { // the first list changes the routers from none (the informer may hand it to
+		// the handlers only after Start returns)
 		case <-p.Changed():
-		default:
+		case <-time.After(10 * time.Second):
 			t.Fatalf("%s: no change told after the first list", p.self)
 		}
+		proctest.Eventually(t, p.self+" lists the other router", func() bool { return len(p.Others()) == 1 })
 	}
 	// Every key has exactly one owner, the same on both routers; the not-ready pod owns none.
 	owned := map[string]int{}
