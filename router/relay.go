@@ -173,7 +173,7 @@ func relayEvent(key string, msg []byte) []byte {
 // relay keeps this router's links to the other routers and the actors it has subscribers of.
 //
 // Goroutines: run (the reconciler) and one per link (dial, send the set, read), all counted by
-// wg and ended by stop. mu guards keys, links and every link's conn, seq and acks; every write
+// wg and ended by cancel (a link's own cancel when its router leaves). mu guards keys, links and every link's conn, seq and acks; every write
 // to a link's connection happens under mu, so each connection has one writer at a time (pongs
 // are control frames, which gorilla/websocket lets run beside it).
 type relay struct {
@@ -186,18 +186,19 @@ type relay struct {
 	keys  map[string]int        // actor key → this router's sessions subscribed to it
 	links map[string]*relayLink // peer address → its link
 
-	stop     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
+	ctx    context.Context // done at shutdown; every link's context derives from it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // relayLink is the link to one other router.
 type relayLink struct {
-	addr string
-	stop chan struct{}            // closed when the router left the peers, or at shutdown
-	conn *websocket.Conn          // nil while the link is down
-	seq  uint64                   // the latest interest message's number
-	acks map[uint64]chan struct{} // interest messages awaiting their ack
+	addr   string
+	ctx    context.Context          // done when the router left the peers, or at shutdown
+	cancel context.CancelFunc       // called by reconcile under relay.mu
+	conn   *websocket.Conn          // nil while the link is down
+	seq    uint64                   // the latest interest message's number
+	acks   map[uint64]chan struct{} // interest messages awaiting their ack
 }
 
 // newRelay returns the relay of a router whose Peers can list the other routers, else nil.
@@ -208,12 +209,14 @@ func newRelay(h *hub) *relay {
 	}
 	header := http.Header{}
 	header.Set(HeaderPeerToken, string(h.r.peerToken))
+	ctx, cancel := context.WithCancel(context.Background())
 	return &relay{
 		h: h, lister: lister, header: header,
 		dialer: websocket.Dialer{HandshakeTimeout: dialTimeout + relayAckWait, ReadBufferSize: 4 << 10, WriteBufferSize: 4 << 10},
 		keys:   make(map[string]int),
 		links:  make(map[string]*relayLink),
-		stop:   make(chan struct{}),
+		ctx:    ctx,
+		cancel: cancel,
 	}
 }
 
@@ -224,7 +227,7 @@ func (rl *relay) start() {
 }
 
 func (rl *relay) shutdown() {
-	rl.stopOnce.Do(func() { close(rl.stop) })
+	rl.cancel()
 	rl.wg.Wait()
 }
 
@@ -239,7 +242,7 @@ func (rl *relay) run() {
 	for {
 		rl.reconcile()
 		select {
-		case <-rl.stop:
+		case <-rl.ctx.Done():
 			return
 		case <-changed:
 		case <-rl.h.r.clock.After(relayReconcile):
@@ -258,14 +261,15 @@ func (rl *relay) reconcile() {
 		if _, ok := rl.links[addr]; ok {
 			continue
 		}
-		l := &relayLink{addr: addr, stop: make(chan struct{}), acks: make(map[uint64]chan struct{})}
+		l := &relayLink{addr: addr, acks: make(map[uint64]chan struct{})}
+		l.ctx, l.cancel = context.WithCancel(rl.ctx)
 		rl.links[addr] = l
 		rl.wg.Add(1)
 		go rl.keep(l)
 	}
 	for addr, l := range rl.links {
 		if !seen[addr] {
-			close(l.stop)
+			l.cancel()
 			delete(rl.links, addr)
 		}
 	}
@@ -275,15 +279,7 @@ func (rl *relay) reconcile() {
 // each break, until the link is stopped.
 func (rl *relay) keep(l *relayLink) {
 	defer rl.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-		case <-rl.stop:
-		}
-		cancel()
-	}()
+	ctx := l.ctx
 	for ctx.Err() == nil {
 		conn, resp, err := rl.dialer.DialContext(ctx, "ws://"+l.addr+relayPathString, rl.header)
 		if resp != nil && resp.Body != nil {
@@ -426,7 +422,7 @@ func (rl *relay) subscribe(key string) {
 		case <-timeout:
 			rl.h.r.log.Warn("relay: another router did not take a subscriber's interest in time; the subscriber may miss its changes", "actor", key)
 			return
-		case <-rl.stop:
+		case <-rl.ctx.Done():
 			return
 		}
 	}
